@@ -1,0 +1,45 @@
+"""hashlib_ext: perceptual image hashes and fast Hamming-distance matching.
+
+    import hashlib_ext as hx
+    h = hx.hash_image("photo.jpg", "pdq")
+    idx = hx.HashIndex("pdq"); idx.add(hx.hash_images(paths, "pdq").hashes)
+    idx.search(h, threshold=hx.default_threshold("pdq"))
+"""
+
+from .batch import BatchResult, hash_images
+from .dedup import find_duplicates
+from .errors import (
+    AlgorithmMismatchError,
+    HashFormatError,
+    HashlibExtError,
+    ImageDecodeError,
+    ImageTooLargeError,
+    IndexFileError,
+    UnsupportedImageError,
+)
+from .hash import Hash, HashArray
+from .hashers import algorithms, default_threshold, hash_image
+from .imageio import load
+from .index import HashIndex
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AlgorithmMismatchError",
+    "BatchResult",
+    "Hash",
+    "HashArray",
+    "HashFormatError",
+    "HashIndex",
+    "HashlibExtError",
+    "ImageDecodeError",
+    "ImageTooLargeError",
+    "IndexFileError",
+    "UnsupportedImageError",
+    "algorithms",
+    "default_threshold",
+    "find_duplicates",
+    "hash_image",
+    "hash_images",
+    "load",
+]

@@ -1,0 +1,44 @@
+"""Typed errors. Every error raised on bad input is a :class:`HashlibExtError`."""
+
+from __future__ import annotations
+
+
+class HashlibExtError(Exception):
+    """Base class of every error hashlib_ext raises on bad input or bad files."""
+
+
+class ImageDecodeError(HashlibExtError):
+    """The input could not be read or decoded as an image (missing, empty, truncated, corrupt)."""
+
+
+class UnsupportedImageError(HashlibExtError):
+    """The input decoded, but is of a kind we cannot hash (unknown mode, bad array shape/dtype)."""
+
+
+class ImageTooLargeError(HashlibExtError):
+    """The image declares more pixels than the configured limit (decompression-bomb guard)."""
+
+
+class HashFormatError(HashlibExtError, ValueError):
+    """A hash string, hash list or code array is malformed (wrong length, non-hex, wrong width)."""
+
+
+class AlgorithmMismatchError(HashlibExtError, ValueError):
+    """Two hashes (or a hash and an index) of different algorithms or widths were combined."""
+
+
+class IndexFileError(HashlibExtError):
+    """An index file is truncated, tampered with, of an unknown version or otherwise unreadable."""
+
+
+def describe(src: object, limit: int = 80) -> str:
+    """A short printable name for an input, used in error messages."""
+    if isinstance(src, (bytes, bytearray, memoryview)):
+        return f"<{len(src)} bytes>"
+    name = getattr(src, "filename", None) or getattr(src, "name", None)
+    if name and not isinstance(src, (str,)):
+        src = name
+    if hasattr(src, "shape") and hasattr(src, "dtype"):
+        return f"<array shape={tuple(src.shape)} dtype={src.dtype}>"
+    text = str(src)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
