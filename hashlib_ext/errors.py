@@ -42,3 +42,23 @@ def describe(src: object, limit: int = 80) -> str:
         return f"<array shape={tuple(src.shape)} dtype={src.dtype}>"
     text = str(src)
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+class TransformSpecError(HashlibExtError, ValueError):
+    """A transform spec string names an unknown transform or has a bad parameter."""
+
+
+class DatasetError(HashlibExtError):
+    """A dataset is missing, empty or unreadable."""
+
+
+class DatasetDownloadError(DatasetError):
+    """A dataset archive could not be fetched (no network, HTTP error, interrupted transfer)."""
+
+
+class ChecksumMismatchError(DatasetDownloadError):
+    """A downloaded archive does not have the expected size or checksum."""
+
+
+class UnsafeArchiveError(DatasetError):
+    """An archive holds a member that would be written outside the destination (zip-slip)."""
