@@ -1,0 +1,314 @@
+"""Hash-list formats: round trips, malformed records (strict and lenient), TE CSV, atomicity."""
+
+from __future__ import annotations
+
+import gzip
+import json
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import hashlib_ext as hx
+from hashlib_ext import formats
+from hashlib_ext.errors import HashFormatError
+
+
+def random_list(n: int = 300, nbytes: int = 32, seed: int = 0, algorithm: str = "pdq"):
+    rng = np.random.default_rng(seed)
+    codes = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    quals = rng.integers(0, 101, n)
+    ids = rng.permutation(np.arange(-(10**12), 10**12, 10**9 + 7, dtype=np.int64))[:n]
+    keys = np.array([f"dir {i}/img,{i}\"q\".jpg" for i in range(n)], dtype=object)
+    return hx.HashArray(codes, algorithm, quals), ids, keys
+
+
+ROUND_TRIP = ["x.csv", "x.tsv", "x.jsonl", "x.parquet", "x.csv.gz", "x.jsonl.gz", "x.te.csv"]
+
+
+@pytest.mark.parametrize("name", ROUND_TRIP)
+@pytest.mark.parametrize("chunk_rows", [7, formats.CHUNK_ROWS])
+def test_round_trip_with_ids_keys_qualities(tmp_path, name, chunk_rows):
+    hashes, ids, keys = random_list()
+    path = tmp_path / name
+    fmt = "te" if name.endswith(".te.csv") else None
+    formats.write_hash_list(path, hashes, ids, keys, format=fmt, chunk_rows=chunk_rows)
+    got = formats.read_hash_list(path, chunk_rows=chunk_rows)
+    assert got.hashes == hashes
+    assert got.hashes.algorithm == "pdq"
+    np.testing.assert_array_equal(got.ids, ids)
+    assert got.ids.dtype == np.int64
+    assert got.keys.tolist() == keys.tolist()
+    assert got.skipped == []
+    if fmt != "te":  # ThreatExchange's shape has no quality column
+        np.testing.assert_array_equal(got.hashes.qualities, hashes.qualities)
+
+
+def test_round_trip_hex_lines_with_keys(tmp_path):
+    hashes, _, _ = random_list(50)
+    keys = [f"photos/{i} copy.jpg" if i % 3 else "" for i in range(50)]
+    path = tmp_path / "list.txt"
+    formats.write_hash_list(path, hashes, keys=keys)
+    got = formats.read_hash_list(path)
+    assert got.hashes == hashes
+    np.testing.assert_array_equal(got.ids, np.arange(50))
+    assert got.keys.tolist() == keys
+    # One hash per line, key after a space.
+    first = path.read_text().splitlines()[1]
+    assert first == f"{hashes[1].hex} photos/1 copy.jpg"
+
+
+def test_round_trip_hex_without_keys_and_64_bits(tmp_path):
+    hashes, _, _ = random_list(40, nbytes=8, algorithm="phash")
+    path = tmp_path / "p.hex"
+    formats.write_hash_list(path, hashes)
+    assert path.read_text().split() == hashes.hex()
+    got = formats.read_hash_list(path, "phash")
+    assert got.hashes == hashes and got.keys is None
+
+
+def test_hex_lines_refuse_ids_they_cannot_hold(tmp_path):
+    hashes, ids, _ = random_list(5)
+    with pytest.raises(HashFormatError, match="no ids"):
+        formats.write_hash_list(tmp_path / "a.txt", hashes, ids)
+
+
+def test_parquet_schema_and_metadata(tmp_path):
+    hashes, ids, keys = random_list(20)
+    path = tmp_path / "h.parquet"
+    formats.write_hash_list(path, hashes, ids, keys)
+    table = pq.read_table(path)
+    assert table.schema.field("hash").type == pa.binary(32)
+    assert table.schema.field("id").type == pa.int64()
+    assert table.schema.metadata[b"hashlib_ext.algorithm"] == b"pdq"
+    assert table.column("hash")[3].as_py() == hashes.codes[3].tobytes()
+    # Algorithm comes back from the metadata even for a non-default one.
+    h64 = hx.HashArray(hashes.codes[:, :8].copy(), "dhash")
+    formats.write_hash_list(path, h64)
+    assert formats.read_hash_list(path).hashes == h64
+
+
+def test_parquet_hex_string_column_and_bad_rows(tmp_path):
+    hashes, _, _ = random_list(6)
+    texts = hashes.hex()
+    texts[2] = texts[2][:32]  # an MD5-sized string in a PDQ list
+    texts[4] = None
+    path = tmp_path / "s.parquet"
+    pq.write_table(pa.table({"hash": texts, "id": np.arange(10, 16)}), path)
+    with pytest.raises(HashFormatError, match=r"s\.parquet, row 3: .*32 characters, expected 64"):
+        formats.read_hash_list(path, "pdq")
+    got = formats.read_hash_list(path, "pdq", lenient=True)
+    assert [r for r, _ in got.skipped] == [3, 5]
+    assert "null" in got.skipped[1][1]
+    np.testing.assert_array_equal(got.ids, [10, 11, 13, 15])
+    assert got.hashes == hashes[[0, 1, 3, 5]]
+
+
+def test_parquet_wrong_binary_width(tmp_path):
+    path = tmp_path / "w.parquet"
+    codes = np.zeros((3, 16), np.uint8)
+    pq.write_table(pa.table({"hash": pa.FixedSizeBinaryArray.from_buffers(
+        pa.binary(16), 3, [None, pa.py_buffer(codes.tobytes())])}), path)
+    with pytest.raises(HashFormatError, match="row 1: hash has 16 bytes, expected 32"):
+        formats.read_hash_list(path, "pdq")
+
+
+GOOD = "f" * 64
+
+
+def _hex_file(tmp_path, lines):
+    path = tmp_path / "list.txt"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def test_malformed_hex_lines_strict_names_file_and_line(tmp_path):
+    md5 = "d41d8cd98f00b204e9800998ecf8427e"  # 32 characters in a PDQ list
+    path = _hex_file(tmp_path, ["# comment", GOOD, "", GOOD, md5, GOOD])
+    with pytest.raises(HashFormatError) as err:
+        formats.read_hash_list(path, "pdq")
+    assert f"{path}, line 5" in str(err.value)
+    assert "32 characters, expected 64" in str(err.value)
+
+
+def test_malformed_hex_lines_lenient_reports_and_keeps_record_numbers(tmp_path):
+    nonhex = "g" + "0" * 63
+    path = _hex_file(tmp_path, [GOOD, "a" * 64, nonhex, "0" * 62, "1" * 66, "b" * 64])
+    got = formats.read_hash_list(path, "pdq", lenient=True)
+    assert [line for line, _ in got.skipped] == [3, 4, 5]
+    assert "not hexadecimal" in got.skipped[0][1]
+    # Ids are record numbers: the skipped records keep theirs, nothing is renumbered.
+    np.testing.assert_array_equal(got.ids, [0, 1, 5])
+    assert got.hashes.hex() == [GOOD, "a" * 64, "b" * 64]
+
+
+def test_lengths_that_sum_right_never_shift_into_each_other(tmp_path):
+    # 62 + 66 characters: a naive concatenation would decode to two "valid" hashes.
+    path = tmp_path / "c.csv"
+    path.write_text(f"hash\n{'0' * 62}\n{'1' * 66}\n{'ab ' * 21 + 'c'}\n")
+    got = formats.read_hash_list(path, "pdq", lenient=True)
+    assert len(got) == 0
+    assert [line for line, _ in got.skipped] == [2, 3, 4]
+
+
+def test_chunked_reading_reports_the_first_bad_line(tmp_path):
+    lines = [GOOD] * 25
+    lines[17] = "z" * 64
+    lines[23] = "0" * 10
+    path = _hex_file(tmp_path, lines)
+    with pytest.raises(HashFormatError, match="line 18:"):
+        formats.read_hash_list(path, chunk_rows=5)
+    got = formats.read_hash_list(path, chunk_rows=5, lenient=True)
+    assert [line for line, _ in got.skipped] == [18, 24]
+    assert len(got) == 23
+
+
+def test_csv_bad_rows_strict_and_lenient(tmp_path):
+    path = tmp_path / "l.csv"
+    path.write_text(f"id,hash,path\n1,{GOOD},a.jpg\nx,{GOOD},b.jpg\n3\n4,{GOOD[:-1]},c.jpg\n"
+                    f"5,{GOOD},d.jpg\n")
+    with pytest.raises(HashFormatError, match=r"l\.csv, line 3: id 'x' is not an integer"):
+        formats.read_hash_list(path)
+    got = formats.read_hash_list(path, lenient=True)
+    assert [line for line, _ in got.skipped] == [3, 4, 5]
+    assert "fields" in got.skipped[1][1]
+    np.testing.assert_array_equal(got.ids, [1, 5])
+    assert got.keys.tolist() == ["a.jpg", "d.jpg"]
+
+
+def test_csv_header_detection_and_column_choice(tmp_path):
+    hashes, _, _ = random_list(4)
+    hexes = hashes.hex()
+    # No header: the hash is the first column.
+    p1 = tmp_path / "noheader.csv"
+    p1.write_text("".join(f"{h},{i}\n" for i, h in enumerate(hexes)))
+    got = formats.read_hash_list(p1)
+    assert got.hashes == hashes and got.keys is None
+    # Header naming the algorithm's column, key from "path", hash not first.
+    p2 = tmp_path / "named.csv"
+    p2.write_text("path,pdq,quality\n" + "".join(f"f{i}.jpg,{h},{i}\n" for i, h in
+                                                  enumerate(hexes)))
+    got = formats.read_hash_list(p2)
+    assert got.hashes == hashes
+    assert got.keys.tolist() == [f"f{i}.jpg" for i in range(4)]
+    np.testing.assert_array_equal(got.hashes.qualities, [0, 1, 2, 3])
+    # Explicit columns without a header.
+    p3 = tmp_path / "explicit.tsv"
+    p3.write_text("".join(f"{100 + i}\t{h}\tk{i}\n" for i, h in enumerate(hexes)))
+    got = formats.read_hash_list(p3, hash_column=1, id_column=0, key_column=2)
+    assert got.hashes == hashes
+    np.testing.assert_array_equal(got.ids, [100, 101, 102, 103])
+    with pytest.raises(HashFormatError, match="no hash column 'sig'"):
+        formats.read_hash_list(p2, hash_column="sig")
+
+
+def test_jsonl_bad_lines(tmp_path):
+    path = tmp_path / "l.jsonl"
+    path.write_text("\n".join([
+        json.dumps({"hash": GOOD, "id": 7, "path": "a"}),
+        "{not json",
+        json.dumps([GOOD]),
+        json.dumps({"id": 3}),
+        json.dumps({"hash": GOOD, "algorithm": "phash"}),
+        json.dumps({"hash": GOOD, "id": "12"}),
+    ]) + "\n")
+    with pytest.raises(HashFormatError, match="line 2: invalid JSON"):
+        formats.read_hash_list(path)
+    got = formats.read_hash_list(path, lenient=True)
+    assert [line for line, _ in got.skipped] == [2, 3, 4, 5]
+    np.testing.assert_array_equal(got.ids, [7, 12])
+    assert got.keys.tolist() == ["a", ""]
+
+
+# The shape python-threatexchange's `threatexchange dataset --csv` writes.
+TE_CSV = """signal_type,signal_str,collab,category,tags
+pdq,{h1},Sample Signals,INVESTIGATION_SEED,tag1 tag2
+url,https://example.org/,Sample Signals,INVESTIGATION_SEED,
+pdq,{h2},Other Collab,WORTH_INVESTIGATING,
+video_md5,d41d8cd98f00b204e9800998ecf8427e,Sample Signals,INVESTIGATION_SEED,
+"""
+
+
+def test_threatexchange_csv_reads_pdq_rows_only(tmp_path):
+    hashes, _, _ = random_list(2)
+    path = tmp_path / "te_export.csv"
+    path.write_text(TE_CSV.format(h1=hashes[0].hex, h2=hashes[1].hex))
+    got = formats.read_hash_list(path)  # detected from the header
+    assert got.hashes == hashes
+    assert got.ignored == 2
+    np.testing.assert_array_equal(got.ids, [0, 1])
+    assert formats.read_hash_list(path, format="te").hashes == hashes
+
+
+def test_threatexchange_csv_writer_shape(tmp_path):
+    hashes, _, _ = random_list(3)
+    path = tmp_path / "out.csv"
+    formats.write_hash_list(path, hashes, format="te")
+    lines = path.read_text().splitlines()
+    assert lines[0] == "signal_type,signal_str,collab,category,tags"
+    assert lines[1] == f"pdq,{hashes[0].hex},,,"
+
+
+def test_detect_format_and_unknown_extension(tmp_path):
+    assert formats.detect_format("a/b.PARQUET") == "parquet"
+    assert formats.detect_format("a/b.csv.gz") == "csv"
+    assert formats.detect_format("x.ndjson") == "jsonl"
+    with pytest.raises(HashFormatError, match="extension"):
+        formats.detect_format("a/b.jpg")
+    hashes, _, _ = random_list(3)
+    path = tmp_path / "hashes.dat"
+    formats.write_hash_list(path, hashes, format="jsonl")
+    assert formats.read_hash_list(path, format="jsonl").hashes == hashes
+
+
+def test_gzip_is_really_compressed(tmp_path):
+    hashes, _, _ = random_list(3)
+    path = tmp_path / "h.txt.gz"
+    formats.write_hash_list(path, hashes)
+    assert gzip.decompress(path.read_bytes()).decode().split() == hashes.hex()
+
+
+def test_empty_files(tmp_path):
+    (tmp_path / "e.txt").write_text("")
+    got = formats.read_hash_list(tmp_path / "e.txt")
+    assert len(got) == 0 and got.hashes.bits == 256 and got.ids.dtype == np.int64
+    formats.write_hash_list(tmp_path / "e.parquet", hx.HashArray.empty("pdq", 256))
+    assert len(formats.read_hash_list(tmp_path / "e.parquet")) == 0
+    formats.write_hash_list(tmp_path / "e.csv", hx.HashArray.empty("pdq", 256))
+    assert len(formats.read_hash_list(tmp_path / "e.csv")) == 0
+
+
+def test_unknown_algorithm_takes_width_from_first_hash(tmp_path):
+    path = _hex_file(tmp_path, ["00ff" * 6, "11" * 12, "22" * 11])
+    got = formats.read_hash_list(path, "custom96", lenient=True)
+    assert got.hashes.bits == 96 and len(got) == 2
+    assert got.skipped[0][0] == 3
+
+
+def test_missing_file_and_binary_garbage(tmp_path):
+    with pytest.raises(HashFormatError, match="no such"):
+        formats.read_hash_list(tmp_path / "nope.csv")
+    (tmp_path / "bin.txt").write_bytes(bytes(range(256)) * 4)
+    with pytest.raises(HashFormatError):
+        formats.read_hash_list(tmp_path / "bin.txt")
+
+
+class _Exploding:
+    def __str__(self) -> str:
+        raise RuntimeError("disk full (simulated)")
+
+
+@pytest.mark.parametrize("name", ["old.csv", "old.txt", "old.jsonl", "old.parquet"])
+def test_failed_write_leaves_old_file_intact(tmp_path, name):
+    path = tmp_path / name
+    old, _, _ = random_list(10, seed=1)
+    formats.write_hash_list(path, old, keys=[f"k{i}" for i in range(10)])
+    before = path.read_bytes()
+    new, _, _ = random_list(100, seed=2)
+    keys = [f"n{i}" for i in range(100)]
+    keys[60] = _Exploding()  # fails after the first chunks were written
+    with pytest.raises(RuntimeError, match="simulated"):
+        formats.write_hash_list(path, new, keys=keys, chunk_rows=16)
+    assert path.read_bytes() == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
