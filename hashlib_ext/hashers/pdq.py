@@ -1,0 +1,327 @@
+"""PDQ: Meta's 256-bit perceptual hash with a 0..100 quality score.
+
+Re-implemented from the published algorithm ("The TMK+PDQF and PDQ hashing algorithms");
+output follows the ``pdqhash`` C++ binding (what ThreatExchange deploys):
+
+1. luma ``0.299 R + 0.587 G + 0.114 B`` as float32;
+2. a Jarosz filter: two passes of a 1-D box filter along rows then columns, window
+   ``ceil(dim / 128)`` per axis, averaging over the shrinking window at the borders;
+3. decimation to 64x64 by sampling the filtered image at ``floor((i + 0.5) * dim / 64)``;
+4. quality from the quantised gradient sum of the 64x64 buffer;
+5. coefficients 1..16 x 1..16 of the 64-point DCT-II (the DC row/column skipped);
+6. bit ``16 i + j`` set where coefficient ``(i, j)`` exceeds the median (the 128th smallest)
+   of the 256; the hex lists bit 255 first (python-threatexchange's order).
+
+Speed: only the 64x64 samples of the filtered luma are ever used, and the filter is linear
+and separable, so the decimated buffer is ``Wr @ L @ Wc.T`` with ``Wr`` (64 x H) and ``Wc``
+(64 x W) the composed box-filter rows at the sample positions. ``Wr`` is banded: each output
+row needs only ``2 * window - 1`` input rows, so we gather those rows (each pixel read about
+once), weight them with one batched matmul and finish with a small dense matmul. Results
+agree with the reference's float32 running sums to within float rounding.
+
+Dihedral hashes: rotating or flipping the 64x64 buffer transposes the DCT coefficients
+and/or flips the sign of the odd frequencies, so all 8 hashes come from one DCT (each with
+its own median), as the reference's ``pdqDihedralHash256es`` does.
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+from ..pixels import Pixels
+from . import HasherSpec, register
+
+BITS = 256
+OUT = 64  # side of the decimated buffer
+NCOEF = 16  # side of the kept DCT block
+MIN_DIM = 5  # the reference returns an all-zero hash, quality 0, below this
+DEFAULT_THRESHOLD = 31
+
+# Order of the rows of :func:`dihedral` (as ``pdqhash.compute_dihedral`` returns them) and
+# the numpy operation on an ``(h, w[, c])`` pixel array whose hash each row equals.
+DIHEDRAL_NAMES = (
+    "original",
+    "rotate90",
+    "rotate180",
+    "rotate270",
+    "flip_x",
+    "flip_y",
+    "flip_plus1",
+    "flip_minus1",
+)
+
+
+def dihedral_transform(pixels: np.ndarray, k: int) -> np.ndarray:
+    """Apply dihedral transform ``k`` (row ``k`` of :func:`dihedral`) to an image array."""
+    ops = (
+        lambda a: a,
+        lambda a: np.rot90(a, 1),  # 90 degrees counter-clockwise
+        lambda a: np.rot90(a, 2),
+        lambda a: np.rot90(a, 3),
+        lambda a: a[::-1],  # flip about the horizontal (x) axis: upside down
+        lambda a: a[:, ::-1],  # flip about the vertical (y) axis: mirror
+        lambda a: np.swapaxes(a, 0, 1),  # transpose (main diagonal)
+        lambda a: np.rot90(a, 2).swapaxes(0, 1),  # anti-transpose
+    )
+    if not 0 <= k < len(ops):
+        raise ValueError(f"dihedral transform index must be 0..7, got {k}")
+    return np.ascontiguousarray(ops[k](pixels))
+
+
+# -- filter weights -------------------------------------------------------------------------
+
+
+def window_size(dim: int) -> int:
+    """Jarosz box-filter window along an axis of ``dim`` pixels: ``ceil(dim / 128)``."""
+    return (dim + 2 * OUT - 1) // (2 * OUT)
+
+
+def sample_positions(dim: int) -> np.ndarray:
+    """The 64 pixel indices the decimation samples: ``floor((i + 0.5) * dim / 64)``."""
+    return ((np.arange(OUT) + 0.5) * dim / OUT).astype(np.int64)
+
+
+@lru_cache(maxsize=64)
+def axis_weights(dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Rows of the twice-applied box filter at the 64 sample positions of one axis.
+
+    Returns ``(index, weight)``, both ``(64, K)`` with ``K = 2 * window - 1``: sample ``i``
+    of the filtered signal is ``sum_k weight[i, k] * x[index[i, k]]``. Padding entries
+    beyond the borders have weight 0 and a clipped index. The box filter of window ``w``
+    averages ``x[j - a .. j + b]`` (``b = (w + 2) // 2 - 1``, ``a = w - 1 - b``), clipped
+    to the signal, dividing by the clipped count, as the reference does.
+    """
+    w = window_size(dim)
+    b = (w + 2) // 2 - 1
+    a = w - 1 - b
+    pos = np.arange(dim)
+    lo, hi = np.maximum(pos - a, 0), np.minimum(pos + b, dim - 1)
+    inv = 1.0 / (hi - lo + 1)  # box weight of each output position
+
+    rows = sample_positions(dim)
+    k = 2 * w - 1
+    start = rows - 2 * a  # leftmost input index any second-pass tap can reach
+    # First pass (as seen from sample r): taps j in [lo_r, hi_r], weight inv[r] each; each
+    # tap j spreads inv[r] * inv[j] uniformly over [lo_j, hi_j]. Accumulate with a
+    # difference array over the K-wide band starting at `start`.
+    taps = rows[:, None] + np.arange(-a, b + 1)[None, :]  # (64, w)
+    valid = (taps >= 0) & (taps < dim)
+    tj = np.clip(taps, 0, dim - 1)
+    amp = np.where(valid, inv[rows][:, None] * inv[tj], 0.0)
+    diff = np.zeros((OUT, k + 1))
+    r_idx = np.repeat(np.arange(OUT)[:, None], w, axis=1)
+    np.add.at(diff, (r_idx, lo[tj] - start[:, None]), amp)
+    np.add.at(diff, (r_idx, hi[tj] + 1 - start[:, None]), -amp)
+    weight = np.cumsum(diff, axis=1)[:, :k]
+    index = start[:, None] + np.arange(k)[None, :]
+    outside = (index < 0) | (index >= dim)
+    weight[outside] = 0.0
+    index = np.clip(index, 0, dim - 1)
+    return index, weight
+
+
+@lru_cache(maxsize=64)
+def _plan(dim: int, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+    """``(index, float32 weight)`` for one axis; ``mirrored``: as seen by the flipped axis.
+
+    The mirrored plan samples ``x[::-1]`` exactly as :func:`axis_weights` samples ``x``, so a
+    buffer built with it is the buffer of the flipped image (the filter's even windows and
+    the sample positions are not symmetric, so this differs slightly from flipping the
+    buffer).
+    """
+    index, weight = axis_weights(dim)
+    if mirrored:
+        index = dim - 1 - index
+    return index, weight.astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def _plans(dim: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
+    """One plan, or the normal and mirrored plans stacked to ``(128, K)``."""
+    if not both:
+        return _plan(dim, False)
+    (i0, w0), (i1, w1) = _plan(dim, False), _plan(dim, True)
+    return np.concatenate([i0, i1]), np.concatenate([w0, w1])
+
+
+def _dct_matrix() -> np.ndarray:
+    """Rows 1..16 of the 64-point orthonormal DCT-II, as float32 like the reference."""
+    scale = np.float32(math.sqrt(2.0 / OUT))
+    u = np.arange(1, NCOEF + 1)[:, None]
+    x = np.arange(OUT)[None, :]
+    return (scale * np.cos(math.pi / 2.0 / OUT * u * (2 * x + 1))).astype(np.float32)
+
+
+_DCT = _dct_matrix()
+_DCT64 = _DCT.astype(np.float64)
+
+# -- the hash -------------------------------------------------------------------------------
+
+
+def luma(pixels: Pixels) -> np.ndarray:
+    """``(h, w)`` float32 luma ``0.299 R + 0.587 G + 0.114 B`` (shared via the pixel cache).
+
+    PIL's RGB -> F conversion computes ``(299 R + 587 G + 114 B) / 1000`` in float32, which
+    equals pdqhash's float64-then-float32 luma; for mode L it is the grey value itself.
+    """
+    return pixels.cached("pdq.luma", lambda: np.asarray(pixels.image.convert("F")))
+
+
+def downsample(lum: np.ndarray, mirrors: bool = False) -> np.ndarray:
+    """The 64x64 Jarosz-filtered, decimated luma (float32) of a ``(h, w)`` float32 array.
+
+    Computed as ``Wr @ lum @ Wc.T`` touching only the rows and columns the banded weights
+    need. With ``mirrors=True`` returns ``(2, 2, 64, 64)``: ``[a, b]`` is the buffer of
+    the image flipped upside down if ``a`` and left-right if ``b``.
+    Uses einsum rather than BLAS on purpose: these products are small, and multithreaded
+    BLAS on a busy machine costs far more than it saves.
+    """
+    h, w = lum.shape
+    rindex, rweight = _plans(h, mirrors)
+    cindex, cweight = _plans(w, mirrors)
+    rows = np.einsum("ik,ikw->iw", rweight, lum[rindex])  # row filter at the sample rows
+    buf = np.einsum("ijk,jk->ij", rows[:, cindex], cweight)
+    if not mirrors:
+        return buf
+    return buf.reshape(2, OUT, 2, OUT).transpose(0, 2, 1, 3)
+
+
+def quality(buf: np.ndarray) -> int:
+    """PDQ's quality: quantised gradient sum of the 64x64 buffer / 90, capped at 100."""
+    hundred, scale = np.float32(100.0), np.float32(255.0)
+    dv = np.trunc((buf[:-1, :] - buf[1:, :]) * hundred / scale)
+    dh = np.trunc((buf[:, :-1] - buf[:, 1:]) * hundred / scale)
+    total = int(np.abs(dv).sum(dtype=np.float64) + np.abs(dh).sum(dtype=np.float64))
+    return min(total // 90, 100)
+
+
+def dct16(buf: np.ndarray) -> np.ndarray:
+    """Coefficients (1..16) x (1..16) of the 2-D DCT of ``(..., 64, 64)`` buffers (float64)."""
+    return _DCT64 @ buf.astype(np.float64) @ _DCT64.T
+
+
+def _bits_to_code(coefs: np.ndarray) -> np.ndarray:
+    """Threshold ``(..., 16, 16)`` coefficients at their median; pack to ``(..., 32)`` bytes.
+
+    Bit ``16 i + j`` is coefficient ``(i, j) > median``; the packed code lists bit 255 first.
+    """
+    flat = coefs.reshape(*coefs.shape[:-2], NCOEF * NCOEF)
+    median = np.partition(flat, 127, axis=-1)[..., 127:128]
+    return np.packbits((flat > median)[..., ::-1], axis=-1)
+
+
+def _zero(n: int | None = None) -> np.ndarray:
+    return np.zeros((BITS // 8,) if n is None else (n, BITS // 8), dtype=np.uint8)
+
+
+def _buffer64(pixels: Pixels) -> np.ndarray | None:
+    w, h = pixels.size
+    if h < MIN_DIM or w < MIN_DIM:
+        return None
+    return pixels.cached("pdq.buffer64", lambda: downsample(luma(pixels)))
+
+
+def compute(pixels: Pixels) -> tuple[np.ndarray, int]:
+    """PDQ of one image: (32-byte packed code, quality 0..100)."""
+    buf = _buffer64(pixels)
+    if buf is None:
+        return _zero(), 0
+    return _bits_to_code(dct16(buf)), quality(buf)
+
+
+# Sign patterns for the dihedral transforms in the DCT domain: coefficient (i, j) is for
+# frequencies (i + 1, j + 1); mirroring an axis negates the odd frequencies along it.
+_FLIP_ROWS = np.where(np.arange(NCOEF) % 2 == 0, -1.0, 1.0)[:, None]
+_FLIP_COLS = _FLIP_ROWS.T
+
+
+def dihedral_coefficients(coefs: np.ndarray) -> np.ndarray:
+    """The ``(8, 16, 16)`` DCT coefficients of the 8 transforms of a flipped-in-place buffer.
+
+    Rows in :data:`DIHEDRAL_NAMES` order; pure sign changes and transposes, as the
+    reference's ``pdqDihedralHash256es``.
+    """
+    c, t = coefs, coefs.T
+    fr, fc = _FLIP_ROWS, _FLIP_COLS
+    return np.stack(
+        [c, (c * fc).T, c * fr * fc, (c * fr).T, c * fr, c * fc, t, t * fr * fc]
+    )
+
+
+def dihedral_reference(pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
+    """The 8 hashes exactly as ``pdqhash.compute_dihedral`` makes them.
+
+    Sign changes of the one buffer's DCT. Because the filter and the sampling are not
+    mirror-symmetric, these differ from hashing the rotated pixels by up to ~20 bits
+    (docs/pdq.md); :func:`dihedral` does not.
+    """
+    buf = _buffer64(pixels)
+    if buf is None:
+        return _zero(8), np.zeros(8, dtype=np.int64)
+    codes = _bits_to_code(dihedral_coefficients(dct16(buf)))
+    return codes, np.full(8, quality(buf), dtype=np.int64)
+
+
+# For each transform (DIHEDRAL_NAMES order): which mirrored buffer [rows, cols] it starts
+# from, and whether it then transposes.
+_DIHEDRAL_PLAN = (
+    (0, 0, False),  # original
+    (0, 1, True),  # rot90 ccw  = transpose(mirror columns)
+    (1, 1, False),  # rot180
+    (1, 0, True),  # rot270 ccw = transpose(mirror rows)
+    (1, 0, False),  # upside down
+    (0, 1, False),  # mirror
+    (0, 0, True),  # transpose
+    (1, 1, True),  # anti-transpose
+)
+
+
+def dihedral(pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
+    """PDQ of all 8 rotations/flips from one decode: ((8, 32) codes, (8,) qualities).
+
+    Row ``k`` equals the PDQ of ``dihedral_transform(pixels, k)`` (within float rounding):
+    the four mirror images are filtered from the one luma (the filter is separable, so each
+    is two small weighted gathers), and a transpose is a transpose of the DCT coefficients.
+    """
+    w, h = pixels.size
+    if h < MIN_DIM or w < MIN_DIM:
+        return _zero(8), np.zeros(8, dtype=np.int64)
+    bufs = downsample(luma(pixels), mirrors=True)
+    coefs = dct16(bufs)
+    stack = np.stack([coefs[a, b].T if t else coefs[a, b] for a, b, t in _DIHEDRAL_PLAN])
+    quals = [[quality(bufs[a, b]) for b in (0, 1)] for a in (0, 1)]
+    return _bits_to_code(stack), np.array([quals[a][b] for a, b, _ in _DIHEDRAL_PLAN])
+
+
+def draft_size() -> tuple[int, int]:
+    """Smallest JPEG draft-decode size for the ``fast`` mode (see docs/pdq.md)."""
+    return (FAST_DRAFT, FAST_DRAFT)
+
+
+FAST_DRAFT = 256
+
+SPEC = register(
+    HasherSpec(
+        name="pdq",
+        compute=compute,
+        bits=lambda: BITS,
+        default_threshold=DEFAULT_THRESHOLD,
+        draft_size=draft_size,
+        dihedral=dihedral,
+        description="PDQ (Meta): 256-bit DCT hash of a Jarosz-filtered 64x64 luma, "
+        "with quality 0..100; matches the pdqhash package",
+    )
+)
+
+__all__ = [
+    "BITS",
+    "DIHEDRAL_NAMES",
+    "SPEC",
+    "compute",
+    "dihedral",
+    "dihedral_transform",
+    "downsample",
+    "quality",
+]
