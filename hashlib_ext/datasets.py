@@ -1,0 +1,471 @@
+"""Image datasets for tests and benchmarks, and a verified, resumable COCO download.
+
+A :class:`Dataset` yields ``(id, source)`` pairs (``source`` is a path or bytes that
+``hashlib_ext.imageio.load`` accepts) and knows its name and licence. Datasets:
+
+* :func:`bundled` - the 32 COCO images shipped in the source checkout (``datasets/coco-mini``);
+* :func:`folder` - any folder of images (recursive);
+* :func:`coco` - an extracted COCO 2017 split (e.g. ``val2017/``);
+* :func:`shared_coco_sample` - ``../shared/datasets/coco-sample`` next to the checkout, if there.
+
+:func:`get` resolves a name or path as the CLI does. :func:`download` fetches a known archive
+(COCO val2017) with HTTP range resume, checks its size and checksum, then extracts it, refusing
+members that would land outside the destination.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import http.client
+import os
+import shutil
+import stat
+import sys
+import urllib.error
+import urllib.request
+import zipfile
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path, PurePosixPath
+
+from .errors import (
+    ChecksumMismatchError,
+    DatasetDownloadError,
+    DatasetError,
+    UnsafeArchiveError,
+)
+
+__all__ = [
+    "ARCHIVES",
+    "Archive",
+    "Dataset",
+    "bundled",
+    "coco",
+    "default_data_dir",
+    "download",
+    "extract_zip",
+    "folder",
+    "get",
+    "known",
+    "shared_coco_sample",
+]
+
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm"}
+)
+COCO_LICENCE = (
+    "COCO 2017 images: Flickr photographs under per-image Creative Commons licences (see "
+    "images[].license in the COCO annotations, https://cocodataset.org/#termsofuse); "
+    "COCO annotations CC BY 4.0"
+)
+
+_PACKAGE_DIR = Path(__file__).resolve().parent
+_CHECKOUT = _PACKAGE_DIR.parent  # the source checkout when installed editable / run in place
+
+
+@dataclass(frozen=True)
+class Dataset:
+    """A fixed, ordered list of images: ``(id, source)`` pairs plus a name and a licence."""
+
+    name: str
+    licence: str
+    items: tuple[tuple[str, Path | bytes], ...]
+    root: Path | None = None
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def __iter__(self) -> Iterator[tuple[str, Path | bytes]]:
+        return iter(self.items)
+
+    def ids(self) -> list[str]:
+        return [i for i, _ in self.items]
+
+    def sources(self) -> list[Path | bytes]:
+        return [s for _, s in self.items]
+
+    def head(self, n: int) -> Dataset:
+        """The first ``n`` items (datasets are sorted, so this is deterministic)."""
+        return Dataset(self.name, self.licence, self.items[: max(0, n)], self.root)
+
+    def __repr__(self) -> str:
+        where = f", root={str(self.root)!r}" if self.root else ""
+        return f"Dataset({self.name!r}, {len(self)} images{where})"
+
+
+def _image_files(root: Path, recursive: bool) -> list[Path]:
+    pattern = root.rglob("*") if recursive else root.glob("*")
+    files = [p for p in pattern
+             if p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".") and p.is_file()]
+    return sorted(files, key=lambda p: p.relative_to(root).as_posix())
+
+
+def folder(path: str | os.PathLike[str], recursive: bool = True, *, name: str | None = None,
+           licence: str = "unknown (your own images)") -> Dataset:
+    """Every image file under ``path`` (by suffix), sorted; ids are paths relative to it."""
+    root = Path(path).expanduser()
+    if not root.is_dir():
+        raise DatasetError(f"dataset folder {str(root)!r} does not exist or is not a folder")
+    files = _image_files(root, recursive)
+    if not files:
+        raise DatasetError(f"no image files ({', '.join(sorted(IMAGE_SUFFIXES))}) in "
+                           f"{str(root)!r}" + ("" if recursive else " (not recursive)"))
+    items = tuple((p.relative_to(root).as_posix(), p) for p in files)
+    return Dataset(name or root.name, licence, items, root)
+
+
+def bundled(verify: bool = False) -> Dataset:
+    """The 32 COCO 2017 images in ``datasets/coco-mini`` of the source checkout.
+
+    They ship with the repository, not inside the wheel: a non-editable install has no
+    bundled images and gets a :class:`DatasetError` saying how to get data.
+    ``verify=True`` checks each file's SHA-256 against ``MANIFEST.csv``.
+    """
+    root = Path(os.environ.get("HASHLIB_EXT_BUNDLED", _CHECKOUT / "datasets" / "coco-mini"))
+    manifest = root / "MANIFEST.csv"
+    if not manifest.is_file():
+        raise DatasetError(
+            f"bundled images not found at {str(root)!r}: they ship with the source checkout, "
+            "not the wheel. Install from a checkout (git clone ...; pip install -e .), set "
+            "HASHLIB_EXT_BUNDLED to a copy of datasets/coco-mini, use a folder of your own "
+            "images (--dataset DIR), or run 'hashlib-ext datasets download coco-val2017 --dir D'"
+        )
+    with manifest.open(newline="", encoding="utf-8") as f:
+        rows = list(csv.DictReader(f))
+    items = []
+    for row in rows:
+        path = root / row["file"]
+        if not path.is_file():
+            raise DatasetError(f"bundled image {str(path)!r} listed in MANIFEST.csv is missing")
+        if verify:
+            digest = _file_digest(path, "sha256")
+            if digest != row["sha256"]:
+                raise DatasetError(f"bundled image {str(path)!r} has SHA-256 {digest}, "
+                                   f"MANIFEST.csv says {row['sha256']}")
+        items.append((row["file"], path))
+    return Dataset("bundled", COCO_LICENCE, tuple(items), root)
+
+
+def coco(path: str | os.PathLike[str], split: str = "val2017") -> Dataset:
+    """An extracted COCO split: ``path`` is the split folder itself or the folder holding it."""
+    root = Path(path).expanduser()
+    if (root / split).is_dir():
+        root = root / split
+    if not root.is_dir():
+        raise DatasetError(f"COCO folder {str(root)!r} does not exist; get it with "
+                           f"'hashlib-ext datasets download coco-{split} --dir DIR'")
+    return folder(root, recursive=False, name=f"coco-{split}", licence=COCO_LICENCE)
+
+
+def shared_coco_sample() -> Dataset:
+    """``../shared/datasets/coco-sample`` beside the checkout (256 COCO images), if present."""
+    root = Path(os.environ.get("HASHLIB_EXT_SHARED",
+                               _CHECKOUT.parent / "shared" / "datasets")) / "coco-sample"
+    if not root.is_dir():
+        raise DatasetError(f"coco-sample not found at {str(root)!r} (optional shared data; "
+                           "set HASHLIB_EXT_SHARED to the folder holding coco-sample/)")
+    return folder(root, recursive=True, name="coco-sample", licence=COCO_LICENCE)
+
+
+def default_data_dir() -> Path:
+    """Where downloads go by default: ``$HASHLIB_EXT_DATA`` or ``~/.cache/hashlib-ext``."""
+    env = os.environ.get("HASHLIB_EXT_DATA")
+    if env:
+        return Path(env).expanduser()
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    return Path(base) / "hashlib-ext"
+
+
+def get(name_or_path: str | os.PathLike[str] | None = None) -> Dataset:
+    """Resolve a dataset as the CLI's ``--dataset`` does.
+
+    ``None``/``"bundled"``: the bundled images; ``"coco-sample"``: the shared sample;
+    ``"coco-val2017"``: a download in :func:`default_data_dir`; ``"coco-val2017:DIR"``: an
+    extracted val2017 in DIR; anything else: a folder of images (recursive).
+    """
+    if name_or_path is None or str(name_or_path) == "bundled":
+        return bundled()
+    text = str(name_or_path)
+    if text == "coco-sample":
+        return shared_coco_sample()
+    if text == "coco-val2017" or text.startswith("coco-val2017:"):
+        where = text.partition(":")[2] or default_data_dir() / "coco-val2017"
+        return coco(where, "val2017")
+    path = Path(text).expanduser()
+    if path.is_dir():
+        return folder(path)
+    raise DatasetError(
+        f"unknown dataset {text!r}: use bundled, coco-sample, coco-val2017, "
+        "coco-val2017:DIR or the path of a folder of images")
+
+
+# -- known datasets -----------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Archive:
+    """A downloadable archive: where it is, how big, its checksums, what it extracts to."""
+
+    name: str
+    url: str
+    size: int | None
+    md5: str | None
+    sha256: str | None
+    folder: str  # the top folder the archive extracts to
+    licence: str
+    description: str
+
+
+ARCHIVES: dict[str, Archive] = {
+    "coco-val2017": Archive(
+        name="coco-val2017",
+        url="http://images.cocodataset.org/zips/val2017.zip",
+        # Size and MD5 as published by many independent COCO loaders (the COCO site itself
+        # publishes no checksum); we verify these two. See docs/transforms.md / datasets docs.
+        size=815_585_330,
+        md5="442b8da7639aecaf257c1dceb8ba8c80",
+        sha256=None,
+        folder="val2017",
+        licence=COCO_LICENCE,
+        description="COCO 2017 validation images: 5000 JPEGs, 815.6 MB zip",
+    ),
+}
+
+
+def known() -> list[dict[str, object]]:
+    """The datasets ``hashlib-ext datasets list`` shows: name, images, licence, location."""
+    rows: list[dict[str, object]] = []
+
+    def row(name: str, description: str, licence: str, load, where: str) -> None:
+        try:
+            ds = load()
+            rows.append({"name": name, "description": description, "licence": licence,
+                         "images": len(ds), "location": str(ds.root), "present": True})
+        except DatasetError:
+            rows.append({"name": name, "description": description, "licence": licence,
+                         "images": None, "location": where, "present": False})
+
+    row("bundled", "32 COCO 2017 images shipped in the checkout (datasets/coco-mini)",
+        COCO_LICENCE, bundled, str(_CHECKOUT / "datasets" / "coco-mini"))
+    row("coco-sample", "256 COCO 2017 images in ../shared/datasets (optional)", COCO_LICENCE,
+        shared_coco_sample, str(_CHECKOUT.parent / "shared" / "datasets" / "coco-sample"))
+    for a in ARCHIVES.values():
+        where = default_data_dir() / a.name
+        row(a.name, f"{a.description}; download: hashlib-ext datasets download {a.name} "
+            "--dir DIR", a.licence, lambda w=where, f=a.folder: coco(w, f), str(where))
+    return rows
+
+
+# -- download -----------------------------------------------------------------------------
+
+def _file_digest(path: Path, algorithm: str) -> str:
+    h = hashlib.new(algorithm)
+    with path.open("rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _progress_bar(enabled: bool, total: int | None, initial: int, desc: str):
+    if not enabled:
+        return None
+    from tqdm import tqdm
+
+    return tqdm(total=total, initial=initial, unit="B", unit_scale=True, unit_divisor=1024,
+                desc=desc, file=sys.stderr, leave=True)
+
+
+def _fetch(url: str, part: Path, *, expected_size: int | None, progress: bool,
+           timeout: float, chunk_size: int) -> None:
+    """Download ``url`` into ``part``, resuming from its current size with an HTTP Range
+    request. A server that ignores Range (200 instead of 206) restarts the file cleanly."""
+    offset = part.stat().st_size if part.exists() else 0
+    if expected_size is not None and offset > expected_size:
+        part.unlink()  # longer than the real file: cannot be a prefix of it
+        offset = 0
+    if expected_size is not None and offset == expected_size:
+        return  # complete already; the checksum decides whether it is right
+    request = urllib.request.Request(url, headers={"User-Agent": "hashlib-ext"})
+    if offset:
+        request.add_header("Range", f"bytes={offset}-")
+    try:
+        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
+    except urllib.error.HTTPError as e:
+        if e.code == 416 and offset:  # range not satisfiable: complete already, or not a prefix
+            if e.headers.get("Content-Range", "").endswith(f"/{offset}"):
+                return
+            part.unlink()
+            return _fetch(url, part, expected_size=expected_size, progress=progress,
+                          timeout=timeout, chunk_size=chunk_size)
+        raise DatasetDownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from e
+    except (urllib.error.URLError, OSError) as e:
+        cause = getattr(e, "reason", e)
+        raise DatasetDownloadError(f"could not download {url}: {cause} (no network, or the "
+                                   "server is unreachable; rerun to resume)") from e
+    with response:
+        status = getattr(response, "status", 200)
+        mode = "ab"
+        if offset and status == 206:
+            start = _content_range_start(response.headers.get("Content-Range", ""))
+            if start != offset:  # not the range we asked for: start over
+                response.close()
+                part.unlink()
+                return _fetch(url, part, expected_size=expected_size, progress=progress,
+                              timeout=timeout, chunk_size=chunk_size)
+        elif status != 206:
+            mode, offset = "wb", 0  # full body: the server ignored Range; start over
+        length = response.headers.get("Content-Length")
+        total = offset + int(length) if length and length.isdigit() else expected_size
+        bar = _progress_bar(progress, total, offset, part.name.removesuffix(".part"))
+        received = 0
+        try:
+            with part.open(mode) as out:
+                while chunk := response.read(chunk_size):
+                    out.write(chunk)
+                    received += len(chunk)
+                    if bar is not None:
+                        bar.update(len(chunk))
+        except (OSError, ValueError, http.client.HTTPException) as e:  # reset, timeout
+            raise DatasetDownloadError(
+                f"download of {url} interrupted after {offset + received} bytes: {e}; the "
+                f"partial file {str(part)!r} is kept, rerun to resume") from e
+        finally:
+            if bar is not None:
+                bar.close()
+    if length and length.isdigit() and received != int(length):
+        raise DatasetDownloadError(
+            f"download of {url} ended early ({received} of {length} bytes); the partial file "
+            f"{str(part)!r} is kept, rerun to resume")
+
+
+def _content_range_start(value: str) -> int | None:
+    """The first byte position of a ``Content-Range: bytes a-b/n`` header, else None."""
+    try:
+        unit, _, rest = value.partition(" ")
+        return int(rest.split("-", 1)[0]) if unit == "bytes" else None
+    except ValueError:
+        return None
+
+
+def _verify(path: Path, url: str, *, size: int | None, md5: str | None,
+            sha256: str | None) -> None:
+    actual_size = path.stat().st_size
+    if size is not None and actual_size != size:
+        raise ChecksumMismatchError(f"{url}: downloaded {actual_size} bytes, expected {size}")
+    for algorithm, expected in (("sha256", sha256), ("md5", md5)):
+        if expected:
+            actual = _file_digest(path, algorithm)
+            if actual != expected.lower():
+                raise ChecksumMismatchError(
+                    f"{url}: {algorithm} of the download is {actual}, expected {expected}")
+
+
+def _unsafe_member(info: zipfile.ZipInfo, dest: Path) -> str | None:
+    """Why ``info`` may not be extracted into ``dest`` (None if it is safe)."""
+    name = info.filename.replace("\\", "/")
+    posix = PurePosixPath(name)
+    if posix.is_absolute() or (len(name) > 1 and name[1] == ":") or ".." in posix.parts:
+        return "absolute path or '..' component"
+    target = (dest / name).resolve()
+    if not target.is_relative_to(dest.resolve()):
+        return "resolves outside the destination"
+    mode = info.external_attr >> 16
+    if stat.S_ISLNK(mode):
+        return "symbolic link"
+    return None
+
+
+def extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+    """Extract ``archive`` into ``dest`` after checking every member first: an absolute path,
+    a ``..`` component or a symlink (zip-slip) refuses the whole archive with
+    :class:`UnsafeArchiveError`, before anything is written."""
+    archive, dest = Path(archive), Path(dest)
+    dest.mkdir(parents=True, exist_ok=True)
+    try:
+        zf = zipfile.ZipFile(archive)
+    except (zipfile.BadZipFile, OSError) as e:
+        raise DatasetError(f"{str(archive)!r} is not a readable zip archive: {e}") from e
+    with zf:
+        members = zf.infolist()
+        for info in members:
+            why = _unsafe_member(info, dest)
+            if why:
+                raise UnsafeArchiveError(f"refusing to extract {str(archive)!r}: member "
+                                         f"{info.filename!r} is unsafe ({why})")
+        written = []
+        for info in members:
+            written.append(Path(zf.extract(info, dest)))
+    return written
+
+
+def download(
+    name: str,
+    dest_dir: str | os.PathLike[str] | None = None,
+    *,
+    url: str | None = None,
+    sha256: str | None = None,
+    md5: str | None = None,
+    progress: bool = True,
+    keep_archive: bool = False,
+    timeout: float = 60.0,
+    chunk_size: int = 1 << 20,
+) -> Path:
+    """Download and extract a known archive (``"coco-val2017"``); returns the image folder.
+
+    Resumes an interrupted download from ``DEST/<archive>.part`` (HTTP Range). The archive is
+    verified before extraction: ``sha256``/``md5`` given here win; otherwise the size and
+    checksum recorded in :data:`ARCHIVES` (only when downloading from the official URL; a
+    different ``url`` without a checksum is refused). A mismatch deletes the download and
+    raises :class:`ChecksumMismatchError`. Network problems raise
+    :class:`DatasetDownloadError` naming the URL. Extraction refuses zip-slip members.
+    A completed earlier run (marker file) is reused without touching the network.
+    """
+    if name not in ARCHIVES:
+        raise DatasetError(f"unknown downloadable dataset {name!r}; known: "
+                           + ", ".join(sorted(ARCHIVES)))
+    spec = ARCHIVES[name]
+    dest = Path(dest_dir).expanduser() if dest_dir is not None else default_data_dir() / name
+    dest.mkdir(parents=True, exist_ok=True)
+    source = url or spec.url
+    official = url is None or url == spec.url
+    if sha256 is None and md5 is None:
+        if not official:
+            raise DatasetDownloadError(
+                f"downloading {name} from {source} (not the official {spec.url}): give the "
+                "expected --sha256 so the archive can be verified")
+        sha256, md5 = spec.sha256, spec.md5
+    size = spec.size if official else None
+    marker = dest / f".{name}.complete"
+    image_dir = dest / spec.folder
+    expect = f"{source} sha256={sha256} md5={md5}"
+    if marker.is_file() and image_dir.is_dir() and marker.read_text().strip() == expect:
+        return image_dir
+
+    archive = dest / PurePosixPath(spec.url).name
+    part = archive.with_name(archive.name + ".part")
+    if not archive.exists():
+        _fetch(source, part, expected_size=size, progress=progress, timeout=timeout,
+               chunk_size=chunk_size)
+        try:
+            _verify(part, source, size=size, md5=md5, sha256=sha256)
+        except ChecksumMismatchError as e:
+            part.unlink(missing_ok=True)
+            raise ChecksumMismatchError(f"{e}; the download was deleted, rerun to fetch "
+                                        "it again") from None
+        part.replace(archive)
+    else:
+        try:
+            _verify(archive, source, size=size, md5=md5, sha256=sha256)
+        except ChecksumMismatchError as e:
+            raise ChecksumMismatchError(f"{e}; delete {str(archive)!r} and rerun") from None
+    if image_dir.exists():
+        shutil.rmtree(image_dir)  # a half-extracted earlier attempt
+    extract_zip(archive, dest)
+    if not image_dir.is_dir():
+        raise DatasetError(f"{str(archive)!r} did not contain the expected folder "
+                           f"{spec.folder!r}")
+    marker.write_text(expect + "\n")
+    if not keep_archive:
+        archive.unlink()
+    return image_dir
+
