@@ -152,10 +152,13 @@ def coco(path: str | os.PathLike[str], split: str = "val2017") -> Dataset:
     root = Path(path).expanduser()
     if (root / split).is_dir():
         root = root / split
+    hint = f"get it with 'hashlib-ext datasets download coco-{split} --dir DIR'"
     if not root.is_dir():
-        raise DatasetError(f"COCO folder {str(root)!r} does not exist; get it with "
-                           f"'hashlib-ext datasets download coco-{split} --dir DIR'")
-    return folder(root, recursive=False, name=f"coco-{split}", licence=COCO_LICENCE)
+        raise DatasetError(f"COCO folder {str(root)!r} does not exist; {hint}")
+    try:
+        return folder(root, recursive=False, name=f"coco-{split}", licence=COCO_LICENCE)
+    except DatasetError as e:
+        raise DatasetError(f"{e}; {hint}") from None
 
 
 def shared_coco_sample() -> Dataset:
@@ -424,6 +427,10 @@ def download(
         raise DatasetError(f"unknown downloadable dataset {name!r}; known: "
                            + ", ".join(sorted(ARCHIVES)))
     spec = ARCHIVES[name]
+    for label, value, digits in (("sha256", sha256, 64), ("md5", md5, 32)):
+        if value is not None and (len(value) != digits
+                                  or any(c not in "0123456789abcdefABCDEF" for c in value)):
+            raise DatasetError(f"{label} must be {digits} hex digits, got {value!r}")
     dest = Path(dest_dir).expanduser() if dest_dir is not None else default_data_dir() / name
     dest.mkdir(parents=True, exist_ok=True)
     source = url or spec.url
