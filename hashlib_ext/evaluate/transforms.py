@@ -69,6 +69,8 @@ class Param:
         """Human-readable allowed values, e.g. ``int in [1, 100], default 75``."""
         if self.choices:
             text = "one of " + "|".join(self.choices)
+        elif self.kind is bool:
+            text = "true|false"
         else:
             text = self.kind.__name__
             if self.lo is not None or self.hi is not None:
