@@ -1,0 +1,336 @@
+"""Multi-index hashing (MIH): exact Hamming range search over packed binary codes.
+
+The code bits are split into ``m`` disjoint contiguous parts. Each part has a table: the
+positions of all stored codes sorted by that part's value (the *key*), with a dense CSR
+offsets array so the bucket of a key is ``positions[offsets[k]:offsets[k + 1]]``.
+
+Exactness rests on the general pigeonhole principle: if ``d(q, x) <= t`` and per-part radii
+``r_i`` over a set ``S`` of parts satisfy ``sum_{i in S} (r_i + 1) > t``, then some part
+``i in S`` has ``d_i(q, x) <= r_i`` (else the distances, which add up over the parts, would
+exceed ``t``). So probing, in every table of ``S``, all keys within ``r_i`` bits of the
+query's key finds every match; every candidate is then verified with a full popcount.
+Radii are chosen per search by a small dynamic programme that minimises the estimated
+probe + verification cost under that constraint, so no threshold ever loses recall.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from functools import lru_cache
+from itertools import combinations
+
+import numpy as np
+
+# Cost model (nanoseconds, single thread), calibrated on this machine with
+# benchmarks/index_scale.py: one probe (offsets lookup, bucket bookkeeping), one candidate
+# (gather + XOR + popcount per 64-bit word, plus fixed work), one code scanned by the
+# FAISS flat kernel per 64-bit word.
+C_PROBE = 40.0
+C_CAND = 20.0
+C_CAND_WORD = 6.0
+C_SCAN_WORD = 0.35
+MAX_KEY_BITS = 26  # widest table key: 2**26 int32 offsets = 256 MiB
+MAX_MASKS = 1 << 16  # most flip masks one table may probe per query
+CAND_PER_BATCH = 1 << 21  # verification working set per batch of queries
+
+
+def split_widths(bits: int, m: int) -> list[int]:
+    """``m`` part widths adding up to ``bits``, as equal as possible (wider parts first)."""
+    base, extra = divmod(bits, m)
+    return [base + 1] * extra + [base] * (m - extra)
+
+
+@lru_cache(maxsize=256)
+def ball_size(width: int, r: int) -> int:
+    """Number of ``width``-bit keys within Hamming distance ``r`` of a key."""
+    return sum(math.comb(width, j) for j in range(min(r, width) + 1))
+
+
+@lru_cache(maxsize=64)
+def flip_masks(width: int, r: int) -> np.ndarray:
+    """All ``width``-bit masks with at most ``r`` bits set, as uint32 (fewest bits first)."""
+    out = [0]
+    for j in range(1, min(r, width) + 1):
+        out.extend(sum(1 << b for b in c) for c in combinations(range(width), j))
+    arr = np.array(out, dtype=np.uint32)
+    arr.flags.writeable = False
+    return arr
+
+
+def extract_keys(codes: np.ndarray, start: int, width: int, chunk: int = 1 << 20) -> np.ndarray:
+    """Bits ``[start, start + width)`` of every row of packed ``(n, nbytes)`` uint8 codes,
+    first bit most significant, as a uint32 array (``width <= 32``)."""
+    first, last = start // 8, (start + width - 1) // 8
+    shift = np.uint64((last + 1) * 8 - (start + width))
+    mask = np.uint64((1 << width) - 1)
+    out = np.empty(codes.shape[0], dtype=np.uint32)
+    for lo in range(0, codes.shape[0], chunk):
+        block = codes[lo:lo + chunk, first:last + 1]
+        v = np.zeros(block.shape[0], dtype=np.uint64)
+        for j in range(block.shape[1]):
+            v = (v << np.uint64(8)) | block[:, j]
+        out[lo:lo + chunk] = (v >> shift) & mask
+    return out
+
+
+def popcount_rows(x: np.ndarray) -> np.ndarray:
+    """Set bits per row of a 2-D unsigned integer array, as int32."""
+    return np.bitwise_count(x).sum(axis=1, dtype=np.int32)
+
+
+def word_view(codes: np.ndarray) -> np.ndarray:
+    """``(n, nbytes)`` uint8 codes as ``(n, nbytes/8)`` uint64 when the width allows."""
+    if codes.shape[1] % 8 == 0:
+        return codes.view(np.uint64)
+    return codes
+
+
+@dataclass(frozen=True)
+class Probe:
+    """One table to probe and the radius to probe it with."""
+
+    table: int
+    radius: int
+
+
+@dataclass(frozen=True)
+class SearchPlan:
+    """Which tables to probe at which radii; ``cost`` is the estimated ns per query."""
+
+    probes: tuple[Probe, ...]
+    cost: float
+    candidates: float
+    """Expected candidates per query on uniform codes."""
+    scan_cost: float
+    """Estimated ns per query of a flat scan, for comparison."""
+
+    @property
+    def use_scan(self) -> bool:
+        return not self.probes or self.cost >= self.scan_cost
+
+
+def table_cost(width: int, r: int, n: int, words: int) -> tuple[float, float]:
+    """Estimated (ns, candidates) per query of probing one ``width``-bit table at radius r."""
+    probes = ball_size(width, r)
+    cands = probes * n / float(1 << width)
+    return probes * C_PROBE + cands * (C_CAND + C_CAND_WORD * words), cands
+
+
+def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
+    """Cheapest per-table radii whose pigeonhole sum ``sum(r_i + 1)`` exceeds ``t``.
+
+    A table may be left out (it then contributes nothing to the sum). Returns a plan with
+    no probes when no choice can satisfy the bound cheaply (the caller scans instead).
+    """
+    return _plan(tuple(widths), int(t), _bucket_n(n), int(nbytes))
+
+
+def _bucket_n(n: int) -> int:
+    # Round n so plans are cached across small changes in size.
+    return 1 if n <= 1 else 1 << max(0, round(math.log2(n) * 4) // 4)
+
+
+@lru_cache(maxsize=1024)
+def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
+    words = max(1, math.ceil(nbytes / 8))
+    scan = n * C_SCAN_WORD * words
+    need = t + 1
+    inf = float("inf")
+    # dp[w] = (cost, cands, choices) reaching pigeonhole weight min(w, need)
+    dp: list[tuple[float, float, tuple[Probe, ...]]] = [(inf, 0.0, ())] * (need + 1)
+    dp[0] = (0.0, 0.0, ())
+    for ti, width in enumerate(widths):
+        new = list(dp)
+        for r in range(0, min(width, t) + 1):
+            if ball_size(width, r) > MAX_MASKS:
+                break
+            c, k = table_cost(width, r, n, words)
+            for w in range(need + 1):
+                base = dp[w]
+                if base[0] == inf:
+                    continue
+                w2 = min(need, w + r + 1)
+                cost = base[0] + c
+                if cost < new[w2][0]:
+                    new[w2] = (cost, base[1] + k, base[2] + (Probe(ti, r),))
+        dp = new
+    cost, cands, probes = dp[need]
+    if cost == inf:
+        return SearchPlan((), inf, inf, scan)
+    return SearchPlan(probes, cost, cands, scan)
+
+
+def choose_widths(bits: int, n: int, t: int, memory_budget: float) -> tuple[int, ...]:
+    """Part widths minimising the estimated query cost at threshold ``t`` for ``n`` codes,
+    with table memory (int32 positions + offsets) within ``memory_budget`` bytes.
+
+    When nothing fits the budget, the layout with the least memory is returned.
+    """
+    nbytes = (bits + 7) // 8
+    best: tuple[float, tuple[int, ...]] | None = None
+    smallest: tuple[float, tuple[int, ...]] | None = None
+    for m in range(1, min(bits, 32) + 1):
+        widths = tuple(split_widths(bits, m))
+        if widths[0] > MAX_KEY_BITS:
+            continue
+        mem = table_memory(widths, n)
+        if smallest is None or mem < smallest[0]:
+            smallest = (mem, widths)
+        if mem > memory_budget:
+            continue
+        cost = plan_radii(widths, t, n, nbytes).cost
+        if best is None or cost < best[0]:
+            best = (cost, widths)
+    if best is not None and best[0] < float("inf"):
+        return best[1]
+    assert smallest is not None
+    return smallest[1]
+
+
+def table_memory(widths: tuple[int, ...], n: int) -> int:
+    """Bytes of the tables for ``n`` codes: int32 positions plus int32/int64 offsets."""
+    off = 4 if n < 2**31 else 8
+    return sum(4 * n + off * ((1 << w) + 1) for w in widths)
+
+
+class MIHTables:
+    """The per-part sorted tables over a fixed array of codes (rebuilt when codes change).
+
+    ``positions`` is ``(m, n)`` int32: row ``i`` lists code positions sorted by part ``i``.
+    ``offsets`` concatenates each table's ``2**w + 1`` CSR offsets; table ``i``'s start at
+    ``off_base[i]``.
+    """
+
+    def __init__(self, widths: tuple[int, ...], positions: np.ndarray, offsets: np.ndarray):
+        self.widths = tuple(int(w) for w in widths)
+        self.starts = tuple(int(s) for s in np.cumsum((0,) + self.widths[:-1]))
+        sizes = [(1 << w) + 1 for w in self.widths]
+        self.off_base = np.cumsum([0] + sizes[:-1]).astype(np.int64)
+        if positions.shape[0] != len(self.widths) or offsets.shape[0] != sum(sizes):
+            raise ValueError("MIH table arrays do not match the part widths")
+        self.positions = positions
+        self.offsets = offsets
+        self.n = positions.shape[1]
+
+    @classmethod
+    def build(cls, codes: np.ndarray, widths: tuple[int, ...]) -> MIHTables:
+        """Sort ``codes`` (``(n, nbytes)`` uint8) by each part; O(m n log n)."""
+        n = codes.shape[0]
+        if n >= 2**31:
+            raise ValueError("MIH tables hold at most 2**31 - 1 codes")
+        positions = np.empty((len(widths), n), dtype=np.int32)
+        offsets = np.empty(sum((1 << w) + 1 for w in widths), dtype=np.int32)
+        start = ob = 0
+        for i, w in enumerate(widths):
+            keys = extract_keys(codes, start, w)
+            counts = np.bincount(keys, minlength=1 << w)
+            offsets[ob] = 0
+            np.cumsum(counts, out=offsets[ob + 1:ob + (1 << w) + 1])
+            del counts
+            positions[i] = np.argsort(keys, kind="stable")
+            del keys
+            start += w
+            ob += (1 << w) + 1
+        return cls(widths, positions, offsets)
+
+    @property
+    def nbytes(self) -> int:
+        return self.positions.nbytes + self.offsets.nbytes
+
+    def table_offsets(self, i: int) -> np.ndarray:
+        b = int(self.off_base[i])
+        return self.offsets[b:b + (1 << self.widths[i]) + 1]
+
+    def range_search(
+        self, codes: np.ndarray, queries: np.ndarray, t: int, plan: SearchPlan
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """All ``(query, position, distance)`` with distance <= t, each pair once, grouped
+        by query (ascending). ``codes`` must be the array the tables were built from."""
+        qkeys = np.stack([extract_keys(queries, self.starts[p.table], self.widths[p.table])
+                          for p in plan.probes], axis=1)
+        kernel = _kernel()
+        if kernel is not None:
+            tables = np.array([p.table for p in plan.probes], dtype=np.int64)
+            masks, mask_lims = _plan_masks(tuple((self.widths[p.table], p.radius)
+                                                 for p in plan.probes))
+            return kernel(word_view(codes), word_view(np.ascontiguousarray(queries)), qkeys,
+                          tables, mask_lims, masks, self.offsets, self.off_base,
+                          self.positions, int(t))
+        return self._range_search_numpy(codes, queries, qkeys, t, plan)
+
+    def _range_search_numpy(self, codes, queries, qkeys, t, plan):
+        nq = queries.shape[0]
+        per_query = max(1.0, plan.candidates + sum(
+            ball_size(self.widths[p.table], p.radius) for p in plan.probes))
+        batch = int(max(1, min(nq, CAND_PER_BATCH // per_query)))
+        data = word_view(codes)
+        qdata = word_view(np.ascontiguousarray(queries))
+        out_q, out_p, out_d = [], [], []
+        for lo in range(0, nq, batch):
+            hi = min(nq, lo + batch)
+            qs, ps, ds = [], [], []
+            for j, probe in enumerate(plan.probes):
+                q, p, d = self._probe_table(probe, qkeys[lo:hi, j], data, qdata[lo:hi], t)
+                qs.append(q + lo)
+                ps.append(p)
+                ds.append(d)
+            q = np.concatenate(qs)
+            p = np.concatenate(ps)
+            d = np.concatenate(ds)
+            # The same code may be found through several tables: keep it once.
+            _, first = np.unique(q * self.n + p, return_index=True)
+            out_q.append(q[first])
+            out_p.append(p[first])
+            out_d.append(d[first])
+        if not out_q:
+            e = np.empty(0, dtype=np.int64)
+            return e, e.copy(), np.empty(0, dtype=np.int32)
+        return np.concatenate(out_q), np.concatenate(out_p), np.concatenate(out_d)
+
+    def _probe_table(
+        self, probe: Probe, qkeys: np.ndarray, data: np.ndarray, qdata: np.ndarray, t: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        masks = flip_masks(self.widths[probe.table], probe.radius)
+        off = self.table_offsets(probe.table)
+        keys = (qkeys[:, None] ^ masks[None, :]).ravel().astype(np.int64)
+        lo = off[keys]
+        cnt = off[keys + 1] - lo
+        hit = np.flatnonzero(cnt)
+        cnt = cnt[hit]
+        total = int(cnt.sum(dtype=np.int64))
+        if total == 0:
+            e = np.empty(0, dtype=np.int64)
+            return e, e.copy(), np.empty(0, dtype=np.int32)
+        lo = lo[hit].astype(np.int64)
+        qi = hit // masks.size
+        # Expand the bucket ranges [lo, lo + cnt) into one flat index array.
+        ends = np.cumsum(cnt, dtype=np.int64)
+        idx = np.arange(total, dtype=np.int64) + np.repeat(lo - (ends - cnt), cnt)
+        pos = self.positions[probe.table][idx].astype(np.int64)
+        qrep = np.repeat(qi, cnt)
+        dist = popcount_rows(data[pos] ^ qdata[qrep])
+        keep = np.flatnonzero(dist <= t)
+        return qrep[keep], pos[keep], dist[keep]
+
+
+@lru_cache(maxsize=64)
+def _plan_masks(spec: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+    masks = [flip_masks(w, r) for w, r in spec]
+    lims = np.zeros(len(masks) + 1, dtype=np.int64)
+    np.cumsum([m.size for m in masks], out=lims[1:])
+    return np.concatenate(masks), lims
+
+
+USE_KERNEL = True
+"""Use the compiled kernel (numba) when it is installed; tests flip this to cover both."""
+
+
+def _kernel():
+    if not USE_KERNEL:
+        return None
+    try:
+        from ._mih_kernel import range_kernel
+    except ImportError:  # numba not installed: the numpy path is exact too, only slower
+        return None
+    return range_kernel
