@@ -1,0 +1,133 @@
+"""find_duplicates against a brute-force numpy + union-find reference."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import hashlib_ext as hx
+from hashlib_ext.dedup import duplicate_labels
+from hashlib_ext.errors import HashFormatError
+from hashlib_ext.hash import popcount
+
+
+def brute_force_clusters(codes: np.ndarray, threshold: int, ids=None) -> list[list[int]]:
+    """All-pairs distances, then plain union-find."""
+    n = len(codes)
+    ids = np.arange(n) if ids is None else np.asarray(ids)
+    dist = popcount(codes[:, None, :] ^ codes[None, :, :])
+    parent = list(range(n))
+
+    def find(x: int) -> int:
+        while parent[x] != x:
+            parent[x] = parent[parent[x]]
+            x = parent[x]
+        return x
+
+    for i, j in zip(*np.nonzero(dist <= threshold), strict=True):
+        parent[find(int(i))] = find(int(j))
+    groups: dict[int, list[int]] = {}
+    for i in range(n):
+        groups.setdefault(find(i), []).append(int(ids[i]))
+    return sorted((sorted(g) for g in groups.values() if len(g) > 1), key=lambda g: g[0])
+
+
+def flip_bits(rng, code: np.ndarray, k: int) -> np.ndarray:
+    bits = np.unpackbits(code)
+    bits[rng.choice(bits.size, k, replace=False)] ^= 1
+    return np.packbits(bits)
+
+
+def planted(n_base: int, nbytes: int, seed: int, max_flip: int, cluster_size=(2, 6)):
+    """Random codes plus clusters of near copies (each within max_flip bits of its seed)."""
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (n_base, nbytes), dtype=np.uint8)
+    rows = [base]
+    for i in rng.choice(n_base, n_base // 4, replace=False):
+        for _ in range(rng.integers(*cluster_size)):
+            rows.append(flip_bits(rng, base[i], int(rng.integers(0, max_flip + 1)))[None])
+    codes = np.concatenate(rows)
+    return codes[rng.permutation(len(codes))]
+
+
+@pytest.mark.parametrize("nbytes,threshold,max_flip", [(32, 31, 20), (8, 10, 6), (8, 4, 6)])
+@pytest.mark.parametrize("seed", [0, 1])
+def test_matches_brute_force_on_planted_clusters(nbytes, threshold, max_flip, seed):
+    codes = planted(300, nbytes, seed, max_flip)
+    expected = brute_force_clusters(codes, threshold)
+    assert len(expected) > 10  # the planted clusters are there
+    got = hx.find_duplicates(codes, threshold, batch_size=64)
+    assert got == expected
+    assert got == hx.find_duplicates(hx.HashArray(codes, "pdq" if nbytes == 32 else "phash"),
+                                     threshold)
+
+
+def test_uniform_random_64_bit_matches_brute_force():
+    # 64-bit codes at threshold 20 link many pairs by chance: long chains, merged clusters.
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (400, 8), dtype=np.uint8)
+    expected = brute_force_clusters(codes, 20)
+    assert any(len(c) > 2 for c in expected)
+    assert hx.find_duplicates(codes, 20, batch_size=50) == expected
+
+
+def test_distance_exactly_threshold_joins():
+    rng = np.random.default_rng(3)
+    a = rng.integers(0, 256, 32, dtype=np.uint8)
+    b = flip_bits(rng, a, 31)
+    c = flip_bits(rng, a, 32)
+    far = np.bitwise_not(a)  # all 256 bits flipped
+    codes = np.stack([a, b, far, c])
+    assert hx.find_duplicates(codes, 31) == [[0, 1]]
+    assert hx.find_duplicates(codes, 30) == []
+    # c is 32 from a; at 32 it joins, and b joins through a (single linkage).
+    assert hx.find_duplicates(codes, 32) == [[0, 1, 3]]
+    assert hx.find_duplicates(codes, 256) == [[0, 1, 2, 3]]
+
+
+def test_empty_single_and_exact_duplicates():
+    assert hx.find_duplicates(np.zeros((0, 32), np.uint8), 31) == []
+    assert hx.find_duplicates(hx.HashArray.empty("pdq", 256), 31) == []
+    one = np.arange(32, dtype=np.uint8)[None]
+    assert hx.find_duplicates(one, 31) == []
+    assert hx.find_duplicates(one, 31, include_singletons=True) == [[0]]
+    many = np.repeat(one, 1000, axis=0)  # many identical hashes: collapsed before the join
+    assert hx.find_duplicates(many, 0) == [list(range(1000))]
+
+
+def test_ids_name_the_members_and_order():
+    codes = planted(120, 32, 9, 10)
+    rng = np.random.default_rng(0)
+    ids = rng.choice(10**12, len(codes), replace=False).astype(np.int64)
+    got = hx.find_duplicates(codes, 31, ids=ids)
+    assert got == brute_force_clusters(codes, 31, ids)
+    assert all(c == sorted(c) for c in got)
+    assert [c[0] for c in got] == sorted(c[0] for c in got)
+
+
+def test_include_singletons_partitions_all_ids():
+    codes = planted(100, 8, 2, 3)
+    got = hx.find_duplicates(codes, 3, include_singletons=True)
+    assert sorted(i for c in got for i in c) == list(range(len(codes)))
+    assert [c for c in got if len(c) > 1] == brute_force_clusters(codes, 3)
+
+
+def test_labels_fold_dense_graphs(monkeypatch):
+    # Force folding of pending edges after every batch; results must not change.
+    from hashlib_ext import dedup
+
+    codes = planted(200, 8, 4, 8, cluster_size=(10, 30))
+    expected = brute_force_clusters(codes, 8)
+    monkeypatch.setattr(dedup, "_MAX_PENDING_EDGES", 5)
+    assert hx.find_duplicates(codes, 8, batch_size=64) == expected
+    labels = duplicate_labels(codes, 8, batch_size=64)
+    assert labels.shape == (len(codes),)
+
+
+def test_bad_arguments():
+    with pytest.raises(HashFormatError):
+        hx.find_duplicates(np.zeros((3, 4), np.int32), 3)
+    with pytest.raises(HashFormatError, match="ids"):
+        hx.find_duplicates(np.zeros((3, 4), np.uint8), 3, ids=[1, 2])
+    with pytest.raises(ValueError, match="threshold"):
+        hx.find_duplicates(np.zeros((3, 4), np.uint8), -1)
