@@ -292,7 +292,9 @@ def _on_white(im: Image.Image, name: str) -> Image.Image:
 def _orientation(im: Image.Image) -> int:
     """The EXIF/XMP orientation (1..8) as ImageOps.exif_transpose reads it; 1 if unreadable."""
     try:
-        value = im.getexif().get(_ORIENTATION_TAG, 1)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "Corrupt EXIF data": we treat it as no tag
+            value = im.getexif().get(_ORIENTATION_TAG, 1)
     except Exception:
         return 1
     return value if isinstance(value, int) and value in _TRANSPOSES else 1
