@@ -77,6 +77,7 @@ _SWAPS_AXES = {5, 6, 7, 8}
 _DRAFT_FORMATS = {"JPEG", "MPO"}
 # Formats whose decoding runs an external program (Ghostscript): never on untrusted input.
 _REFUSED_FORMATS = {"EPS"}
+_ALPHA_MODES = {"LA", "La", "PA", "RGBA", "RGBa"}
 _GREY_ALPHA_MODES = {"LA", "La", "L", "1"}
 _PIL_LIMIT_LOCK = threading.Lock()
 
@@ -247,7 +248,7 @@ def _normalise(im: Image.Image, name: str) -> Image.Image:
         raise UnsupportedImageError(f"{name}: zero-size image")
     if mode in ("I", "F") or mode.startswith("I;16"):
         return _wide_to_l(im, name)
-    if im.has_transparency_data:
+    if _has_alpha(im):
         return _on_white(im, name)
     if mode in ("RGB", "L"):
         return im
@@ -257,6 +258,13 @@ def _normalise(im: Image.Image, name: str) -> Image.Image:
         return im.convert("RGB")  # P, CMYK, HSV, RGBX, LAB (through ImageCms), ...
     except Exception as exc:
         raise UnsupportedImageError(f"{name}: unsupported image mode {mode}") from exc
+
+
+def _has_alpha(im: Image.Image) -> bool:
+    """Transparency of any kind (as Pillow >= 10.1's ``has_transparency_data``)."""
+    if im.mode in _ALPHA_MODES or "transparency" in im.info:
+        return True
+    return im.mode == "P" and im.palette is not None and im.palette.mode.endswith("A")
 
 
 def _wide_to_l(im: Image.Image, name: str) -> Image.Image:

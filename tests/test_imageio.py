@@ -371,6 +371,26 @@ def test_palette_transparency_is_alpha(tmp_path):
     assert np.array_equal(arr(load(g)), arr(out))
 
 
+def test_palette_with_alpha_entries():
+    p_img = Image.new("P", (2, 1), 0)
+    p_img.putpalette(bytes([100, 0, 0, 0, 0, 100, 0, 255]), "RGBA")  # entry 0 fully transparent
+    p_img.putpixel((1, 0), 1)
+    assert arr(load(p_img)).tolist() == [[[255, 255, 255], [0, 100, 0]]]
+
+
+ALL_MODES = ["1", "L", "LA", "La", "P", "PA", "RGB", "RGBA", "RGBa", "RGBX", "CMYK", "YCbCr",
+             "LAB", "HSV", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"]
+
+
+@pytest.mark.parametrize("mode", ALL_MODES)
+def test_every_pil_mode_gives_rgb_or_l(photo, mode):
+    src = in_mode(photo, mode)
+    assert src.mode == mode
+    out = load(src)
+    luma_only = mode in GREY_MODES or mode == "YCbCr"
+    assert out.mode == ("L" if luma_only else "RGB") and out.size == photo.size
+
+
 def test_colour_key_transparency(tmp_path):
     rgb = Image.new("RGB", (3, 1), (1, 2, 3))
     rgb.putpixel((2, 0), (9, 9, 9))
