@@ -338,3 +338,9 @@ def test_jpeg_output_is_a_real_reencode(image):
     buf = io.BytesIO()
     image.save(buf, "JPEG", quality=30)
     assert out.tobytes() == Image.open(io.BytesIO(buf.getvalue())).convert("RGB").tobytes()
+
+
+def test_contact_sheet_grid(image):
+    sheet = T.contact_sheet(image, ["hflip", "jpeg:q=30", "rotate90:k=1"], cell=100, columns=2)
+    assert sheet.size == (200, 2 * (100 + 14))
+    assert np.asarray(sheet)[:100, :100].std() > 10  # the original's thumbnail is drawn

@@ -37,6 +37,7 @@ __all__ = [
     "Transform",
     "apply",
     "catalogue",
+    "contact_sheet",
     "parse",
     "register",
 ]
@@ -343,6 +344,29 @@ def _as_rgb(image: Any) -> Image.Image:
         canvas.paste(rgba, mask=rgba.getchannel("A"))
         return canvas
     return image.convert("RGB")
+
+
+def contact_sheet(image: Any, specs: Sequence[str | Transform], *, seed: int = 0,
+                  cell: int = 240, columns: int = 5) -> Image.Image:
+    """A grid of thumbnails: the original, then each transform of it, labelled with its
+    canonical spec and output size. For eyeballing the catalogue (docs/transforms.md)."""
+    base = _as_rgb(image)
+    tiles = [("original", base)] + [(parse(s).spec, apply(s, base, seed)) for s in specs]
+    label_h = 14
+    rows = -(-len(tiles) // columns)
+    sheet = Image.new("RGB", (columns * cell, rows * (cell + label_h)), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = _font(11)
+    for i, (label, img) in enumerate(tiles):
+        x, y = (i % columns) * cell, (i // columns) * (cell + label_h)
+        thumb = img.copy()
+        thumb.thumbnail((cell - 6, cell - 6), Image.Resampling.LANCZOS)
+        sheet.paste(thumb, (x + 3, y + 3 + (cell - 6 - thumb.height) // 2))
+        text = f"{label}  {img.width}x{img.height}"
+        while len(text) > 8 and draw.textlength(text, font=font) > cell - 6:
+            text = text[:-2] + "\u2026"
+        draw.text((x + 3, y + cell), text, fill=(0, 0, 0), font=font)
+    return sheet
 
 
 # -- the catalogue ------------------------------------------------------------------------
