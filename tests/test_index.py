@@ -1,0 +1,460 @@
+"""HashIndex: exactness against a brute-force numpy reference, ids, errors, persistence."""
+
+from __future__ import annotations
+
+import json
+import os
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hashlib_ext import index as index_mod
+from hashlib_ext import mih
+from hashlib_ext.errors import AlgorithmMismatchError, HashFormatError, IndexFileError
+from hashlib_ext.hash import Hash, HashArray
+from hashlib_ext.index import HashIndex
+
+KINDS = ["flat", "mih"]
+
+
+# -- reference ------------------------------------------------------------------------------
+def ref_distances(q: np.ndarray, db: np.ndarray) -> np.ndarray:
+    """(nq, n) Hamming distances by unpacking bits: independent of the index's popcount."""
+    qb = np.unpackbits(q, axis=1).astype(np.int16)
+    db_ = np.unpackbits(db, axis=1).astype(np.int16)
+    return (qb[:, None, :] != db_[None, :, :]).sum(axis=2)
+
+
+def ref_search(q, db, ids, t):
+    d = ref_distances(q, db)
+    out = []
+    for row in d:
+        hit = np.flatnonzero(row <= t)
+        out.append(sorted(((int(ids[i]), int(row[i])) for i in hit), key=lambda p: (p[1], p[0])))
+    return out
+
+
+def ref_knn(q, db, ids, k):
+    d = ref_distances(q, db)
+    return [sorted(((int(ids[i]), int(r[i])) for i in range(len(ids))),
+                   key=lambda p: (p[1], p[0]))[:k] for r in d]
+
+
+def flip(code: np.ndarray, bits: list[int] | np.ndarray) -> np.ndarray:
+    out = code.copy()
+    for b in bits:
+        out[b // 8] ^= np.uint8(1 << (7 - b % 8))
+    return out
+
+
+def planted(rng, n, nbytes, nq, max_flips):
+    """Random codes, plus queries that are stored codes with up to max_flips flipped bits."""
+    db = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    src = rng.integers(0, n, nq)
+    q = np.stack([flip(db[s], rng.choice(nbytes * 8, rng.integers(0, max_flips + 1),
+                                         replace=False)) for s in src])
+    return db, q
+
+
+def clustered(rng, nbytes, centres, per, spread):
+    """Near-duplicate clusters: each centre plus `per` variants within `spread` bits."""
+    c = rng.integers(0, 256, (centres, nbytes), dtype=np.uint8)
+    rows = [c]
+    for _ in range(per):
+        rows.append(np.stack([flip(x, rng.choice(nbytes * 8, rng.integers(0, spread + 1),
+                                                 replace=False)) for x in c]))
+    return np.concatenate(rows)
+
+
+def make(kind, bits, db=None, ids=None):
+    ix = HashIndex(bits=bits, kind=kind)
+    if db is not None:
+        ix.add(db, ids)
+    return ix
+
+
+@pytest.fixture(params=[True, False], ids=["kernel", "numpy"])
+def mih_path(request, monkeypatch):
+    """Run MIH searches through the compiled kernel (when installed) and the numpy path."""
+    monkeypatch.setattr(mih, "USE_KERNEL", request.param)
+    return request.param
+
+
+# -- exactness ------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bits", [64, 72, 128, 256])
+def test_search_matches_bruteforce(kind, bits, mih_path):
+    rng = np.random.default_rng(bits)
+    nb = bits // 8
+    db, q = planted(rng, 3000, nb, 60, bits // 4)
+    db[100:110] = db[5]  # duplicates
+    ix = make(kind, bits, db)
+    for t in [0, 1, bits // 16, bits // 8, bits // 4]:
+        assert ix.search(q, t) == ref_search(q, db, np.arange(len(db)), t), (kind, bits, t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+@pytest.mark.parametrize("bits", [64, 256])
+def test_boundary_is_inclusive_for_every_spread(kind, bits, mih_path):
+    """Codes at exactly t and t+1 bits, with the flips spread every way across the parts:
+    evenly (the pigeonhole worst case), concentrated in one part, and at random."""
+    rng = np.random.default_rng(7)
+    nb = bits // 8
+    base = rng.integers(0, 256, nb, dtype=np.uint8)
+    noise = rng.integers(0, 256, (2000, nb), dtype=np.uint8)
+    ix = make(kind, bits, noise)
+    ix.search(base, 1)  # builds the tables, so the layout is known
+    widths = ix.stats()["mih_widths"] or [bits]
+    starts = np.cumsum([0] + widths[:-1])
+    for t in [bits // 8, bits // 8 + 3, bits // 6]:
+        variants = []
+        for d in (t, t + 1):
+            even = [starts[i % len(widths)] + i // len(widths) for i in range(d)]
+            variants += [flip(base, even), flip(base, range(d)),
+                         flip(base, rng.choice(bits, d, replace=False))]
+        v = np.stack(variants)
+        ix2 = make(kind, bits, np.concatenate([noise, v]))
+        got = ix2.search(base, t)[0]
+        ids = {i for i, _ in got}
+        at_t = set(range(2000, 2003))
+        over = set(range(2003, 2006))
+        assert at_t <= ids and not (over & ids), (t, got)
+        assert all(d == t for i, d in got if i in at_t)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_all_bits_flipped_and_threshold_at_width(kind, mih_path):
+    rng = np.random.default_rng(3)
+    db = rng.integers(0, 256, (500, 8), dtype=np.uint8)
+    ix = make(kind, 64, db)
+    q = ~db[:3]
+    assert all(r[-1] == (i, 64) for i, r in enumerate(ix.search(q, 64)))
+    assert all((i, 64) not in r for i, r in enumerate(ix.search(q, 63)))
+    for t in (64, 100):  # threshold >= width returns everything, sorted
+        res = ix.search(db[:2], t)
+        assert res == ref_search(db[:2], db, np.arange(500), t)
+        assert all(len(r) == 500 for r in res)
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_duplicates_keep_all_ids(kind, mih_path):
+    code = np.arange(32, dtype=np.uint8)
+    ix = HashIndex("pdq", kind=kind)
+    ix.add(np.stack([code] * 5), ids=[10, 11, 12, 13, 14])
+    ix.add(code)
+    assert ix.search(code, 0) == [[(10, 0), (11, 0), (12, 0), (13, 0), (14, 0), (15, 0)]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_empty_index(kind):
+    ix = HashIndex("pdq", kind=kind)
+    q = np.zeros((3, 32), dtype=np.uint8)
+    assert len(ix) == 0
+    assert ix.search(q, 31) == [[], [], []]
+    assert ix.knn(q, 5) == [[], [], []]
+    lims, ids, dist = ix.search_arrays(q, 31)
+    assert lims.tolist() == [0, 0, 0, 0] and ids.size == 0 and dist.size == 0
+    assert ix.search(np.zeros((0, 32), np.uint8), 3) == []
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_single_hash_index(kind, mih_path):
+    h = Hash(bytes(range(8)), "phash")
+    ix = HashIndex(bits=64, kind=kind)
+    ix.add(HashArray(h.code[None, :], "phash"))
+    assert len(ix) == 1
+    assert ix.search(h, 0) == [[(0, 0)]]
+    far = Hash(bytes(255 - b for b in range(8)), "phash")
+    assert ix.search(far, 10) == [[]]
+    assert ix.knn(far, 3) == [[(0, 64)]]
+
+
+@pytest.mark.parametrize("kind", KINDS)
+def test_clustered_data(kind, mih_path):
+    rng = np.random.default_rng(11)
+    db = clustered(rng, 32, centres=40, per=25, spread=40)
+    q = np.stack([flip(db[i], rng.choice(256, 5, replace=False))
+                  for i in rng.integers(0, len(db), 50)])
+    ix = make(kind, 256, db)
+    for t in (8, 31, 45):
+        assert ix.search(q, t) == ref_search(q, db, np.arange(len(db)), t)
+
+
+def test_many_queries(mih_path):
+    rng = np.random.default_rng(5)
+    db, q = planted(rng, 2000, 8, 2500, 12)
+    ix = make("mih", 64, db)
+    assert ix.search(q, 10) == ref_search(q, db, np.arange(2000), 10)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    nbytes=st.sampled_from([1, 2, 3, 8, 9, 16]),
+    n=st.integers(1, 60),
+    t=st.integers(0, 80),
+    kind=st.sampled_from(KINDS),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_property_exact(nbytes, n, t, kind, seed):
+    rng = np.random.default_rng(seed)
+    db = rng.integers(0, 256, (n, nbytes), dtype=np.uint8)
+    db[rng.integers(0, n, n // 3)] = db[0]
+    q = np.concatenate([db[:3], rng.integers(0, 256, (3, nbytes), dtype=np.uint8)])
+    ids = rng.permutation(10 * n)[:n]
+    ix = make(kind, nbytes * 8, db, ids)
+    assert ix.search(q, t) == ref_search(q, db, ids, t)
+
+
+def test_search_arrays_layout():
+    rng = np.random.default_rng(2)
+    db, q = planted(rng, 500, 8, 20, 6)
+    ix = make("mih", 64, db)
+    lims, ids, dist = ix.search_arrays(q, 6)
+    assert lims.dtype == np.int64 and ids.dtype == np.int64 and dist.dtype == np.int32
+    ref = ref_search(q, db, np.arange(500), 6)
+    for i, r in enumerate(ref):
+        assert list(zip(ids[lims[i]:lims[i + 1]].tolist(),
+                        dist[lims[i]:lims[i + 1]].tolist(), strict=True)) == r
+
+
+def test_plan_satisfies_pigeonhole():
+    for widths in [(16,) * 16, (22,) * 4 + (21,) * 8, (9, 9, 9, 9, 9, 9, 9, 9), (3, 3, 2)]:
+        for t in range(0, 60):
+            plan = mih.plan_radii(widths, t, 10**6, sum(widths) // 8)
+            if plan.probes:
+                assert sum(p.radius + 1 for p in plan.probes) > t
+                assert len({p.table for p in plan.probes}) == len(plan.probes)
+
+
+# -- knn ------------------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_knn_matches_bruteforce_with_ties_by_id(kind, mih_path):
+    rng = np.random.default_rng(9)
+    db, q = planted(rng, 800, 8, 30, 8)
+    db[200:230] = db[0]  # many ties
+    q[0] = db[0]
+    ix = make(kind, 64, db)
+    for k in (1, 5, 40):
+        assert ix.knn(q, k) == ref_knn(q, db, np.arange(800), k)
+    assert len(ix.knn(q[:1], 5000)[0]) == 800
+    with pytest.raises(ValueError):
+        ix.knn(q, 0)
+
+
+# -- ids, add, remove ---------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_ids_and_remove(kind, mih_path):
+    rng = np.random.default_rng(4)
+    db, q = planted(rng, 1000, 8, 40, 8)
+    ix = HashIndex(bits=64, kind=kind)
+    assert ix.add(db[:500]).tolist() == list(range(500))
+    assert ix.add(db[500:]).tolist() == list(range(500, 1000))
+    ix.search(q, 8)  # build tables, then invalidate them by removing
+    gone = rng.choice(1000, 300, replace=False)
+    assert ix.remove(gone) == 300
+    assert ix.remove(gone) == 0
+    keep = np.setdiff1d(np.arange(1000), gone)
+    assert len(ix) == 700
+    assert ix.search(q, 8) == ref_search(q, db[keep], keep, 8)
+    assert ix.add(db[:2]).tolist() == [1000, 1001]  # default ids continue after the last
+    custom = ix.add(db[:1], ids=[5_000_000_000])
+    assert custom.tolist() == [5_000_000_000]
+    assert (5_000_000_000, 0) in ix.search(db[0], 0)[0]
+
+
+def test_add_validates_ids_and_keys():
+    ix = HashIndex(bits=64)
+    codes = np.zeros((3, 8), np.uint8)
+    with pytest.raises(HashFormatError):
+        ix.add(codes, ids=[1, 2])
+    with pytest.raises(HashFormatError):
+        ix.add(codes, ids=np.array([0.5, 1, 2]))
+    with pytest.raises(HashFormatError):
+        ix.add(codes, keys=["a"])
+    assert len(ix) == 0
+
+
+def test_keys_lookup():
+    ix = HashIndex(bits=64)
+    ix.add(np.eye(8, dtype=np.uint8)[:3] * 255, keys=["a.jpg", "b.jpg", "c.jpg"])
+    ix.add(np.zeros((1, 8), np.uint8))
+    assert ix.keys([2, 0, 3, 99]) == ["c.jpg", "a.jpg", None, None]
+    ix.remove([0])
+    assert ix.keys([0]) == [None]
+
+
+# -- errors ---------------------------------------------------------------------------------
+def test_wrong_width_and_algorithm_are_clear_errors():
+    ix = HashIndex("pdq")
+    assert ix.bits == 256
+    with pytest.raises(HashFormatError, match="32"):
+        ix.add(np.zeros((2, 8), np.uint8))
+    with pytest.raises(AlgorithmMismatchError, match="phash"):
+        ix.search(Hash(bytes(8), "phash"), 3)
+    with pytest.raises(AlgorithmMismatchError, match="pdq"):
+        ix.search(HashArray(np.zeros((1, 32), np.uint8), "otheralgo"), 3)
+    with pytest.raises(HashFormatError):
+        ix.search([b"\x00" * 32], 3)
+    with pytest.raises(ValueError):
+        ix.search(np.zeros(32, np.uint8), -1)
+    with pytest.raises(AlgorithmMismatchError):
+        HashIndex("pdq", bits=64)
+    with pytest.raises(HashFormatError):
+        HashIndex("no-such-algorithm")
+    with pytest.raises(HashFormatError):
+        HashIndex(bits=12)
+    with pytest.raises(ValueError):
+        HashIndex(bits=64, kind="ivf")
+
+
+def test_raw_index_accepts_any_algorithm_of_its_width():
+    ix = HashIndex(bits=64)
+    ix.add(HashArray(np.zeros((1, 8), np.uint8), "dhash"))
+    assert ix.search(Hash(bytes(8), "phash"), 0) == [[(0, 0)]]
+    with pytest.raises(AlgorithmMismatchError):
+        ix.search(Hash(bytes(32), "pdq"), 0)
+
+
+# -- dihedral -------------------------------------------------------------------------------
+def test_search_dihedral_reports_variant():
+    rng = np.random.default_rng(8)
+    db = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    ix = HashIndex("pdq")
+    ix.add(HashArray(db, "pdq"))
+    variants = rng.integers(0, 256, (16, 32), dtype=np.uint8)
+    variants[5] = flip(db[42], [1, 2, 3])  # query 0, variant 5 is near id 42
+    variants[3] = flip(db[42], range(20))  # a worse match of the same id
+    variants[8 + 6] = db[7]  # query 1, variant 6 is exactly id 7
+    res = ix.search_dihedral(HashArray(variants, "pdq"), 31)
+    assert res[0] == [(42, 3, 5)]
+    assert res[1] == [(7, 0, 6)]
+    with pytest.raises(HashFormatError):
+        ix.search_dihedral(HashArray(variants[:7], "pdq"), 31)
+
+
+# -- persistence ----------------------------------------------------------------------------
+@pytest.mark.parametrize("kind", KINDS)
+def test_save_load_round_trip(tmp_path, kind):
+    rng = np.random.default_rng(12)
+    db, q = planted(rng, 1500, 32, 30, 30)
+    ids = rng.permutation(10_000)[:1500]
+    ix = HashIndex("pdq", kind=kind)
+    ix.add(HashArray(db, "pdq"), ids, keys=[f"img/{i}.jpg" for i in ids])
+    before = ix.search(q, 31)
+    path = tmp_path / "a.hxidx"
+    ix.save(path)
+    back = HashIndex.load(path)
+    assert (back.algorithm, back.bits, back.kind, len(back)) == ("pdq", 256, kind, 1500)
+    assert back.search(q, 31) == before
+    assert back.stats()["mih_widths"] == ix.stats()["mih_widths"]
+    assert np.array_equal(back.codes, db) and np.array_equal(back.ids, ids)
+    assert back.keys(ids[:2]) == [f"img/{ids[0]}.jpg", f"img/{ids[1]}.jpg"]
+    assert back.add(db[:1]).tolist() == [int(ids.max()) + 1]
+
+
+def test_save_load_empty_and_raw(tmp_path):
+    ix = HashIndex(bits=72)
+    ix.save(tmp_path / "e.hxidx")
+    back = HashIndex.load(tmp_path / "e.hxidx")
+    assert len(back) == 0 and back.bits == 72 and back.algorithm is None
+
+
+def test_crash_during_save_keeps_old_file(tmp_path, monkeypatch):
+    path = tmp_path / "a.hxidx"
+    ix = HashIndex(bits=64)
+    ix.add(np.zeros((10, 8), np.uint8))
+    ix.save(path)
+    old = path.read_bytes()
+    ix.add(np.ones((10, 8), np.uint8))
+    calls = {"n": 0}
+    real = index_mod._write_chunk
+
+    def failing(f, chunk):
+        calls["n"] += 1
+        if calls["n"] == 4:
+            raise OSError("disk full")
+        real(f, chunk)
+
+    monkeypatch.setattr(index_mod, "_write_chunk", failing)
+    with pytest.raises(OSError, match="disk full"):
+        ix.save(path)
+    assert path.read_bytes() == old
+    assert sorted(os.listdir(tmp_path)) == ["a.hxidx"]  # no temp file left behind
+    assert len(HashIndex.load(path)) == 10
+
+
+def _saved(tmp_path) -> tuple[bytes, os.PathLike]:
+    ix = HashIndex("pdq", kind="mih")
+    ix.add(np.random.default_rng(0).integers(0, 256, (300, 32), dtype=np.uint8))
+    ix.search(np.zeros(32, np.uint8), 31)
+    path = tmp_path / "x.hxidx"
+    ix.save(path)
+    return path.read_bytes(), path
+
+
+@pytest.mark.parametrize("damage", ["truncate", "truncate_header", "flip_payload",
+                                    "flip_header", "flip_checksum", "bad_magic", "empty",
+                                    "extend"])
+def test_corrupted_files_are_refused(tmp_path, damage):
+    data, path = _saved(tmp_path)
+    hlen = int.from_bytes(data[8:16], "little")
+    b = bytearray(data)
+    if damage == "truncate":
+        b = b[:len(b) // 2]
+    elif damage == "truncate_header":
+        b = b[:16 + hlen // 2]
+    elif damage == "flip_payload":
+        b[16 + hlen + 200] ^= 0x01
+    elif damage == "flip_header":
+        b[16 + hlen // 2] ^= 0x01
+    elif damage == "flip_checksum":
+        b[-1] ^= 0x80
+    elif damage == "bad_magic":
+        b[:8] = b"PK\x03\x04xxxx"
+    elif damage == "empty":
+        b = bytearray()
+    elif damage == "extend":
+        b += b"\x00" * 16
+    path.write_bytes(bytes(b))
+    with pytest.raises(IndexFileError, match=str(path.name)):
+        HashIndex.load(path)
+
+
+def test_newer_version_is_refused(tmp_path):
+    import hashlib
+
+    data, path = _saved(tmp_path)
+    hlen = int.from_bytes(data[8:16], "little")
+    head = json.loads(data[16:16 + hlen])
+    head["version"] = 99
+    new_head = json.dumps(head).encode()
+    body = data[:8] + len(new_head).to_bytes(8, "little") + new_head + data[16 + hlen:-32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+    with pytest.raises(IndexFileError, match="version 99"):
+        HashIndex.load(path)
+
+
+def test_tampered_tables_with_valid_checksum_are_refused(tmp_path):
+    """A crafted file whose checksum matches but whose tables point out of range."""
+    import hashlib
+
+    data, path = _saved(tmp_path)
+    hlen = int.from_bytes(data[8:16], "little")
+    head = json.loads(data[16:16 + hlen])
+    offset = 16 + hlen
+    for s in head["sections"]:
+        if s["name"] == "positions":
+            break
+        offset += s["nbytes"]
+    b = bytearray(data[:-32])
+    b[offset:offset + 4] = (10**6).to_bytes(4, "little")
+    path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
+    with pytest.raises(IndexFileError, match="out of range"):
+        HashIndex.load(path)
+
+
+def test_missing_file_is_index_file_error(tmp_path):
+    with pytest.raises(IndexFileError):
+        HashIndex.load(tmp_path / "nope.hxidx")
