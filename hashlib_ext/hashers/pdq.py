@@ -30,6 +30,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
+
 from ..pixels import Pixels
 from . import HasherSpec, register
 
@@ -245,9 +246,7 @@ def dihedral_coefficients(coefs: np.ndarray) -> np.ndarray:
     """
     c, t = coefs, coefs.T
     fr, fc = _FLIP_ROWS, _FLIP_COLS
-    return np.stack(
-        [c, (c * fc).T, c * fr * fc, (c * fr).T, c * fr, c * fc, t, t * fr * fc]
-    )
+    return np.stack([c, (c * fc).T, c * fr * fc, (c * fr).T, c * fr, c * fc, t, t * fr * fc])
 
 
 def dihedral_reference(pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
@@ -300,7 +299,7 @@ def draft_size() -> tuple[int, int]:
     return (FAST_DRAFT, FAST_DRAFT)
 
 
-FAST_DRAFT = 256
+FAST_DRAFT = 128
 
 SPEC = register(
     HasherSpec(
