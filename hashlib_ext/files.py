@@ -1,0 +1,74 @@
+"""Finding image files: expand command-line paths and directories, lazily, in a fixed order.
+
+A path given explicitly is always yielded, whatever its extension (hashing it reports any
+problem). Directories are expanded to the image files they hold — only the top level, or
+the whole tree with ``recursive=True`` — skipping files whose extension is not an image
+extension. Within a directory, entries are visited in name order and a subdirectory's
+files come where its name sorts, so the output is ``sorted`` by path components
+(deterministic on every file system). Symlinked directories are not followed while walking
+(no cycles); symlinked files are.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterable, Iterator
+
+IMAGE_EXTENSIONS = frozenset({
+    ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
+    ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga", ".jp2", ".j2k",
+})
+"""Extensions (lower case) of the files taken from directories."""
+
+OnError = Callable[[str, OSError], None]
+
+
+def is_image_name(name: str, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
+    """Whether ``name`` ends in one of ``extensions`` (case-insensitive)."""
+    return os.path.splitext(name)[1].lower() in extensions
+
+
+def _walk(
+    directory: str, recursive: bool, extensions: frozenset[str], on_error: OnError | None
+) -> Iterator[str]:
+    try:
+        with os.scandir(directory) as it:
+            entries = sorted(it, key=lambda e: e.name)
+    except OSError as e:
+        if on_error is None:
+            raise
+        on_error(directory, e)
+        return
+    for entry in entries:
+        try:
+            is_dir = entry.is_dir(follow_symlinks=False)
+        except OSError:
+            is_dir = False
+        if is_dir:
+            if recursive:
+                yield from _walk(entry.path, recursive, extensions, on_error)
+        elif is_image_name(entry.name, extensions):
+            yield entry.path
+
+
+def iter_image_paths(
+    paths: Iterable[str | os.PathLike[str]],
+    *,
+    recursive: bool = False,
+    extensions: Iterable[str] = IMAGE_EXTENSIONS,
+    on_error: OnError | None = None,
+) -> Iterator[str]:
+    """Yield image file paths from ``paths`` (files and directories), lazily.
+
+    Files are yielded as given, even missing ones or ones with another extension, so the
+    caller reports them. Directories yield their image files (see the module docstring).
+    A directory that cannot be listed raises ``OSError``, or is passed to
+    ``on_error(path, error)`` when given.
+    """
+    exts = frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
+    for p in paths:
+        path = os.fspath(p)
+        if os.path.isdir(path):
+            yield from _walk(path, recursive, exts, on_error)
+        else:
+            yield path
