@@ -615,3 +615,14 @@ def test_files_are_closed(bundled, tmp_path):
                 load(p)
         gc.collect()
     assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
+
+
+@pytest.mark.slow
+def test_coco_sample_matches_the_reference_image(coco_sample):
+    for p in coco_sample:
+        raw = ImageOps.exif_transpose(Image.open(p))
+        out = load(p)
+        assert out.mode in ("RGB", "L") and out.size == raw.size, p.name
+        assert np.array_equal(grey(out), grey(raw)), p.name
+        if raw.mode in ("RGB", "L"):
+            assert np.array_equal(arr(out), arr(raw)), p.name
