@@ -1,0 +1,179 @@
+"""Pillow's LANCZOS resize of an 8-bit grayscale image, bit for bit, as banded matrix products.
+
+imagehash resizes with ``Image.resize(size, LANCZOS)``. Pillow computes that as two separable
+passes (horizontal over the rows the vertical pass needs, then vertical), each with integer
+coefficients of 22 fractional bits and rounding/clipping to uint8 in between. Pillow evaluates
+every tap in a scalar loop; here each pass is a few small float64 matrix products over bands of
+the input. Every partial sum is an integer below 2**31 times 2**-22, so float64 arithmetic is
+exact and the result equals Pillow's byte for byte (tests/test_conformance_imagehash.py checks).
+
+Each product is kept under OpenBLAS's multithreading threshold so hashing stays on one core.
+Pillow 13 runs the vertical pass first for some shapes (see :func:`_vertical_first`).
+"""
+
+from __future__ import annotations
+
+import math
+from functools import lru_cache
+
+import numpy as np
+
+from ..pixels import Pixels
+
+_PRECISION_BITS = 32 - 8 - 2
+_SCALE = float(1 << _PRECISION_BITS)
+_INV_SCALE = 1.0 / _SCALE
+_LANCZOS_SUPPORT = 3.0
+# OpenBLAS runs a gemm single-threaded when m*n*k is below 65536 * 4.
+_MAX_GEMM_WORK = 65536 * 4 - 1
+# Cost of one extra matrix product, in multiply-adds (Python + BLAS call overhead).
+_CALL_COST = 12000
+
+
+def _sinc(x: float) -> float:
+    if x == 0.0:
+        return 1.0
+    x = x * math.pi
+    return math.sin(x) / x
+
+
+def _lanczos(x: float) -> float:
+    if -3.0 <= x < 3.0:
+        return _sinc(x) * _sinc(x / 3.0)
+    return 0.0
+
+
+@lru_cache(maxsize=512)
+def _coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output pixel: first input index, and the integer taps (a dense ``(out, in)`` matrix).
+
+    Follows Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` operation by operation
+    (double arithmetic in the same order, C truncation), so the integers are identical.
+    """
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    support = _LANCZOS_SUPPORT * filterscale
+    ss = 1.0 / filterscale
+    dense = np.zeros((out_size, in_size), dtype=np.float64)
+    first = np.empty(out_size, dtype=np.int64)
+    for xx in range(out_size):
+        center = (xx + 0.5) * scale
+        xmin = max(int(center - support + 0.5), 0)
+        xmax = min(int(center + support + 0.5), in_size) - xmin
+        weights = [_lanczos(((x + xmin) - center + 0.5) * ss) for x in range(xmax)]
+        ww = 0.0
+        for w in weights:
+            ww += w
+        row = dense[xx]
+        for x, w in enumerate(weights):
+            if ww != 0.0:
+                w = w / ww
+            row[xmin + x] = int(-0.5 + w * _SCALE) if w < 0 else int(0.5 + w * _SCALE)
+        first[xx] = xmin
+    return first, dense
+
+
+@lru_cache(maxsize=512)
+def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
+    """Group consecutive outputs into bands: ``(lo, hi, bands)`` where the pass reads inputs
+    ``lo:hi`` and each band is ``(in0, in1, out0, out1, taps, chunk)``; ``taps`` already carry
+    the ``2**-22`` scale (exact: a power of two).
+
+    ``other`` is the length of the untouched axis, processed ``chunk`` at a time; the band width
+    trades wasted multiply-adds against per-call overhead."""
+    _, dense = _coeffs(in_size, out_size)
+    nz = dense != 0
+    has = nz.any(axis=1)
+    starts = np.where(has, nz.argmax(axis=1), 0)
+    stops = np.where(has, in_size - nz[:, ::-1].argmax(axis=1), 1)
+    lo, hi = int(starts.min()), int(stops.max())
+    best = None
+    g = 1
+    while True:
+        bands = []
+        cost = 0
+        for o0 in range(0, out_size, g):
+            o1 = min(o0 + g, out_size)
+            i0, i1 = int(starts[o0:o1].min()), int(stops[o0:o1].max())
+            work = (i1 - i0) * (o1 - o0)
+            chunk = max(1, _MAX_GEMM_WORK // work)
+            cost += work * other + _CALL_COST * -(-other // chunk)
+            taps = np.ascontiguousarray(dense[o0:o1, i0:i1] * _INV_SCALE)
+            bands.append((i0, i1, o0, o1, taps, chunk))
+        if best is None or cost < best[0]:
+            best = (cost, tuple(bands))
+        if g >= out_size:
+            break
+        g *= 2
+    return lo, hi, best[1]
+
+
+def _pass(src: np.ndarray, in_size: int, out_size: int, offset: int = 0) -> np.ndarray:
+    """One resampling pass along the second axis of ``src`` (``(n, in)``, input positions
+    shifted by ``offset``), returning the ``(out_size, n)`` rounded result (transposed)."""
+    n = src.shape[0]
+    _, _, bands = _plan(in_size, out_size, n)
+    out = np.empty((out_size, n), dtype=np.float64)
+    for i0, i1, o0, o1, taps, chunk in bands:
+        block = src[:, i0 - offset:i1 - offset]
+        if chunk >= n:
+            np.matmul(taps, block.T, out=out[o0:o1])
+        else:
+            for c in range(0, n, chunk):
+                np.matmul(taps, block[c:c + chunk].T, out=out[o0:o1, c:c + chunk])
+    # Pillow's clip8: add half, drop the fraction, clamp to 0..255
+    np.add(out, 0.5, out=out)
+    np.floor(out, out=out)
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
+def _vertical_first(in_w: int, in_h: int, width: int, height: int) -> bool:
+    """Pillow (13+) runs the vertical pass first when the height shrinks by more than twice as
+    many pixels as the width does; the pass order changes the rounded intermediate image."""
+    return height < in_h and in_h - height > 2 * (in_w - width)
+
+
+def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``Image.fromarray(gray).resize((width, height), LANCZOS)`` as a float64 array of the
+    resulting uint8 values. ``gray``: ``(h, w)`` float64 array of 0..255 integers."""
+    in_h, in_w = gray.shape
+    need_h = width != in_w
+    need_v = height != in_h
+    if not need_h:
+        if not need_v:
+            return np.array(gray, dtype=np.float64)
+        return _pass(gray.T, in_h, height)
+    if not need_v:
+        return np.ascontiguousarray(_pass(gray, in_w, width).T)
+    if _vertical_first(in_w, in_h, width, height):
+        tmp = _pass(gray.T, in_h, height)  # (height, in_w)
+        return np.ascontiguousarray(_pass(tmp, in_w, width).T)
+    lo, hi, _ = _plan(in_h, height, width)
+    tmp_t = _pass(gray[lo:hi], in_w, width)  # (width, rows lo:hi)
+    return _pass(tmp_t, in_h, height, offset=lo)
+
+
+def gray_f64(pixels: Pixels) -> np.ndarray:
+    """The ``L`` image (``Image.convert("L")``, as imagehash uses) as float64, cached per image."""
+    return pixels.cached("gray_f64", lambda: np.array(pixels.gray, dtype=np.float64))
+
+
+def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:
+    """``pixels.gray.resize((width, height), LANCZOS)`` as float64 values, cached per image so
+    hashers that need the same size share one resize."""
+    return pixels.cached(
+        ("lanczos_l", width, height), lambda: resize_l(gray_f64(pixels), width, height)
+    )
+
+
+def check_hash_size(name: str, hash_size: object) -> int:
+    """``hash_size`` as an int >= 2 whose square is a whole number of bytes."""
+    if isinstance(hash_size, bool) or not isinstance(hash_size, (int, np.integer)):
+        raise ValueError(f"{name}: hash_size must be an int, got {hash_size!r}")
+    hash_size = int(hash_size)
+    if hash_size < 2 or (hash_size * hash_size) % 8:
+        raise ValueError(
+            f"{name}: hash_size={hash_size} gives {hash_size * hash_size} bits; need "
+            "hash_size >= 2 with hash_size**2 a multiple of 8 (e.g. 4, 8, 12, 16)"
+        )
+    return hash_size
