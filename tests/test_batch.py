@@ -1,0 +1,171 @@
+"""hash_images: per-item errors, input order, ids, workers=1 == workers=2, streaming,
+several algorithms from one decode, and recovery from a worker process that dies."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+import hashlib_ext as hx
+from hashlib_ext.batch import BatchResult, hash_images
+
+
+class DiesInWorker:
+    """An input whose unpickling in a worker process kills that process at once, as an
+    out-of-memory kill or a crash in a native decoder would."""
+
+    def __reduce__(self):
+        return (os._exit, (70,))
+
+
+class MarksArrival:
+    """An input whose unpickling in a worker creates ``path``: it records which inputs have
+    reached a worker (it then arrives as None and is reported as an unsupported input)."""
+
+    def __init__(self, path: Path):
+        self.path = str(path)
+
+    def __reduce__(self):
+        return (os.mkdir, (self.path,))
+
+
+@pytest.fixture(scope="module")
+def bad_files(tmp_path_factory, bundled) -> dict[str, Path]:
+    d = tmp_path_factory.mktemp("bad")
+    data = bundled[0].read_bytes()
+    files = {
+        "zero-byte": d / "empty.jpg",
+        "truncated": d / "truncated.jpg",
+        "text-as-jpg": d / "text.jpg",
+        "directory": d / "folder.jpg",
+        "missing": d / "missing.jpg",
+    }
+    files["zero-byte"].write_bytes(b"")
+    files["truncated"].write_bytes(data[: len(data) // 3])
+    files["text-as-jpg"].write_text("this is a text file, not a JPEG\n")
+    files["directory"].mkdir()
+    return files
+
+
+def _mixed(bundled: list[Path], bad: dict[str, Path]) -> list[Path]:
+    """Good and bad inputs interleaved, good ones first, last and in between."""
+    good = bundled[:8]
+    return [good[0], bad["zero-byte"], good[1], good[2], bad["truncated"], bad["text-as-jpg"],
+            good[3], bad["directory"], good[4], good[5], bad["missing"], good[6], good[7]]
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_good_items_hashed_bad_items_reported(bundled, bad_files, workers):
+    srcs = _mixed(bundled, bad_files)
+    res = hash_images(srcs, "ahash", workers=workers, chunksize=2)
+    assert isinstance(res, BatchResult)
+    good_pos = [i for i, p in enumerate(srcs) if p in bundled]
+    bad_pos = [i for i, p in enumerate(srcs) if p not in bundled]
+    assert res.ok == len(good_pos) == len(res.hashes) and res.failed == len(bad_pos)
+    assert res.positions.dtype == np.int64 and res.positions.tolist() == good_pos
+    assert res.ids == [str(srcs[i]) for i in good_pos]
+    for row, i in enumerate(good_pos):
+        assert res.hashes[row] == hx.hash_image(srcs[i], "ahash")
+    # each bad input, in input order, named by its path, with the typed error
+    assert [e[0] for e in res.errors] == [str(srcs[i]) for i in bad_pos]
+    assert {e[1] for e in res.errors} == {"ImageDecodeError"}
+    assert all(e[2] for e in res.errors)
+
+
+def test_workers_1_and_2_identical(bundled):
+    srcs = bundled + [bundled[0].parent / "no-such-image.jpg"] + bundled[:5]
+    one = hash_images(srcs, "pdq", workers=1)
+    two = hash_images(srcs, "pdq", workers=2, chunksize=3)
+    assert one.hashes == two.hashes and len(one.hashes) == len(srcs) - 1
+    assert np.array_equal(one.hashes.qualities, two.hashes.qualities)
+    assert one.ids == two.ids and np.array_equal(one.positions, two.positions)
+    assert one.errors == two.errors and len(one.errors) == 1
+
+
+def test_generator_and_non_path_inputs_are_identified_by_position(bundled):
+    img = Image.open(bundled[1])
+    srcs = [bundled[0].read_bytes(), img, np.asarray(img.convert("RGB")), b"not an image"]
+    for workers in (1, 2):
+        res = hash_images((s for s in srcs), "dhash", workers=workers, chunksize=1)
+        assert res.ids == [0, 1, 2] and res.positions.tolist() == [0, 1, 2]
+        assert res.hashes[0] == hx.hash_image(bundled[0], "dhash")
+        assert res.hashes[1] == res.hashes[2] == hx.hash_image(bundled[1], "dhash")
+        assert res.errors == [(3, "ImageDecodeError", res.errors[0][2])]
+
+
+def test_list_of_algorithms_rows_aligned(bundled, bad_files):
+    srcs = [bundled[0], bad_files["zero-byte"], *bundled[1:6]]
+    names = ["pdq", "phash", "ahash"]
+    res = hash_images(srcs, names, workers=2, chunksize=2)
+    assert isinstance(res.hashes, dict) and list(res.hashes) == names
+    for name in names:
+        alone = hash_images(srcs, name, workers=1)
+        assert res.hashes[name] == alone.hashes and res.ids == alone.ids
+    assert res.hashes["pdq"].qualities is not None and res.hashes["ahash"].qualities is None
+    assert len(res.errors) == 1
+
+
+def test_killed_worker_loses_no_good_item(bundled):
+    srcs: list[object] = list(bundled[:12])
+    srcs.insert(3, DiesInWorker())
+    srcs.insert(9, DiesInWorker())
+    res = hash_images(srcs, "ahash", workers=2, chunksize=2)
+    crashed = [i for i, s in enumerate(srcs) if isinstance(s, DiesInWorker)]
+    assert [e[:2] for e in res.errors] == [(i, "WorkerCrashedError") for i in crashed]
+    assert res.ids == [str(s) for s in srcs if not isinstance(s, DiesInWorker)]
+    assert res.hashes == hash_images(bundled[:12], "ahash", workers=1).hashes
+
+
+def test_unpicklable_input_is_an_item_error(bundled):
+    srcs = [bundled[0], lambda: None, bundled[1]]
+    res = hash_images(srcs, "ahash", workers=2, chunksize=3)
+    assert res.ids == [str(bundled[0]), str(bundled[1])]
+    assert len(res.errors) == 1 and res.errors[0][0] == 1
+
+
+def test_streams_input_with_bounded_read_ahead(tmp_path):
+    """The input is consumed only a bounded window ahead of what workers have received."""
+    chunksize, n, ahead = 2, 240, []
+    arrived = tmp_path / "arrived"
+    arrived.mkdir()
+
+    def gen():
+        for i in range(n):
+            ahead.append(i - len(os.listdir(arrived)))
+            yield MarksArrival(arrived / str(i))
+
+    res = hash_images(gen(), "ahash", workers=2, chunksize=chunksize)
+    assert res.ok == 0 and res.failed == n and len(os.listdir(arrived)) == n
+    # window: 4 chunks per worker in flight, plus the chunk being read
+    assert max(ahead) <= (2 * 4 + 1) * chunksize
+
+
+def test_empty_input_and_argument_errors():
+    res = hash_images([], "pdq")
+    assert res.ok == res.failed == 0 and res.hashes.bits == 256 and res.positions.size == 0
+    with pytest.raises(ValueError, match="unknown algorithm"):
+        hash_images(["x.jpg"], "nohash")
+    with pytest.raises(ValueError, match="workers"):
+        hash_images(["x.jpg"], "pdq", workers=0)
+    with pytest.raises(ValueError, match="chunksize"):
+        hash_images(["x.jpg"], "pdq", chunksize=0)
+
+
+def test_progress_bar_on_stderr(bundled, capsys):
+    hash_images(bundled[:5], "ahash", workers=1, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "5/5" in err
+    hash_images(bundled[:5], "ahash", workers=1)
+    assert capsys.readouterr().err == ""
+
+
+def test_fast_and_max_pixels_are_passed_to_the_hasher(bundled):
+    res = hash_images(bundled[:4], "phash", workers=2, chunksize=1, fast=True)
+    assert res.hashes == hx.HashArray.from_hashes(
+        [hx.hash_image(p, "phash", fast=True) for p in bundled[:4]])
+    res = hash_images(bundled[:2], "phash", workers=1, max_pixels=100)
+    assert res.ok == 0 and {e[1] for e in res.errors} == {"ImageTooLargeError"}
