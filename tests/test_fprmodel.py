@@ -24,7 +24,7 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("tail_fraction", [1.0, 0.1])
+@pytest.mark.parametrize("tail_fraction", [1.0, 0.02])
 @pytest.mark.parametrize("bits,dist", CASES)
 def test_fit_recovers_the_true_low_rates(bits, dist, tail_fraction):
     rng = np.random.default_rng(bits)
@@ -34,7 +34,7 @@ def test_fit_recovers_the_true_low_rates(bits, dist, tail_fraction):
     t_true = _true_threshold(dist, bits, 1e-6)
     assert hist[: t_true + 1].sum() == 0
     model = fprmodel.fit(hist, tail_fraction=tail_fraction)
-    assert model.bits == bits and model.n_pairs == 40_000
+    assert model.bits == bits and model.n_pairs == 40_000 and model.step == 1
     # the extrapolated rate at the true 1e-6 threshold is right within a factor of 2.5
     ratio = model.fpr(t_true) / dist.cdf(t_true)
     assert 0.4 < ratio < 2.5, ratio
@@ -43,6 +43,27 @@ def test_fit_recovers_the_true_low_rates(bits, dist, tail_fraction):
     gof = fprmodel.goodness_of_fit(model, hist)
     assert gof["max_abs_log10_ratio"] < 0.3
     assert gof["p_value"] > 1e-3
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_balanced_hashes_use_the_even_lattice(bits):
+    """Median-thresholded hashes (pHash, PDQ) set exactly half their bits: distances are even,
+    d = 2 * (bits/2 - k) with k hypergeometric for independent codes. The folded model must
+    recover that known rate."""
+    hg = stats.hypergeom(bits, bits // 2, bits // 2)
+    rng = np.random.default_rng(bits + 1)
+    d = 2 * (bits // 2 - hg.rvs(size=40_000, random_state=rng))
+    hist = np.bincount(d, minlength=bits + 1)
+    true = np.array([hg.sf(bits // 2 - t // 2 - 1) for t in range(bits + 1)])
+    t_true = int(np.nonzero(true <= 1e-6)[0][-1])
+    model = fprmodel.fit(hist)
+    assert model.step == 2
+    assert np.all(np.isneginf(model.log_pmf()[1::2]))
+    assert model.fpr_curve()[-1] == pytest.approx(1.0)
+    assert 0.4 < model.fpr(t_true) / true[t_true] < 2.5
+    assert abs(model.threshold_for(1e-6) - t_true) <= 2
+    gof = fprmodel.goodness_of_fit(model, hist)
+    assert gof["p_value"] > 1e-3 and gof["max_abs_log10_ratio"] < 0.3
 
 
 def test_tail_fit_cutoff_and_curve_shape():

@@ -8,6 +8,12 @@ histogram by censored maximum likelihood: distances up to a cut-off ``c`` count 
 those above ``c`` only as "above c". The tail therefore sets the shape where it matters, while
 the total mass stays anchored. The result is a MODEL: :func:`goodness_of_fit` compares it with
 the empirical part it can be checked against, and reports say so.
+
+Median-thresholded hashes (pHash, wHash, PDQ) set exactly half their bits, so the distance of
+two of them is always even. When (almost) no odd distances occur, the model lives on that
+lattice (``step = 2``): the beta-binomial over ``0..bits`` is folded onto the even distances
+(each odd distance's probability split between its two even neighbours), and odd distances
+that do occur are counted with the even distance below them (the conservative side).
 """
 
 from __future__ import annotations
@@ -32,11 +38,13 @@ class FprModel:
     cutoff: int
     """Largest distance fitted individually (censored above)."""
     n_pairs: int
+    step: int = 1
+    """1: any distance; 2: even distances only (balanced hashes), the beta-binomial folded."""
     kind: str = "beta-binomial (censored MLE on the lower tail)"
 
     def log_pmf(self) -> np.ndarray:
-        """Log-probability of each distance 0..bits."""
-        return _log_pmf(self.bits, self.alpha, self.beta)
+        """Log-probability of each distance 0..bits (-inf off the lattice)."""
+        return _log_pmf(self.bits, self.alpha, self.beta, self.step)
 
     def fpr_curve(self) -> np.ndarray:
         """Modelled per-pair FPR for thresholds 0..bits (computed in log space: no underflow
@@ -60,13 +68,32 @@ class FprModel:
     def to_dict(self) -> dict:
         return {
             "kind": self.kind, "bits": self.bits, "alpha": self.alpha, "beta": self.beta,
-            "cutoff": self.cutoff, "n_pairs": self.n_pairs,
+            "cutoff": self.cutoff, "n_pairs": self.n_pairs, "step": self.step,
         }
 
 
-def _log_pmf(bits: int, a: float, b: float) -> np.ndarray:
-    k = np.arange(bits + 1)
-    return stats.betabinom.logpmf(k, bits, a, b)
+def _log_pmf(bits: int, a: float, b: float, step: int = 1) -> np.ndarray:
+    """Log-pmf over 0..bits; with step 2, folded onto the even distances (odd = -inf)."""
+    lp = stats.betabinom.logpmf(np.arange(bits + 1), bits, a, b)
+    if step == 1:
+        return lp
+    out = np.full(bits + 1, -np.inf)
+    half_odd = lp[1::2] + np.log(0.5)
+    even = lp[::2].copy()
+    even[:-1] = np.logaddexp(even[:-1], half_odd)  # odd 2k+1 -> half to 2k
+    even[1:] = np.logaddexp(even[1:], half_odd)    # .. and half to 2k + 2
+    out[::2] = even
+    return out
+
+
+def _lattice(hist: np.ndarray, max_odd_share: float = 0.005) -> tuple[int, np.ndarray]:
+    """(step, counts on the lattice 0, step, 2*step, ..): odd counts fold onto the even below."""
+    odd = hist[1::2].sum()
+    if hist.size - 1 < 4 or (hist.size - 1) % 2 or odd > max_odd_share * hist.sum():
+        return 1, hist
+    even = hist[::2].copy()
+    even[: hist[1::2].size] += hist[1::2]
+    return 2, even
 
 
 def _cutoff(hist: np.ndarray, tail_fraction: float, min_tail: int) -> int:
@@ -75,7 +102,7 @@ def _cutoff(hist: np.ndarray, tail_fraction: float, min_tail: int) -> int:
     return int(np.searchsorted(cum, need))
 
 
-def fit(hist: np.ndarray, tail_fraction: float = 0.1, min_tail: int = 50) -> FprModel:
+def fit(hist: np.ndarray, tail_fraction: float = 0.02, min_tail: int = 100) -> FprModel:
     """Fit the model to a distinct-pair histogram (``hist[d]`` pairs at distance ``d``).
 
     ``tail_fraction``: share of pairs (the smallest distances) fitted individually; 1.0 fits the
@@ -90,20 +117,20 @@ def fit(hist: np.ndarray, tail_fraction: float = 0.1, min_tail: int = 50) -> Fpr
     if not 0 < tail_fraction <= 1:
         raise ValueError(f"tail_fraction must be in (0, 1], got {tail_fraction}")
     bits = h.size - 1
-    c = min(bits, _cutoff(h, tail_fraction, min_tail))
-    below, above = h[: c + 1], h[c + 1:].sum()
+    step, lh = _lattice(h)
+    c = min(lh.size - 1, _cutoff(lh, tail_fraction, min_tail))  # in lattice units
+    below, above = lh[: c + 1], lh[c + 1:].sum()
 
     def nll(theta: np.ndarray) -> float:
         mu, s = special.expit(theta[0]), np.exp(theta[1])
-        lp = _log_pmf(bits, mu * s, (1 - mu) * s)
+        lp = _log_pmf(bits, mu * s, (1 - mu) * s, step)[::step]
         val = -np.dot(below, lp[: c + 1])
         if above > 0:
             val -= above * special.logsumexp(lp[c + 1:])
         return float(val) if np.isfinite(val) else 1e300
 
-    # Start from moments of the whole histogram, then a few restarts in overdispersion.
-    d = np.arange(bits + 1)
-    m = np.clip(np.dot(h, d) / total / bits, 1e-3, 1 - 1e-3)
+    # Start from the mean of the whole histogram, then a few restarts in overdispersion.
+    m = np.clip(np.dot(h, np.arange(bits + 1)) / total / bits, 1e-3, 1 - 1e-3)
     best = None
     for log_s in (np.log(2.0), np.log(30.0), np.log(1e3), np.log(1e6)):
         res = optimize.minimize(
@@ -113,8 +140,8 @@ def fit(hist: np.ndarray, tail_fraction: float = 0.1, min_tail: int = 50) -> Fpr
         if best is None or res.fun < best.fun:
             best = res
     mu, s = special.expit(best.x[0]), np.exp(best.x[1])
-    return FprModel(bits=bits, alpha=float(mu * s), beta=float((1 - mu) * s), cutoff=c,
-                    n_pairs=int(total))
+    return FprModel(bits=bits, alpha=float(mu * s), beta=float((1 - mu) * s), cutoff=c * step,
+                    n_pairs=int(total), step=step)
 
 
 def goodness_of_fit(model: FprModel, hist: np.ndarray, min_count: int = 10) -> dict:
@@ -127,9 +154,10 @@ def goodness_of_fit(model: FprModel, hist: np.ndarray, min_count: int = 10) -> d
     """
     h = np.asarray(hist, dtype=np.float64)
     total = h.sum()
-    expected = np.exp(model.log_pmf()) * total
-    c = model.cutoff
-    obs = np.append(h[: c + 1], h[c + 1:].sum())
+    lh = _lattice(h)[1] if model.step == 2 else h
+    expected = np.exp(model.log_pmf()[:: model.step]) * total
+    c = model.cutoff // model.step
+    obs = np.append(lh[: c + 1], lh[c + 1:].sum())
     exp = np.append(expected[: c + 1], expected[c + 1:].sum())
     o_bins, e_bins, o_acc, e_acc = [], [], 0.0, 0.0
     for o, e in zip(obs, exp, strict=True):  # pool from the low end until expected >= 5
@@ -149,7 +177,9 @@ def goodness_of_fit(model: FprModel, hist: np.ndarray, min_count: int = 10) -> d
     dof = max(1, len(o_arr) - 1 - 2)
     emp = np.cumsum(h) / total
     mod = model.fpr_curve()
-    ok = np.nonzero((np.cumsum(h) >= min_count) & (np.arange(h.size) <= c))[0]
+    lattice = np.arange(h.size) % model.step == 0
+    ok = np.nonzero((np.cumsum(h) >= min_count) & (np.arange(h.size) <= model.cutoff)
+                    & lattice)[0]
     ratios = np.abs(np.log10(np.maximum(mod[ok], 1e-300) / emp[ok])) if ok.size else np.array([])
     return {
         "chi2": chi2,

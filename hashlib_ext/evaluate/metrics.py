@@ -85,14 +85,15 @@ def dihedral_same_distances(originals: HashArray | np.ndarray, variants8: np.nda
 def _index_for(codes: np.ndarray):
     from ..index import HashIndex
 
-    idx = HashIndex(bits=codes.shape[1] * 8)
+    # Every pair is wanted (radius = full width), so a scan is the right index kind.
+    idx = HashIndex(bits=codes.shape[1] * 8, kind="flat")
     idx.add(codes, ids=np.arange(codes.shape[0], dtype=np.int64))
     return idx
 
 
 def _range_all(index, queries: np.ndarray, bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Every (query, stored) distance through the index, as flat arrays (lims, distances, ids)."""
-    lims, dist, ids = index.range_search(queries, bits)
+    lims, ids, dist = index.search_arrays(queries, bits)
     return np.asarray(lims, np.int64), np.asarray(dist, np.int64), np.asarray(ids, np.int64)
 
 

@@ -54,7 +54,7 @@ class BenchConfig:
     """Use only the first ``limit`` images of the dataset."""
     throughput_images: int = 64
     """How many images the single-process throughput measurement hashes per algorithm."""
-    tail_fraction: float = 0.1
+    tail_fraction: float = 0.02
     """Share of distinct pairs (smallest distances) the FPR model is fitted to."""
 
 
