@@ -1,0 +1,171 @@
+"""``hashlib-ext hash``: formats parse back to the library's hashes, exit codes, stderr
+messages, directory walking, stdin paths, atomic --output; in-process and as a subprocess."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import hashlib_ext as hx
+from hashlib_ext.cli import hash_cmd, main
+from hashlib_ext.files import iter_image_paths
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def parse(text: str, fmt: str) -> list[dict]:
+    """Rows back from CSV / JSON / JSONL output, quality as int or None."""
+    if fmt == "csv":
+        rows = list(csv.DictReader(io.StringIO(text)))
+        for r in rows:
+            r["quality"] = int(r["quality"]) if r["quality"] else None
+        return rows
+    if fmt == "json":
+        return json.loads(text)
+    return [json.loads(line) for line in text.splitlines()]
+
+
+def expected_rows(paths, names) -> list[dict]:
+    rows = []
+    for p in paths:
+        for n in names:
+            h = hx.hash_image(p, n)
+            rows.append({"path": str(p), "algorithm": n, "hex": h.hex, "quality": h.quality})
+    return rows
+
+
+@pytest.mark.parametrize("fmt", ["csv", "json", "jsonl"])
+def test_formats_parse_back(bundled, capsys, fmt):
+    paths = bundled[:4]
+    code = main(["hash", *map(str, paths), "--format", fmt, "-j", "1"])
+    out, err = capsys.readouterr()
+    assert code == 0 and err == ""
+    assert parse(out, fmt) == expected_rows(paths, ["pdq"])
+    if fmt == "csv":
+        assert out.splitlines()[0] == "path,algorithm,hex,quality"
+
+
+def test_several_algorithms_one_row_each(bundled, capsys):
+    paths = bundled[:3]
+    assert main(["hash", *map(str, paths), "-a", "phash,pdq,ahash", "-f", "jsonl",
+                 "-j", "2"]) == 0
+    rows = parse(capsys.readouterr().out, "jsonl")
+    assert rows == expected_rows(paths, ["phash", "pdq", "ahash"])
+    assert rows[0]["quality"] is None and rows[1]["quality"] is not None
+
+
+def test_failed_inputs_reported_good_ones_written(bundled, tmp_path, capsys):
+    missing = tmp_path / "missing.jpg"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    args = [str(bundled[0]), str(missing), str(text), str(bundled[1])]
+    assert main(["hash", *args, "-f", "csv", "-j", "2"]) == 1
+    out, err = capsys.readouterr()
+    assert [r["path"] for r in parse(out, "csv")] == [str(bundled[0]), str(bundled[1])]
+    lines = err.splitlines()
+    assert len(lines) == 2
+    for line, path in zip(lines, [missing, text], strict=True):
+        assert re.fullmatch(rf"hashlib-ext: {re.escape(str(path))}: ImageDecodeError: .+", line)
+
+
+def test_directories_recursive_sorted_and_filtered(bundled, tmp_path, capsys):
+    (tmp_path / "b").mkdir()
+    (tmp_path / "a" / "deep").mkdir(parents=True)
+    for name, src in [("z.jpg", 0), ("b/y.JPG", 1), ("a/x.jpeg", 2), ("a/deep/w.jpg", 3),
+                      ("m.jpg", 4)]:
+        shutil.copy(bundled[src], tmp_path / name)
+    (tmp_path / "readme.txt").write_text("skipped: not an image extension")
+    (tmp_path / "a" / "data.csv").write_text("skipped too")
+
+    assert main(["hash", str(tmp_path), "-a", "ahash", "-f", "jsonl", "-j", "1"]) == 0
+    top = [r["path"] for r in parse(capsys.readouterr().out, "jsonl")]
+    assert top == [str(tmp_path / "m.jpg"), str(tmp_path / "z.jpg")]
+
+    assert main(["hash", str(tmp_path), "-r", "-a", "ahash", "-f", "jsonl", "-j", "1"]) == 0
+    rows = parse(capsys.readouterr().out, "jsonl")
+    rel = [os.path.relpath(r["path"], tmp_path) for r in rows]
+    assert rel == ["a/deep/w.jpg", "a/x.jpeg", "b/y.JPG", "m.jpg", "z.jpg"]
+    assert rows[0]["hex"] == hx.hash_image(bundled[3], "ahash").hex
+
+
+def test_explicit_non_image_file_is_hashed_and_reported(tmp_path, capsys):
+    f = tmp_path / "data.csv"
+    f.write_text("a,b\n")
+    assert list(iter_image_paths([f])) == [str(f)]
+    assert main(["hash", str(f), "-j", "1"]) == 1
+    assert capsys.readouterr().err.startswith(f"hashlib-ext: {f}: ImageDecodeError: ")
+
+
+def test_walk_does_not_follow_symlinked_directories(bundled, tmp_path):
+    shutil.copy(bundled[0], tmp_path / "a.jpg")
+    (tmp_path / "loop").symlink_to(tmp_path, target_is_directory=True)
+    assert list(iter_image_paths([tmp_path], recursive=True)) == [str(tmp_path / "a.jpg")]
+
+
+def test_paths_from_stdin(bundled, monkeypatch, capsys):
+    monkeypatch.setattr(sys, "stdin", io.StringIO(f"{bundled[2]}\n\n{bundled[3]}\n"))
+    assert main(["hash", str(bundled[0]), "-", "-f", "json", "-j", "1"]) == 0
+    rows = parse(capsys.readouterr().out, "json")
+    assert [r["path"] for r in rows] == [str(bundled[i]) for i in (0, 2, 3)]
+
+
+def test_output_file_written_atomically(bundled, tmp_path, capsys, monkeypatch):
+    out = tmp_path / "hashes.csv"
+    assert main(["hash", *map(str, bundled[:3]), "-o", str(out), "-j", "1"]) == 0
+    assert capsys.readouterr().out == ""
+    assert parse(out.read_text(), "csv") == expected_rows(bundled[:3], ["pdq"])
+    assert os.listdir(tmp_path) == ["hashes.csv"]
+    before = out.read_bytes()
+
+    def fail_midway(rows, fmt, f):
+        f.write("path,algorithm,hex,quality\npartial")
+        raise RuntimeError("disk went away")
+
+    monkeypatch.setattr(hash_cmd, "write_rows", fail_midway)
+    with pytest.raises(RuntimeError):
+        main(["hash", str(bundled[5]), "-o", str(out), "-j", "1"])
+    assert out.read_bytes() == before and os.listdir(tmp_path) == ["hashes.csv"]
+
+
+def test_no_images_found_is_a_failure(tmp_path, capsys):
+    assert main(["hash", str(tmp_path), "-j", "1"]) == 1
+    assert "no image files found" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("argv", [
+    ["hash"],
+    ["hash", "x.jpg", "--algorithm", "nohash"],
+    ["hash", "x.jpg", "--format", "xml"],
+    ["hash", "x.jpg", "--workers", "0"],
+])
+def test_usage_errors_exit_2(argv, capsys):
+    with pytest.raises(SystemExit) as e:
+        main(argv)
+    assert e.value.code == 2 and "usage:" in capsys.readouterr().err
+
+
+def test_subprocess_exit_codes_and_streams(bundled, tmp_path):
+    bad = tmp_path / "empty.jpg"
+    bad.write_bytes(b"")
+    env = {**os.environ, "PYTHONPATH": str(ROOT)}
+    cmd = [sys.executable, "-m", "hashlib_ext", "hash", "-f", "jsonl", "-a", "dhash"]
+    proc = subprocess.run([*cmd, str(bundled[0]), str(bad), str(bundled[1])],
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 1
+    assert parse(proc.stdout, "jsonl") == expected_rows([bundled[0], bundled[1]], ["dhash"])
+    assert proc.stderr.startswith(f"hashlib-ext: {bad}: ImageDecodeError: ")
+    assert "hashing" not in proc.stderr  # no progress bar: stderr is not a terminal
+
+    proc = subprocess.run([*cmd, "--progress", "-", "-j", "2"], input=f"{bundled[0]}\n",
+                          capture_output=True, text=True, env=env, timeout=120)
+    assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
+    assert "hashing" in proc.stderr
