@@ -38,6 +38,7 @@ def find_duplicates(
     progress: bool = False,
     include_singletons: bool = False,
     batch_size: int = QUERY_BATCH,
+    kind: str = "auto",
 ) -> list[list[int]]:
     """Clusters of near-duplicate hashes: groups whose members are linked by distance <= t.
 
@@ -45,7 +46,8 @@ def find_duplicates(
     0..n-1) name the hashes in the result. Returns a list of clusters, each a sorted list of
     ids, the clusters sorted by their first id. Hashes without any near duplicate are left
     out unless ``include_singletons`` (then every id appears in exactly one cluster).
-    ``progress`` shows a bar on stderr.
+    ``progress`` shows a bar on stderr. ``kind`` is passed to :class:`HashIndex` ("auto",
+    "flat" or "mih"); every kind gives the same, exact clusters.
     """
     codes = _codes(hashes)
     n = codes.shape[0]
@@ -55,7 +57,8 @@ def find_duplicates(
     threshold = _check_threshold(threshold)
     if n == 0:
         return []
-    labels = duplicate_labels(codes, threshold, progress=progress, batch_size=batch_size)
+    labels = duplicate_labels(codes, threshold, progress=progress, batch_size=batch_size,
+                              kind=kind)
     return _clusters(labels, ids_arr, include_singletons)
 
 
@@ -65,6 +68,7 @@ def duplicate_labels(
     *,
     progress: bool = False,
     batch_size: int = QUERY_BATCH,
+    kind: str = "auto",
 ) -> np.ndarray:
     """Component label per hash (``(n,)`` int64): equal labels = same cluster."""
     codes = _codes(hashes)
@@ -76,7 +80,8 @@ def duplicate_labels(
     unique, inverse = _unique_rows(codes)
     m = unique.shape[0]
     uf = _Components(m)
-    for rows, cols in _pairs(unique, threshold, progress=progress, batch_size=batch_size):
+    for rows, cols in _pairs(unique, threshold, progress=progress, batch_size=batch_size,
+                             kind=kind):
         uf.add(rows, cols)
     return uf.labels()[inverse]
 
@@ -110,11 +115,11 @@ def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[first[order]], rank[inverse.reshape(-1)]
 
 
-def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int):
+def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str):
     """Yield (rows, cols) int64 arrays of all pairs i < j with distance <= threshold."""
     from tqdm.auto import tqdm
 
-    search = _range_searcher(codes, threshold)
+    search = _range_searcher(codes, threshold, kind)
     n = codes.shape[0]
     with tqdm(total=n, unit="hash", desc="dedup", file=sys.stderr, disable=not progress,
               mininterval=0.5) as bar:
@@ -128,33 +133,21 @@ def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int
             bar.update(stop - start)
 
 
-def _range_searcher(codes: np.ndarray, threshold: int):
+def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
     """A function queries -> (lims, positions) over ``codes`` (distance <= threshold).
 
-    Uses :meth:`HashIndex.range_search` (FAISS-style arrays) where available, so dedup gets
-    whatever index structure HashIndex picks for this size and threshold.
+    Goes through :meth:`HashIndex.search_arrays` (FAISS-style arrays, inclusive threshold),
+    so dedup gets whatever exact structure HashIndex picks for this size and threshold.
     """
     from .index import HashIndex
 
-    bits = codes.shape[1] * 8
-    if not hasattr(HashIndex, "range_search"):  # until HashIndex.range_search lands
-        import faiss
-
-        flat = faiss.IndexBinaryFlat(bits)
-        flat.add(codes)
-
-        def flat_search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-            # FAISS's binary radius is strict (distance < radius): + 1 makes it inclusive.
-            lims, _dist, found = flat.range_search(np.ascontiguousarray(queries), threshold + 1)
-            return lims.astype(np.int64), found.astype(np.int64)
-
-        return flat_search
-    index = HashIndex(bits=bits)
-    index.add(codes, ids=np.arange(codes.shape[0], dtype=np.int64))
+    index = HashIndex(bits=codes.shape[1] * 8, kind=kind,  # type: ignore[arg-type]
+                      design_threshold=threshold)
+    index.add(codes)  # ids 0..n-1 == positions
 
     def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lims, found, _dist = index.range_search(queries, threshold)
-        return np.asarray(lims, np.int64), np.asarray(found, np.int64)
+        lims, found, _dist = index.search_arrays(queries, threshold)
+        return lims, found
 
     return search
 

@@ -15,10 +15,14 @@ The formats (see docs/formats.md):
 ``csv/tsv``  a header row naming the columns (``hash``, ``id``, ``key``/``path``, ``quality``)
              or no header (the hash in the first column).
 ``jsonl``    one object per line: ``{"hash": ..., "id": ..., "key": ..., "quality": ...}``.
+``json``     a JSON array of such objects (what ``hashlib-ext hash --format json`` prints).
 ``parquet``  ``hash`` as fixed-size binary (or hex strings), ``id`` int64, optional ``key``
              and ``quality``; the algorithm is kept in the schema metadata.
 ``te``       ThreatExchange's CSV export, ``signal_type,signal_str,collab,category,tags``;
              rows of other signal types than the algorithm's are counted and ignored.
+
+Records that name another algorithm (an ``algorithm`` column or field, as the ``hash``
+command writes) are likewise counted in ``HashList.ignored`` and left out.
 
 Where a file has no ids, a hash's id is its record number: 0 for the first data record, and
 records skipped in lenient mode keep their numbers (no renumbering of the others).
@@ -44,14 +48,14 @@ import numpy as np
 from .errors import HashFormatError
 from .hash import HashArray
 
-FORMATS = ("hex", "csv", "tsv", "jsonl", "parquet", "te")
+FORMATS = ("hex", "csv", "tsv", "jsonl", "json", "parquet", "te")
 DEFAULT_ALGORITHM = "pdq"
 CHUNK_ROWS = 65536
 
 _EXTENSIONS = {
     ".txt": "hex", ".hex": "hex", ".hashes": "hex", ".lst": "hex",
     ".csv": "csv", ".tsv": "tsv", ".tab": "tsv",
-    ".jsonl": "jsonl", ".ndjson": "jsonl",
+    ".jsonl": "jsonl", ".ndjson": "jsonl", ".json": "json",
     ".parquet": "parquet", ".pq": "parquet",
 }
 _ALIASES = {"threatexchange": "te", "hma": "te", "ndjson": "jsonl", "txt": "hex", "lines": "hex"}
@@ -411,7 +415,8 @@ def _iter_csv(f: IO[str], dec: _Decoder, chunk: int, delimiter: str, te: bool,
     k_col = _column(cols, key_column, _KEY_NAMES, "key", dec.path) \
         if cols or key_column is not None else None
     q_col = _column(cols, None, _QUALITY_NAMES, "quality", dec.path) if cols else None
-    t_col = 0 if te else None
+    t_col = _column(cols, None, ("signal_type",) if te else ("algorithm",), "algorithm",
+                    dec.path) if cols else None
     need = max(c for c in (h_col, i_col, k_col, q_col, t_col) if c is not None) + 1
     algo = dec.algorithm.lower()
 
@@ -425,7 +430,8 @@ def _iter_csv(f: IO[str], dec: _Decoder, chunk: int, delimiter: str, te: bool,
     for line_no, row in records():
         if not row or (len(row) == 1 and not row[0].strip()):
             continue
-        if t_col is not None and len(row) > t_col and row[t_col].strip().lower() != algo:
+        if t_col is not None and len(row) > t_col and row[t_col].strip() \
+                and row[t_col].strip().lower() != algo:
             dec.ignored += 1
             continue
         if len(row) < need:
@@ -450,10 +456,29 @@ def _first_field(obj: dict[str, Any], names: Sequence[str]) -> Any:
     return None
 
 
+def _add_object(rows: _Rows, dec: _Decoder, line_no: int, obj: Any) -> None:
+    """One JSON record: an object with a hash string and optional id, key, quality."""
+    if not isinstance(obj, dict):
+        dec.records += 1
+        rows.bad.append((line_no, f"expected a JSON object, got {type(obj).__name__}"))
+        return
+    obj_algo = obj.get("algorithm", obj.get("signal_type"))
+    if obj_algo is not None and obj_algo != dec.algorithm:
+        dec.ignored += 1
+        return
+    text = _first_field(obj, (*_HASH_NAMES, dec.algorithm))
+    if not isinstance(text, str):
+        dec.records += 1
+        rows.bad.append((line_no, "no hash string ('hash' field)" if text is None
+                         else f"hash is a {type(text).__name__}, expected a hex string"))
+        return
+    key = _first_field(obj, _KEY_NAMES)
+    rows.add(dec, line_no, text.strip(), obj.get("id"), None if key is None else str(key),
+             obj.get("quality"))
+
+
 def _iter_jsonl(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
     rows = _Rows()
-    hash_names = (*_HASH_NAMES, dec.algorithm)
-    algo = dec.algorithm
     for line_no, line in enumerate(f, 1):
         if not line.strip():
             continue
@@ -462,24 +487,31 @@ def _iter_jsonl(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
         except ValueError as e:
             dec.records += 1
             rows.bad.append((line_no, f"invalid JSON ({e.msg})"))
-            obj = None
-        if obj is not None and not isinstance(obj, dict):
-            dec.records += 1
-            rows.bad.append((line_no, f"expected a JSON object, got {type(obj).__name__}"))
-        elif obj is not None:
-            text = _first_field(obj, hash_names)
-            obj_algo = obj.get("algorithm", obj.get("signal_type"))
-            key = _first_field(obj, _KEY_NAMES)
-            if obj_algo is not None and obj_algo != algo:
-                dec.records += 1
-                rows.bad.append((line_no, f"algorithm {obj_algo!r}, expected {algo!r}"))
-            elif not isinstance(text, str):
-                dec.records += 1
-                rows.bad.append((line_no, "no hash string ('hash' field)" if text is None
-                                 else f"hash is a {type(text).__name__}, expected a hex string"))
-            else:
-                rows.add(dec, line_no, text.strip(), obj.get("id"),
-                         None if key is None else str(key), obj.get("quality"))
+        else:
+            _add_object(rows, dec, line_no, obj)
+        if len(rows) >= chunk:
+            yield rows.finish(dec)
+            rows = _Rows()
+    if len(rows):
+        yield rows.finish(dec)
+
+
+def _iter_json(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
+    """A JSON array of objects (``hashlib-ext hash --format json``), or {"hashes": [...]}.
+
+    Read whole (JSON has no streaming boundary); records are numbered as items from 1.
+    """
+    try:
+        data = json.load(f)
+    except ValueError as e:
+        raise HashFormatError(f"{dec.path}: invalid JSON: {e}") from None
+    if isinstance(data, dict) and isinstance(data.get("hashes"), list):
+        data = data["hashes"]
+    if not isinstance(data, list):
+        raise HashFormatError(f"{dec.path}: expected a JSON array of hash objects")
+    rows = _Rows()
+    for item, obj in enumerate(data, 1):
+        _add_object(rows, dec, item, obj)
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = _Rows()
@@ -639,6 +671,9 @@ def iter_hash_list(
                 chunks = _iter_hex(f, dec, chunk_rows)
             elif fmt == "jsonl":
                 chunks = _iter_jsonl(f, dec, chunk_rows)
+            elif fmt == "json":
+                dec.unit = "item"
+                chunks = _iter_json(f, dec, chunk_rows)
             else:
                 chunks = _iter_csv(f, dec, chunk_rows, "\t" if fmt == "tsv" else ",", fmt == "te",
                                    header, hash_column, id_column, key_column)
@@ -658,6 +693,13 @@ def _report(chunks: Iterator[HashList], dec: _Decoder,
         chunk.ignored, dec.ignored = dec.ignored, 0
         dec.skipped = []
         yield chunk
+    if dec.ignored or dec.skipped:  # records after the last chunk that held none
+        if skipped is not None:
+            skipped.extend(dec.skipped)
+        empty = _make_list(np.zeros((0, dec.nbytes or 0), np.uint8), dec.algorithm,
+                           np.zeros(0, np.int64), None, None)
+        empty.ignored, dec.ignored, dec.skipped = dec.ignored, 0, []
+        yield empty
 
 
 def read_hash_list(
@@ -703,13 +745,26 @@ def _file_algorithm(path: Path, fmt: str) -> str:
     if fmt == "parquet":
         with contextlib.suppress(Exception):  # an unreadable file is reported when read
             found = _parquet_algorithm(path)
+    elif fmt in ("csv", "tsv") and path.is_file():
+        with contextlib.suppress(ValueError, OSError, csv.Error), _open_text(path) as f:
+            reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
+            head = [c.strip().lower() for c in next(reader, [])]
+            first = next(reader, [])
+            if "algorithm" in head and "signal_type" not in head:
+                found = first[head.index("algorithm")].strip()
+    elif fmt == "json" and path.is_file():
+        with contextlib.suppress(ValueError, OSError), _open_text(path) as f:
+            data = json.load(f)
+            data = data.get("hashes") if isinstance(data, dict) else data
+            if isinstance(data, list) and data and isinstance(data[0], dict):
+                found = data[0].get("algorithm")
     elif fmt == "jsonl" and path.is_file():
         with contextlib.suppress(ValueError, OSError), _open_text(path) as f:
             for line in f:
                 if line.strip():
                     obj = json.loads(line)
                     if isinstance(obj, dict):
-                        found = obj.get("algorithm", obj.get("signal_type"))
+                        found = obj.get("algorithm")
                     break
     return found if isinstance(found, str) and found else DEFAULT_ALGORITHM
 
@@ -796,11 +851,16 @@ def write_hash_list(
             q = None if quals is None else quals[start:stop].tolist()
             if fmt == "hex":
                 _write_hex_chunk(f, path, texts, k)
-            elif fmt == "jsonl":
-                _write_jsonl_chunk(f, hashes.algorithm, texts, ids[start:stop].tolist(), k, q)
+            elif fmt in ("jsonl", "json"):
+                if fmt == "json":
+                    f.write("[\n" if start == 0 else ",\n")
+                _write_jsonl_chunk(f, hashes.algorithm, texts, ids[start:stop].tolist(), k, q,
+                                   ",\n" if fmt == "json" else "\n")
             else:
                 _write_csv_chunk(f, fmt, start == 0, hashes.algorithm, texts,
                                  ids[start:stop].tolist(), k, q, default_ids)
+        if fmt == "json":
+            f.write("\n]\n" if n else "[]\n")
         if n == 0 and fmt in ("csv", "tsv", "te"):
             _write_csv_chunk(f, fmt, True, hashes.algorithm, [], [], None if keys is None else [],
                              None, default_ids)
@@ -818,15 +878,19 @@ def _write_hex_chunk(f: IO[str], path: Path, texts: list[str], keys: list[str] |
 
 
 def _write_jsonl_chunk(f: IO[str], algorithm: str, texts: list[str], ids: list[int],
-                       keys: list[str] | None, quals: list[int] | None) -> None:
+                       keys: list[str] | None, quals: list[int] | None, sep: str) -> None:
     out = io.StringIO()
     for i, t in enumerate(texts):
+        if i:
+            out.write(sep)
         obj: dict[str, Any] = {"hash": t, "id": ids[i], "algorithm": algorithm}
         if keys is not None:
             obj["key"] = keys[i]
         if quals is not None and quals[i] >= 0:
             obj["quality"] = quals[i]
-        out.write(json.dumps(obj, ensure_ascii=False) + "\n")
+        out.write(json.dumps(obj, ensure_ascii=False))
+    if sep == "\n" and texts:
+        out.write("\n")
     f.write(out.getvalue())
 
 

@@ -24,7 +24,8 @@ def random_list(n: int = 300, nbytes: int = 32, seed: int = 0, algorithm: str = 
     return hx.HashArray(codes, algorithm, quals), ids, keys
 
 
-ROUND_TRIP = ["x.csv", "x.tsv", "x.jsonl", "x.parquet", "x.csv.gz", "x.jsonl.gz", "x.te.csv"]
+ROUND_TRIP = ["x.csv", "x.tsv", "x.jsonl", "x.json", "x.parquet", "x.csv.gz", "x.jsonl.gz",
+              "x.te.csv"]
 
 
 @pytest.mark.parametrize("name", ROUND_TRIP)
@@ -216,7 +217,8 @@ def test_jsonl_bad_lines(tmp_path):
     with pytest.raises(HashFormatError, match="line 2: invalid JSON"):
         formats.read_hash_list(path)
     got = formats.read_hash_list(path, lenient=True)
-    assert [line for line, _ in got.skipped] == [2, 3, 4, 5]
+    assert [line for line, _ in got.skipped] == [2, 3, 4]
+    assert got.ignored == 1  # the phash record belongs to another list
     np.testing.assert_array_equal(got.ids, [7, 12])
     assert got.keys.tolist() == ["a", ""]
 
@@ -312,3 +314,31 @@ def test_failed_write_leaves_old_file_intact(tmp_path, name):
         formats.write_hash_list(path, new, keys=keys, chunk_rows=16)
     assert path.read_bytes() == before
     assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+
+
+def test_reads_what_the_hash_command_writes(tmp_path, bundled):
+    """CSV, JSON and JSONL from ``hashlib-ext hash``: path keys, hex column, algorithm column."""
+    from hashlib_ext.cli import main
+
+    paths = [str(p) for p in bundled[:4]]
+    expected = hx.HashArray.from_hashes([hx.hash_image(p, "dhash") for p in paths])
+    for fmt in ("csv", "json", "jsonl"):
+        out = tmp_path / f"h.{fmt}"
+        assert main(["hash", *paths, "--algorithm", "dhash", "--format", fmt,
+                     "--output", str(out)]) == 0
+        got = formats.read_hash_list(out)  # the algorithm comes from the file
+        assert got.hashes == expected, fmt
+        assert got.keys.tolist() == paths
+        # Asked for another algorithm, the rows are not silently taken as such.
+        other = formats.read_hash_list(out, "pdq")
+        assert len(other) == 0 and other.ignored == 4
+
+
+def test_csv_rows_of_other_algorithms_are_counted_not_taken(tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_text(f"path,algorithm,hex\na.jpg,pdq,{GOOD}\nb.jpg,phash,{'0' * 16}\n"
+                    f"c.jpg,pdq,{'1' * 64}\n")
+    got = formats.read_hash_list(path)
+    assert got.hashes.hex() == [GOOD, "1" * 64] and got.ignored == 1
+    got = formats.read_hash_list(path, "phash")
+    assert got.hashes.hex() == ["0" * 16] and got.ignored == 2

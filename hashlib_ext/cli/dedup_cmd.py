@@ -1,0 +1,149 @@
+"""``hashlib-ext dedup``: clusters of near-duplicate images in folders or hash lists.
+
+JSON output (default)::
+
+    {"algorithm": "pdq", "threshold": 31, "items": 32, "failed": 0,
+     "clusters": [[{"id": 3, "key": "a.jpg"}, {"id": 7, "key": "b.jpg"}], ...]}
+
+Only groups of two or more appear. An item's ``id`` is its id in the hash list (for images:
+the position in the sorted list of image paths); ``key`` is the image path or the hash
+list's key (absent when the list has none). CSV output has one row per member:
+``cluster,id,key``.
+
+Exit codes: 0 ok; 1 an input could not be read (the rest are still clustered); 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import sys
+
+import numpy as np
+
+from .match_cmd import EXIT_FAILED, classify_inputs, error, output_stream, report_skipped
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "dedup",
+        help="find clusters of near-duplicate images",
+        description="Hash the images in the given folders (or read the given hash lists), "
+                    "link every pair within the threshold and print the connected groups "
+                    "(clusters of two or more).",
+        epilog="exit codes: 0 ok, 1 an input could not be read, 2 usage",
+    )
+    p.add_argument("inputs", metavar="DIR_OR_HASHFILE", nargs="+",
+                   help="folders of images, image files or hash-list files")
+    p.add_argument("-a", "--algorithm", default=None,
+                   help="hash algorithm (default pdq; hash lists: as recorded in the file)")
+    p.add_argument("-t", "--threshold", type=int, default=None,
+                   help="largest Hamming distance that links two items, inclusive "
+                        "(default: the algorithm's default threshold)")
+    p.add_argument("-o", "--output", default=None,
+                   help="write clusters here, e.g. clusters.json (default stdout)")
+    p.add_argument("--format", choices=("json", "csv"), default="json",
+                   help="output format (default json)")
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
+    p.add_argument("--hash-format", default=None,
+                   help="format of hash-list inputs (default: from the extension)")
+    p.add_argument("--lenient", action="store_true",
+                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
+    p.add_argument("--workers", type=int, default=None, help="hashing processes (default: CPUs)")
+    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.set_defaults(func=run)
+    return p
+
+
+def run(args: argparse.Namespace) -> int:
+    from ..batch import hash_images
+    from ..dedup import find_duplicates
+    from ..errors import HashlibExtError
+    from ..formats import read_hash_list
+    from ..hash import HashArray
+    from ..hashers import default_threshold, expected_bits
+
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    failed = len(missing)
+    parts: list[HashArray] = []
+    ids: list[np.ndarray] = []
+    keys: list[np.ndarray | None] = []
+    algorithm = args.algorithm
+    for path in lists:
+        try:
+            got = read_hash_list(path, algorithm, format=args.hash_format, lenient=args.lenient)
+        except HashlibExtError as e:
+            error(str(e))
+            failed += 1
+            continue
+        report_skipped(path, got.skipped)
+        algorithm = algorithm or got.hashes.algorithm
+        parts.append(got.hashes)
+        ids.append(got.ids)
+        keys.append(got.keys)
+    algorithm = algorithm or "pdq"
+    if images:
+        if expected_bits(algorithm) is None:
+            error(f"unknown algorithm {algorithm!r} for hashing images")
+            return 2
+        res = hash_images(images, algorithm, workers=args.workers, progress=not args.quiet)
+        for src, kind, msg in res.errors:
+            error(f"{src}: {kind}: {msg}")
+        failed += len(res.errors)
+        parts.append(res.hashes)
+        ids.append(np.asarray(res.positions, np.int64))
+        keys.append(np.array([str(i) for i in res.ids], dtype=object))
+    if not parts:
+        error("nothing to deduplicate")
+        return EXIT_FAILED
+
+    threshold = args.threshold
+    if threshold is None:
+        if expected_bits(algorithm) is None:
+            error(f"no default threshold for {algorithm!r}: pass --threshold")
+            return 2
+        threshold = default_threshold(algorithm)
+    if threshold < 0:
+        error(f"--threshold must be >= 0, got {threshold}")
+        return 2
+    try:
+        hashes = HashArray.concat(parts) if len(parts) > 1 else parts[0]
+    except HashlibExtError as e:
+        error(f"inputs cannot be compared: {e}")
+        return EXIT_FAILED
+    all_ids = np.concatenate(ids)
+    all_keys = None
+    if any(k is not None for k in keys):
+        all_keys = np.concatenate([k if k is not None else np.full(len(i), None, dtype=object)
+                                   for k, i in zip(keys, ids, strict=True)])
+    # Cluster by position, then name members by id and key.
+    clusters = find_duplicates(hashes, threshold, progress=not args.quiet)
+    members = [[_member(p, all_ids, all_keys) for p in c] for c in clusters]
+    try:
+        with output_stream(args.output) as out:
+            if args.format == "json":
+                json.dump({"algorithm": algorithm, "threshold": threshold,
+                           "items": len(hashes), "failed": failed, "clusters": members},
+                          out, indent=1, ensure_ascii=False)
+                out.write("\n")
+            else:
+                w = csv.writer(out, lineterminator="\n")
+                w.writerow(["cluster", "id", "key"])
+                for n, group in enumerate(members):
+                    w.writerows([n, m["id"], m.get("key", "")] for m in group)
+    except OSError as e:
+        error(f"cannot write {args.output}: {e.strerror or e}")
+        return EXIT_FAILED
+    dup = sum(len(c) for c in clusters)
+    print(f"{len(clusters)} clusters, {dup} of {len(hashes)} items have a near duplicate "
+          f"({algorithm}, threshold {threshold})" + (f"; {failed} inputs failed" if failed
+                                                     else ""), file=sys.stderr)
+    return EXIT_FAILED if failed else 0
+
+
+def _member(pos: int, ids: np.ndarray, keys: np.ndarray | None) -> dict:
+    m: dict = {"id": int(ids[pos])}
+    if keys is not None and keys[pos] is not None:
+        m["key"] = keys[pos]
+    return m

@@ -1,0 +1,138 @@
+"""``hashlib-ext index``: build an index file from a hash list; describe an index file.
+
+Exit codes: 0 ok; 1 the hash list or index could not be read or written (a malformed line
+without ``--lenient``); 2 usage.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+
+from .match_cmd import EXIT_FAILED, error, report_skipped
+
+
+def add_parser(subparsers) -> argparse.ArgumentParser:
+    p = subparsers.add_parser(
+        "index",
+        help="build an index from a hash list; show what an index holds",
+        description="Build a HashIndex file from a hash list (hex lines, CSV/TSV, JSONL, "
+                    "Parquet, ThreatExchange CSV), or describe an index file.",
+        epilog="exit codes: 0 ok, 1 unreadable or malformed input / index, 2 usage",
+    )
+    sub = p.add_subparsers(dest="index_command", metavar="ACTION")
+    sub.required = True
+
+    b = sub.add_parser(
+        "build",
+        help="index a hash list",
+        description="Read HASHFILE (streamed in chunks) into a HashIndex and save it to "
+                    "INDEX atomically. Ids come from the file's id column (else record "
+                    "numbers from 0); keys (a key/path column) are saved beside the index. "
+                    "A malformed line fails the build, naming its line number, unless "
+                    "--lenient (then it is skipped and reported).",
+    )
+    b.add_argument("hashfile", metavar="HASHFILE", help="hash list to index")
+    b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index file to write")
+    b.add_argument("--algorithm", default=None,
+                   help="algorithm of the hashes (default: recorded in the file, else pdq)")
+    b.add_argument("--bits", type=int, default=None,
+                   help="hash width, for an algorithm name the registry does not know")
+    b.add_argument("--format", dest="hash_format", default=None,
+                   help="hex, csv, tsv, jsonl, parquet or te (default: from the extension)")
+    b.add_argument("--lenient", action="store_true",
+                   help="skip malformed lines (reported on stderr) instead of failing")
+    b.add_argument("--hash-column", default=None, help="CSV/TSV/Parquet column of the hashes")
+    b.add_argument("--id-column", default=None, help="column of the int64 ids")
+    b.add_argument("--key-column", default=None, help="column of the keys (e.g. paths)")
+    b.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
+                   help="index structure (default auto: chosen by size and threshold)")
+    b.set_defaults(func=run_build)
+
+    i = sub.add_parser("info", help="describe an index file",
+                       description="Algorithm, width, count, structure and size of an index.")
+    i.add_argument("index", metavar="INDEX")
+    i.add_argument("--format", choices=("text", "json"), default="text")
+    i.set_defaults(func=run_info)
+    return p
+
+
+def _column(value: str | None) -> str | int | None:
+    """A column given on the command line: a 0-based index if numeric, else a name."""
+    return int(value) if value is not None and value.isdigit() else value
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..errors import HashlibExtError
+    from ..formats import iter_hash_list
+
+    skipped: list[tuple[int, str]] = []
+    index = None
+    ignored = 0
+    try:
+        for chunk in iter_hash_list(
+                args.hashfile, args.algorithm, format=args.hash_format, lenient=args.lenient,
+                bits=args.bits, hash_column=_column(args.hash_column),
+                id_column=_column(args.id_column), key_column=_column(args.key_column),
+                skipped=skipped):
+            if index is None:
+                index = _new_index(chunk.hashes.algorithm, chunk.hashes.bits, args)
+            ignored += chunk.ignored
+            if len(chunk):
+                keys = None if chunk.keys is None else chunk.keys.tolist()
+                index.add(chunk.hashes if index.algorithm else chunk.hashes.codes, chunk.ids,
+                          keys=keys)
+        if index is None:  # an empty file: an empty index of the requested width
+            index = _new_index(args.algorithm or "pdq", args.bits, args)
+        report_skipped(args.hashfile, skipped)
+        index.save(args.output)
+    except HashlibExtError as e:
+        error(str(e))
+        return EXIT_FAILED
+    except (OSError, ValueError) as e:
+        error(f"{args.output}: {e}")
+        return EXIT_FAILED
+    note = f", {len(skipped)} malformed lines skipped" if skipped else ""
+    note += f", {ignored} rows of other signal types ignored" if ignored else ""
+    print(f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
+          f"{args.hashfile} into {args.output}{note}", file=sys.stderr)
+    return 0
+
+
+def _new_index(algorithm: str, bits: int | None, args: argparse.Namespace):
+    from ..hashers import expected_bits
+    from ..index import HashIndex
+
+    if expected_bits(algorithm) is None:  # a name the registry does not know: raw codes
+        return HashIndex(bits=bits or args.bits, kind=args.kind)
+    return HashIndex(algorithm, kind=args.kind)
+
+
+def run_info(args: argparse.Namespace) -> int:
+    from ..errors import HashlibExtError
+    from ..index import HashIndex
+
+    try:
+        index = HashIndex.load(args.index)
+    except HashlibExtError as e:
+        error(str(e))
+        return EXIT_FAILED
+    ids = index.ids
+    info = {
+        "path": args.index,
+        "algorithm": index.algorithm,
+        **index.stats(),
+        "file_bytes": os.path.getsize(args.index),
+        "keys": sum(k is not None for k in index.keys(ids)),
+        "min_id": int(ids.min()) if ids.size else None,
+        "max_id": int(ids.max()) if ids.size else None,
+    }
+    if args.format == "json":
+        print(json.dumps(info, indent=2))
+    else:
+        width = max(len(k) for k in info)
+        for k, v in info.items():
+            print(f"{k:<{width}}  {v}")
+    return 0
