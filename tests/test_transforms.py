@@ -158,11 +158,12 @@ def test_border_letterbox_and_banner_keep_the_picture(image):
     off = (lb.shape[1] - w) // 2
     assert np.array_equal(lb[:, off:off + w], x) and (lb[:, :off] == 0).all()
     bh = r(0.2 * h)
-    banner = _a(T.apply("banner:height=0.2", image))
-    assert np.array_equal(banner[: h - bh], x[: h - bh])  # above the bar: untouched
-    bar = banner[h - bh:]
-    assert (bar == 0).all(axis=2).mean() > 0.6  # mostly the black bar ...
-    assert (bar > 200).all(axis=2).sum() > 50  # ... with white text on it
+    for bg, ink in (("black", 255), ("white", 0)):
+        banner = _a(T.apply(f"banner:height=0.2,bg={bg}", image))
+        assert np.array_equal(banner[: h - bh], x[: h - bh])  # above the bar: untouched
+        bar = banner[h - bh:]
+        assert (bar == 255 - ink).all(axis=2).mean() > 0.6  # mostly the bar colour ...
+        assert (np.abs(bar - ink) < 50).all(axis=2).sum() > 50  # ... with text on it
     ext = _a(T.apply("banner:height=0.2,pos=top,extend=true", image))
     assert np.array_equal(ext[bh:], x)
 

@@ -678,7 +678,7 @@ def _register_builtins() -> None:
                      lo_open=True, hi_open=True),
         "text": Param(str, "SAMPLE CAPTION TEXT", help="caption (no , + : =)"),
         "pos": _choice("bottom", "bottom", "top"),
-        "bg": _choice("black", *_COLOURS, help="bar colour"),
+        "bg": _choice("white", *_COLOURS, help="bar colour (text is black on white)"),
         "extend": Param(bool, False, help="add the bar below/above instead of covering"),
     }, "caption bar with text across the image (covering it, or added with extend=true)")
     reg("logo", _logo, {
