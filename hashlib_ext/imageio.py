@@ -30,12 +30,16 @@ Policy (documented behaviour, relied on by the conformance tests):
   image is used at the frame it is on.
 - **Size limit.** The declared size is read from the header before any pixel is decoded;
   more than ``max_pixels`` (default :data:`MAX_PIXELS`) raises :class:`ImageTooLargeError`.
-  PIL's own ``DecompressionBombWarning`` is silenced during the call in favour of this limit.
+  PIL's own ``DecompressionBombWarning`` is silenced during the call in favour of this limit
+  (``warnings.catch_warnings``; PIL's ``Image.MAX_IMAGE_PIXELS`` is only touched when a caller
+  allows more than PIL's hard limit, see ``_pil_limits``).
 - **Errors.** Nothing but :mod:`hashlib_ext.errors` types leaves :func:`load`:
   :class:`ImageDecodeError` (missing, not a file, empty, truncated, corrupt, not an image),
   :class:`UnsupportedImageError` (decodes but cannot be used: bad array shape or dtype,
-  zero size, unknown mode), :class:`ImageTooLargeError`. Each message names the input.
-  Truncated files are refused (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone).
+  zero size, unknown mode, EPS, whose decoding would run Ghostscript),
+  :class:`ImageTooLargeError`. Each message names the input. (Bad *arguments*, a
+  non-positive ``max_pixels`` or ``draft``, are ``ValueError``.) Truncated files are
+  refused (``ImageFile.LOAD_TRUNCATED_IMAGES`` is left alone).
 - **Files.** Paths are opened and closed here. File objects are read from their start
   (Pillow seeks to 0; a non-seekable stream is read whole) and left open for the caller.
 """
