@@ -35,9 +35,13 @@ def _parse_hex(text: str, nbytes: int | None) -> bytes:
     if not text or len(text) % 2:
         raise HashFormatError(f"hex hash {text[:80]!r} has an odd or zero length")
     try:
-        return bytes.fromhex(text)
+        raw = bytes.fromhex(text)
     except ValueError:
-        raise HashFormatError(f"hex hash {text[:80]!r} contains non-hex characters") from None
+        raw = b""
+    # bytes.fromhex skips spaces, which would give fewer bytes than the length promised
+    if len(raw) * 2 != len(text):
+        raise HashFormatError(f"hex hash {text[:80]!r} contains non-hex characters")
+    return raw
 
 
 def popcount(codes: np.ndarray) -> np.ndarray:
@@ -148,9 +152,13 @@ class HashArray:
         qualities: np.ndarray | Sequence[int] | None = None,
     ):
         if not isinstance(codes, np.ndarray):
-            rows = list(codes)
+            rows = [bytes(r) for r in codes]
+            if len({len(r) for r in rows}) > 1:
+                raise HashFormatError(
+                    f"hash rows differ in length: {sorted({len(r) for r in rows})} bytes"
+                )
             codes = (
-                np.frombuffer(b"".join(bytes(r) for r in rows), dtype=np.uint8).reshape(len(rows), -1)
+                np.frombuffer(b"".join(rows), dtype=np.uint8).reshape(len(rows), -1)
                 if rows else np.zeros((0, 0), dtype=np.uint8)
             )
         if codes.dtype != np.uint8 or codes.ndim != 2:
@@ -270,7 +278,7 @@ class HashArray:
         return popcount(self.codes ^ other.codes)
 
     def pairwise(self, other: HashArray | None = None) -> np.ndarray:
-        """``(n, m)`` int matrix of all Hamming distances (for small sets; use HashIndex at scale)."""
+        """``(n, m)`` int matrix of all Hamming distances (small sets; use HashIndex at scale)."""
         other = self if other is None else other
         self._check_compatible(other)
         out = np.empty((len(self), len(other)), dtype=np.int32)
