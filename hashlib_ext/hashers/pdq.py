@@ -26,10 +26,12 @@ its own median), as the reference's ``pdqDihedralHash256es`` does.
 
 from __future__ import annotations
 
+import ctypes
 import math
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 from ..pixels import Pixels
 from . import HasherSpec, register
@@ -161,13 +163,74 @@ _DCT64 = _DCT.astype(np.float64)
 # -- the hash -------------------------------------------------------------------------------
 
 
+class _ArrowArray(ctypes.Structure):
+    """The Arrow C data interface's ``struct ArrowArray`` (a stable ABI)."""
+
+    _fields_ = [
+        ("length", ctypes.c_int64),
+        ("null_count", ctypes.c_int64),
+        ("offset", ctypes.c_int64),
+        ("n_buffers", ctypes.c_int64),
+        ("n_children", ctypes.c_int64),
+        ("buffers", ctypes.POINTER(ctypes.c_void_p)),
+        ("children", ctypes.c_void_p),
+        ("dictionary", ctypes.c_void_p),
+        ("release", ctypes.c_void_p),
+        ("private_data", ctypes.c_void_p),
+    ]
+
+
+_capsule_pointer = ctypes.pythonapi.PyCapsule_GetPointer
+_capsule_pointer.restype = ctypes.c_void_p
+_capsule_pointer.argtypes = [ctypes.py_object, ctypes.c_char_p]
+
+
+class _FloatImageView:
+    """Exposes a mode-F PIL image's memory to numpy without a copy (Arrow export).
+
+    Holds the image and the Arrow capsules, so the memory outlives every numpy view.
+    """
+
+    def __init__(self, image: Image.Image):
+        schema, array = image.__arrow_c_array__()
+        self._keep = (image, schema, array)
+        fmt = ctypes.cast(
+            _capsule_pointer(schema, b"arrow_schema"), ctypes.POINTER(ctypes.c_char_p)
+        )
+        arr = _ArrowArray.from_address(_capsule_pointer(array, b"arrow_array"))
+        w, h = image.size
+        if fmt[0] != b"f" or arr.n_buffers != 2 or arr.length != w * h or arr.null_count:
+            raise ValueError("unexpected Arrow layout")
+        self.__array_interface__ = {
+            "shape": (h, w),
+            "typestr": "<f4",
+            "data": (arr.buffers[1] + 4 * arr.offset, True),
+            "version": 3,
+        }
+
+
+def _float_array(image: Image.Image) -> np.ndarray:
+    """``(h, w)`` float32 array of a mode-F image: a zero-copy view where Pillow allows.
+
+    ``np.asarray`` would copy through ``tobytes``; on a 640x480 image that copy and the
+    page faults of the fresh memory cost more than all of PDQ's arithmetic. Images Pillow
+    stores in several blocks (very large ones) or Pillow without Arrow export fall back to
+    the copy.
+    """
+    try:
+        return np.asarray(_FloatImageView(image))
+    except (AttributeError, ValueError, TypeError):
+        return np.asarray(image)
+
+
 def luma(pixels: Pixels) -> np.ndarray:
     """``(h, w)`` float32 luma ``0.299 R + 0.587 G + 0.114 B`` (shared via the pixel cache).
 
     PIL's RGB -> F conversion computes ``(299 R + 587 G + 114 B) / 1000`` in float32, which
     equals pdqhash's float64-then-float32 luma; for mode L it is the grey value itself.
+    Read-only.
     """
-    return pixels.cached("pdq.luma", lambda: np.asarray(pixels.image.convert("F")))
+    return pixels.cached("pdq.luma", lambda: _float_array(pixels.image.convert("F")))
 
 
 def downsample(lum: np.ndarray, mirrors: bool = False) -> np.ndarray:
@@ -176,13 +239,17 @@ def downsample(lum: np.ndarray, mirrors: bool = False) -> np.ndarray:
     Computed as ``Wr @ lum @ Wc.T`` touching only the rows and columns the banded weights
     need. With ``mirrors=True`` returns ``(2, 2, 64, 64)``: ``[a, b]`` is the buffer of
     the image flipped upside down if ``a`` and left-right if ``b``.
-    Uses einsum rather than BLAS on purpose: these products are small, and multithreaded
+    Uses numpy loops rather than BLAS on purpose: these products are small, and multithreaded
     BLAS on a busy machine costs far more than it saves.
     """
     h, w = lum.shape
     rindex, rweight = _plans(h, mirrors)
     cindex, cweight = _plans(w, mirrors)
-    rows = np.einsum("ik,ikw->iw", rweight, lum[rindex])  # row filter at the sample rows
+    # Row filter at the sample rows, one tap at a time: small temporaries, each pixel row
+    # read about once (a full (rows, taps, w) gather would allocate as much as the image).
+    rows = rweight[:, 0, None] * lum[rindex[:, 0]]
+    for k in range(1, rindex.shape[1]):
+        rows += rweight[:, k, None] * lum[rindex[:, k]]
     buf = np.einsum("ijk,jk->ij", rows[:, cindex], cweight)
     if not mirrors:
         return buf
