@@ -32,6 +32,20 @@ OPAQUE_MODES = ["1", "L", "P", "RGB", "RGBX", "CMYK", "YCbCr", "HSV"]
 GREY_MODES = {"1", "L", "LA", "La", "I", "F", "I;16", "I;16L", "I;16B", "I;16N"}
 
 
+def opened(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """Image.open(path), decoded (optionally drafted) and its file closed."""
+    with Image.open(path) as im:
+        if draft:
+            im.draft("RGB", draft)
+        im.load()
+        return im
+
+
+def oriented(path: Path, draft: tuple[int, int] | None = None) -> Image.Image:
+    """The reference: oriented(path), file closed."""
+    return ImageOps.exif_transpose(opened(path, draft))
+
+
 def arr(im: Image.Image) -> np.ndarray:
     return np.asarray(im)
 
@@ -65,7 +79,7 @@ def save(im: Image.Image, path: Path, **kw) -> Path:
 def test_every_source_type_gives_the_same_pixels(bundled, tmp_path):
     path = bundled[1]
     data = path.read_bytes()
-    ref = arr(ImageOps.exif_transpose(Image.open(path)))
+    ref = arr(oriented(path))
     for src in (str(path), path, data, bytearray(data), memoryview(data), io.BytesIO(data)):
         out = load(src)
         assert out.mode == "RGB"
@@ -208,7 +222,7 @@ def test_opaque_modes_in_memory_keep_convert_l_identity(photo, mode):
 )
 def test_opaque_mode_files_keep_convert_l_identity(photo, tmp_path, mode, fmt):
     p = save(in_mode(photo, mode), tmp_path / f"{mode}.{fmt}")
-    raw = ImageOps.exif_transpose(Image.open(p))
+    raw = oriented(p)
     out = load(p)
     assert out.mode in ("RGB", "L")
     assert np.array_equal(grey(out), grey(raw))
@@ -218,10 +232,10 @@ def test_opaque_mode_files_keep_convert_l_identity(photo, tmp_path, mode, fmt):
 
 def test_cmyk_jpeg(photo, tmp_path):
     p = save(photo.convert("CMYK"), tmp_path / "cmyk.jpg", quality=95)
-    assert Image.open(p).mode == "CMYK"
+    assert opened(p).mode == "CMYK"
     out = load(p)
     assert out.mode == "RGB"
-    assert np.array_equal(arr(out), arr(Image.open(p).convert("RGB")))
+    assert np.array_equal(arr(out), arr(opened(p).convert("RGB")))
     assert np.abs(arr(out).astype(int) - arr(photo)).mean() < 8  # still the same picture
 
 
@@ -256,7 +270,7 @@ def test_16bit_modes_scale_by_257(mode):
 def test_16bit_grey_file(tmp_path, fmt):
     v = (np.arange(40 * 64, dtype=np.uint32).reshape(40, 64) * 25).astype(np.uint16)
     p = save(Image.fromarray(v), tmp_path / f"g16.{fmt}")
-    assert Image.open(p).mode.startswith("I;16")
+    assert opened(p).mode.startswith("I;16")
     out = load(p)
     assert out.mode == "L" and out.size == (64, 40)
     assert np.array_equal(arr(out), ((v.astype(np.uint32) + 128) // 257).astype(np.uint8))
@@ -290,7 +304,7 @@ def test_mode_i_rules(photo, tmp_path):
     eight = photo.convert("L").convert("I")  # 0..255 in a 32-bit image: the 8-bit values
     assert np.array_equal(arr(load(eight)), grey(photo))
     p = save(eight, tmp_path / "i.tif")
-    assert np.array_equal(arr(load(p)), grey(ImageOps.exif_transpose(Image.open(p))))
+    assert np.array_equal(arr(load(p)), grey(oriented(p)))
     sixteen = Image.fromarray(np.array([[0, 256, 65535]], dtype=np.int32))
     assert sixteen.mode == "I" and arr(load(sixteen)).tolist() == [[0, 1, 255]]
     with pytest.raises(UnsupportedImageError, match="outside"):
@@ -353,7 +367,7 @@ def test_alpha_modes_composite_on_white(photo, mode):
 def test_alpha_files(photo, tmp_path, mode, fmt):
     p = save(_alpha_photo(photo).convert(mode), tmp_path / f"{mode}.{fmt}")
     out = load(p)
-    raw = Image.open(p)
+    raw = opened(p)
     bands = arr(raw.convert("LA" if mode == "LA" else "RGBA"))
     assert np.array_equal(arr(out), on_white(bands[..., :-1], bands[..., -1:]).squeeze())
 
@@ -435,7 +449,7 @@ def with_orientation(im: Image.Image, path: Path, orientation: int, **kw) -> Pat
 @pytest.mark.parametrize("fmt", ["jpg", "png"])
 def test_exif_orientation_matches_exif_transpose(photo, tmp_path, orientation, fmt):
     p = with_orientation(photo, tmp_path / f"o{orientation}.{fmt}", orientation)
-    ref = ImageOps.exif_transpose(Image.open(p))
+    ref = oriented(p)
     out = load(p)
     assert out.size == ref.size
     assert np.array_equal(arr(out), arr(ref))
@@ -459,7 +473,7 @@ def test_orientation_of_pil_and_bytes_sources(photo, tmp_path, orientation):
 @pytest.mark.parametrize("value", [0, 9, 255])
 def test_invalid_orientation_is_ignored(photo, tmp_path, value):
     p = with_orientation(photo, tmp_path / "bad.jpg", value)
-    assert np.array_equal(arr(load(p)), arr(Image.open(p).convert("RGB")))
+    assert np.array_equal(arr(load(p)), arr(opened(p).convert("RGB")))
 
 
 def test_shared_exif_rotation_photos(pdq_reference):
@@ -469,9 +483,7 @@ def test_shared_exif_rotation_photos(pdq_reference):
     sizes = set()
     for p in paths:
         out = load(p, draft=(256, 256))
-        ref = Image.open(p)
-        ref.draft("RGB", (256, 256))  # square request: orientation cannot matter
-        ref = ImageOps.exif_transpose(ref)
+        ref = oriented(p, draft=(256, 256))  # square request: orientation cannot matter
         assert out.size == ref.size and np.array_equal(arr(out), arr(ref)), p.name
         sizes.add(out.size)
     assert len(sizes) == 2  # same stored pixels; tags 6 and 8 make them portrait
@@ -480,7 +492,7 @@ def test_shared_exif_rotation_photos(pdq_reference):
 @pytest.mark.slow
 def test_shared_exif_rotation_photos_full_decode(pdq_reference):
     for p in sorted((pdq_reference / "reg-test-input" / "exif-rotn").glob("*.jpg")):
-        assert np.array_equal(arr(load(p)), arr(ImageOps.exif_transpose(Image.open(p))))
+        assert np.array_equal(arr(load(p)), arr(oriented(p)))
 
 
 # --- the shared modes folder -----------------------------------------------------------
@@ -491,7 +503,7 @@ def test_shared_modes_folder(pdq_reference):
                    if p.suffix != ".md")
     assert len(paths) >= 13
     for p in paths:
-        raw = ImageOps.exif_transpose(Image.open(p))
+        raw = oriented(p)
         out = load(p)
         assert out.mode in ("RGB", "L") and out.size == raw.size, p.name
         if not raw.has_transparency_data or raw.getextrema()[-1][0] == 255:
@@ -509,9 +521,7 @@ def test_draft_is_smaller_but_at_least_requested(bundled, want):
     assert out.mode == "RGB"
     if want[0] <= full.width and want[1] <= full.height:
         assert out.width >= want[0] and out.height >= want[1]
-    ref = Image.open(p)
-    ref.draft("RGB", want)
-    assert np.array_equal(arr(out), arr(ImageOps.exif_transpose(ref)))
+    assert np.array_equal(arr(out), arr(oriented(p, draft=want)))
     if full.width >= 2 * want[0] and full.height >= 2 * want[1]:
         assert out.width < full.width
 
@@ -620,7 +630,7 @@ def test_files_are_closed(bundled, tmp_path):
 @pytest.mark.slow
 def test_coco_sample_matches_the_reference_image(coco_sample):
     for p in coco_sample:
-        raw = ImageOps.exif_transpose(Image.open(p))
+        raw = oriented(p)
         out = load(p)
         assert out.mode in ("RGB", "L") and out.size == raw.size, p.name
         assert np.array_equal(grey(out), grey(raw)), p.name
