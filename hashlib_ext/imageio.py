@@ -94,8 +94,9 @@ def load(
 ) -> Image.Image:
     """Decode ``src`` into an EXIF-oriented PIL image in mode ``RGB`` or ``L``.
 
-    ``draft=(w, h)`` lets JPEG sources decode at a reduced DCT scale (1/2, 1/4 or 1/8) while
-    the oriented result stays at least ``w`` x ``h``; other sources ignore it. ``max_pixels``
+    ``draft=(w, h)`` lets encoded JPEG sources (path, bytes, file) decode at a reduced DCT
+    scale (1/2, 1/4 or 1/8) while the oriented result stays at least ``w`` x ``h`` (smaller
+    only when the image itself is); other formats, PIL images and arrays ignore it. ``max_pixels``
     overrides :data:`MAX_PIXELS`. The result may be ``src`` itself (a PIL image already in
     RGB or L and upright); treat it as read-only. See the module docstring for the policy.
     """
