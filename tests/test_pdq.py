@@ -215,6 +215,17 @@ def test_axis_weights_equal_twice_box_filtered_rows(dim):
     np.testing.assert_allclose(dense.sum(axis=1), 1.0)
 
 
+def test_float_view_is_zero_copy_and_falls_back():
+    """The luma is read in place where Pillow allows, and copied where it does not."""
+    small = Image.fromarray(np.arange(12, dtype=np.float32).reshape(3, 4))
+    view = pdq._float_array(small)
+    np.testing.assert_array_equal(view, np.asarray(small))
+    assert not view.flags.writeable and not view.flags.owndata
+    big = Image.new("F", (4500, 4500), 7.0)  # several Pillow blocks: no single buffer
+    copied = pdq._float_array(big)
+    assert copied.shape == (4500, 4500) and float(copied[-1, -1]) == 7.0
+
+
 def test_sample_positions_are_pixel_centres():
     assert list(pdq.sample_positions(640)[:3]) == [5, 15, 25]
     assert list(pdq.sample_positions(64)) == list(range(64))
