@@ -1,0 +1,76 @@
+"""hash_images throughput, workers=1 vs workers=2, on the bundled images repeated to 200 paths.
+
+    pytest benchmarks/test_bench_batch.py --benchmark-enable -m '' -s
+
+Target (issue #2): ``workers=2`` at least 1.8x the single-worker throughput on 2 cores.
+Pool start-up is included (it is what a caller pays). ``test_workers_scaling_ratio`` times
+the two settings interleaved, round after round, and reports the median of the per-round
+ratios, so a load spike from other processes hits both sides alike.
+"""
+
+from __future__ import annotations
+
+import os
+import statistics
+import time
+from pathlib import Path
+
+import pytest
+
+from hashlib_ext.batch import hash_images
+
+ROOT = Path(__file__).resolve().parent.parent
+N_PATHS = 200
+ROUNDS = 7
+
+
+@pytest.fixture(scope="module")
+def paths() -> list[str]:
+    images = sorted(str(p) for p in (ROOT / "datasets" / "coco-mini").glob("*.jpg"))
+    assert images, "bundled images missing"
+    return (images * (N_PATHS // len(images) + 1))[:N_PATHS]
+
+
+@pytest.mark.parametrize("algorithm", ["pdq", "phash"])
+@pytest.mark.parametrize("workers", [1, 2])
+def test_hash_images_throughput(benchmark, paths, workers, algorithm):
+    benchmark.group = f"hash_images {algorithm}, {N_PATHS} paths"
+    res = benchmark.pedantic(
+        hash_images, args=(paths, algorithm), kwargs={"workers": workers},
+        rounds=5, iterations=1, warmup_rounds=1,
+    )
+    assert res.ok == N_PATHS and res.failed == 0
+    if benchmark.stats:
+        benchmark.extra_info["images_per_s"] = N_PATHS / benchmark.stats.stats.median
+
+
+def _seconds(paths: list[str], algorithm: str, workers: int) -> float:
+    t = time.perf_counter()
+    res = hash_images(paths, algorithm, workers=workers)
+    elapsed = time.perf_counter() - t
+    assert res.ok == len(paths)
+    return elapsed
+
+
+@pytest.mark.parametrize("algorithm", ["pdq", "phash"])
+def test_workers_scaling_ratio(benchmark, paths, algorithm):
+    """Median over interleaved rounds of t(workers=1) / t(workers=2)."""
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    _seconds(paths, algorithm, 2)  # warm-up: page cache, imports
+    ones, twos = [], []
+    for _ in range(ROUNDS):
+        ones.append(_seconds(paths, algorithm, 1))
+        twos.append(_seconds(paths, algorithm, 2))
+    ratio = statistics.median(a / b for a, b in zip(ones, twos, strict=True))
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(
+        f"\n[batch scaling] {algorithm}, {N_PATHS} paths, {cpus} CPUs, load {load:.1f}: "
+        f"workers=1 {N_PATHS / statistics.median(ones):.0f} img/s, "
+        f"workers=2 {N_PATHS / statistics.median(twos):.0f} img/s, "
+        f"ratio {ratio:.2f}x (target >= 1.8x)"
+    )
+    benchmark.extra_info.update(
+        ratio=ratio, cpus=cpus, load=load,
+        workers1_s=statistics.median(ones), workers2_s=statistics.median(twos),
+    )
+    benchmark.pedantic(lambda: None, rounds=1)  # the figures are in extra_info
