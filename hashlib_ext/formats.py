@@ -746,7 +746,7 @@ def _file_algorithm(path: Path, fmt: str) -> str:
         with contextlib.suppress(Exception):  # an unreadable file is reported when read
             found = _parquet_algorithm(path)
     elif fmt in ("csv", "tsv") and path.is_file():
-        with contextlib.suppress(ValueError, OSError, csv.Error), _open_text(path) as f:
+        with contextlib.suppress(ValueError, OSError, csv.Error, IndexError), _open_text(path) as f:
             reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
             head = [c.strip().lower() for c in next(reader, [])]
             first = next(reader, [])
@@ -911,11 +911,12 @@ def _write_csv_chunk(f: IO[str], fmt: str, first: bool, algorithm: str, texts: l
         if keys is not None:
             cols.append(keys)
     else:
-        header = ["hash", "id"] + ([] if keys is None else ["key"]) + \
+        # The algorithm on every row makes the file self-describing (as the hash command's).
+        header = ["hash", "id", "algorithm"] + ([] if keys is None else ["key"]) + \
             ([] if quals is None else ["quality"])
         if first:
             writer.writerow(header)
-        cols = [texts, ids]
+        cols = [texts, ids, [algorithm] * len(texts)]
         if keys is not None:
             cols.append(keys)
         if quals is not None:

@@ -42,6 +42,11 @@ def test_round_trip_with_ids_keys_qualities(tmp_path, name, chunk_rows):
     assert got.ids.dtype == np.int64
     assert got.keys.tolist() == keys.tolist()
     assert got.skipped == []
+    # Self-describing: a 64-bit list reads back as its algorithm without being told.
+    small = hx.HashArray(hashes.codes[:, :8].copy(), "dhash")
+    formats.write_hash_list(path, small, format=fmt)
+    if fmt != "te":
+        assert formats.read_hash_list(path, format=fmt).hashes == small
     if fmt != "te":  # ThreatExchange's shape has no quality column
         np.testing.assert_array_equal(got.hashes.qualities, hashes.qualities)
 

@@ -119,7 +119,9 @@ def run(args: argparse.Namespace) -> int:
                                    for k, i in zip(keys, ids, strict=True)])
     # Cluster by position, then name members by id and key.
     clusters = find_duplicates(hashes, threshold, progress=not args.quiet)
-    members = [[_member(p, all_ids, all_keys) for p in c] for c in clusters]
+    members = [sorted((_member(p, all_ids, all_keys) for p in c), key=lambda m: m["id"])
+               for c in clusters]
+    members.sort(key=lambda c: c[0]["id"])  # as find_duplicates orders them: by first id
     try:
         with output_stream(args.output) as out:
             if args.format == "json":
