@@ -21,38 +21,57 @@ def _popcount64(x):
 
 
 @njit(cache=True)
-def range_kernel(data, qdata, qkeys, tables, mask_lims, masks, offsets, off_base, positions, t):
+def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_pc, offsets,
+                 off_base, entries, pbits, t):
     """Return (query, position, distance) int64/int64/int32 arrays of all matches <= t,
     grouped by query in ascending order, positions ascending within a query.
 
-    Per query, candidate positions are gathered first and then verified in a branch-free
-    loop, so the CPU can overlap the cache misses of many candidates.
+    Per query, candidate positions (bucket entries whose tag is close enough) are gathered
+    first and then verified in a branch-free loop, so the CPU can overlap the cache misses
+    of many candidates.
     """
     nq = qdata.shape[0]
     nw = data.shape[1]
+    pmask = np.int64((1 << pbits) - 1)
     cap = 1024
     out_q = np.empty(cap, np.int64)
     out_p = np.empty(cap, np.int64)
     out_d = np.empty(cap, np.int32)
     cand = np.empty(4096, np.int64)
+    los = np.empty(1024, np.int64)
+    his = np.empty(1024, np.int64)
     cnt = 0
     for qi in range(nq):
         nc = 0
         for j in range(tables.shape[0]):
             tb = tables[j]
-            key = np.int64(qkeys[qi, j])
+            pre = qpre[qi, j]
+            tag = qtag[qi, j]
+            r = radii[j]
             ob = off_base[tb]
-            for mi in range(mask_lims[j], mask_lims[j + 1]):
-                k = ob + (key ^ np.int64(masks[mi]))
-                lo = offsets[k]
-                hi = offsets[k + 1]
-                if nc + (hi - lo) > cand.shape[0]:
-                    bigger = np.empty(2 * (nc + hi - lo), np.int64)
-                    bigger[:nc] = cand[:nc]
-                    cand = bigger
-                for e in range(lo, hi):
-                    cand[nc] = positions[tb, e]
-                    nc += 1
+            m0 = mask_lims[j]
+            nm = mask_lims[j + 1] - m0
+            if nm > los.shape[0]:
+                los = np.empty(2 * nm, np.int64)
+                his = np.empty(2 * nm, np.int64)
+            # Phase 1: all bucket bounds (independent loads the CPU can overlap).
+            total = 0
+            for i in range(nm):
+                k = ob + (pre ^ np.int64(masks[m0 + i]))
+                los[i] = offsets[k]
+                his[i] = offsets[k + 1]
+                total += his[i] - los[i]
+            if nc + total > cand.shape[0]:
+                bigger = np.empty(2 * (nc + total), np.int64)
+                bigger[:nc] = cand[:nc]
+                cand = bigger
+            # Phase 2: scan the buckets, keeping entries whose tag is within the radius left.
+            for i in range(nm):
+                rem = r - mask_pc[m0 + i]
+                for e in range(los[i], his[i]):
+                    ent = np.int64(entries[tb, e])
+                    cand[nc] = ent & pmask
+                    nc += _popcount64((ent >> pbits) ^ tag) <= rem
         if cnt + nc > cap:
             cap = 2 * (cnt + nc)
             nq_ = np.empty(cap, np.int64)

@@ -37,7 +37,8 @@ MAGIC = b"HXINDEX\n"
 FORMAT_VERSION = 1
 _FAISS_FOURCC = b"IBxF"  # FAISS's tag for a serialised IndexBinaryFlat
 _MAX_HEADER = 1 << 20
-_SECTION_DTYPES = {"u1": np.uint8, "<i4": np.dtype("<i4"), "<i8": np.dtype("<i8")}
+_SECTION_DTYPES = {"u1": np.uint8, "<i4": np.dtype("<i4"), "<u4": np.dtype("<u4"),
+                   "<i8": np.dtype("<i8")}
 _READ_CHUNK = 1 << 26
 
 
@@ -347,7 +348,7 @@ class HashIndex:
         if self._ids is not None:
             sections.append(("ids", "<i8", self._ids))
         if self._tables is not None:
-            sections.append(("positions", "<i4", self._tables.positions))
+            sections.append(("entries", "<u4", self._tables.entries))
             sections.append(("offsets", "<i4", self._tables.offsets))
         header = {
             "format": "hashlib_ext.HashIndex", "version": FORMAT_VERSION,
@@ -456,7 +457,7 @@ class HashIndex:
             if ids.shape != (count,):
                 raise bad("ids section does not match the count")
             idx._ids = ids
-        pos, off = arrays.pop("positions", None), arrays.pop("offsets", None)
+        pos, off = arrays.pop("entries", None), arrays.pop("offsets", None)
         if (pos is None) != (off is None) or (pos is not None and not widths):
             raise bad("incomplete MIH tables")
         if pos is not None:
@@ -488,23 +489,22 @@ def _to_lists(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray) -> list[list[
     return [pairs[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
-def _checked_tables(widths: Any, bits: int, count: int, pos: np.ndarray, off: np.ndarray,
-                    bad: Any) -> mih.MIHTables:
+def _checked_tables(widths: Any, bits: int, count: int, entries: np.ndarray,
+                    off: np.ndarray, bad: Any) -> mih.MIHTables:
     """Rebuild MIH tables from file arrays, refusing any that could index out of bounds."""
     if not isinstance(widths, list) or not widths or sum(widths) != bits or \
             any(not isinstance(w, int) or not 1 <= w <= mih.MAX_KEY_BITS for w in widths):
         raise bad("invalid MIH layout in header")
     m = len(widths)
-    if pos.size != m * count or off.size != sum((1 << w) + 1 for w in widths):
+    if entries.size != m * count:
         raise bad("MIH tables do not match the layout")
-    pos = pos.reshape(m, count)
-    if count and (pos.min() < 0 or pos.max() >= count):
-        raise bad("MIH positions out of range")
-    tables = mih.MIHTables(tuple(widths), pos, off)
-    for i in range(m):
-        o = tables.table_offsets(i)
-        if o[0] != 0 or o[-1] != count or np.any(np.diff(o) < 0):
-            raise bad("MIH offsets are inconsistent")
+    try:
+        tables = mih.MIHTables(tuple(widths), entries.reshape(m, count), off)
+    except ValueError:
+        raise bad("MIH tables do not match the layout") from None
+    problem = tables.check()
+    if problem:
+        raise bad(problem)
     return tables
 
 

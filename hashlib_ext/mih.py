@@ -1,8 +1,11 @@
 """Multi-index hashing (MIH): exact Hamming range search over packed binary codes.
 
 The code bits are split into ``m`` disjoint contiguous parts. Each part has a table: the
-positions of all stored codes sorted by that part's value (the *key*), with a dense CSR
-offsets array so the bucket of a key is ``positions[offsets[k]:offsets[k + 1]]``.
+positions of all stored codes sorted by that part's value (the *key*). A key of ``w`` bits is
+split into a *prefix* of ``pw`` bits, addressed through a dense CSR offsets array (about one
+bucket per 4 codes, so offsets stay small whatever ``w``), and a *tag* of the remaining bits,
+packed with the position into one uint32 entry. Probing enumerates prefixes within the
+radius and filters bucket entries by tag distance, so each table costs 4 bytes per code.
 
 Exactness rests on the general pigeonhole principle: if ``d(q, x) <= t`` and per-part radii
 ``r_i`` over a set ``S`` of parts satisfy ``sum_{i in S} (r_i + 1) > t``, then some part
@@ -23,16 +26,18 @@ from itertools import combinations
 import numpy as np
 
 # Cost model (nanoseconds, single thread), calibrated on this machine with
-# benchmarks/index_scale.py: one probe (offsets lookup, bucket bookkeeping), one candidate
-# (gather + XOR + popcount per 64-bit word, plus fixed work), one code scanned by the
-# FAISS flat kernel per 64-bit word.
+# benchmarks/index_scale.py: one probe (a random offsets lookup), one bucket entry scanned
+# (sequential), one candidate verified (a random code fetch, plus popcount per 64-bit
+# word), one code scanned by the FAISS flat kernel per 64-bit word.
 C_PROBE = 40.0
-C_CAND = 20.0
-C_CAND_WORD = 6.0
+C_ENTRY = 2.0
+C_CAND = 50.0
+C_CAND_WORD = 3.0
 C_SCAN_WORD = 0.35
-MAX_KEY_BITS = 26  # widest table key: 2**26 int32 offsets = 256 MiB
-MAX_MASKS = 1 << 16  # most flip masks one table may probe per query
-CAND_PER_BATCH = 1 << 21  # verification working set per batch of queries
+MAX_KEY_BITS = 32  # widest part (keys are uint32)
+MAX_PREFIX_BITS = 26  # widest addressed prefix: 2**26 int32 offsets = 256 MiB
+MAX_MASKS = 1 << 16  # most prefix flip masks one table may probe per query
+CAND_PER_BATCH = 1 << 21  # numpy path: verification working set per batch of queries
 
 
 def split_widths(bits: int, m: int) -> list[int]:
@@ -41,7 +46,20 @@ def split_widths(bits: int, m: int) -> list[int]:
     return [base + 1] * extra + [base] * (m - extra)
 
 
-@lru_cache(maxsize=256)
+def pos_bits(n: int) -> int:
+    """Bits an entry needs for positions ``0..n-1``."""
+    return max(1, (n - 1).bit_length())
+
+
+def prefix_width(width: int, n: int) -> int:
+    """Addressed prefix bits of a ``width``-bit part for ``n`` codes (about 4 per bucket),
+    at least enough that the tag fits beside the position in 32 bits."""
+    lo = max(0, width - (32 - pos_bits(n)))
+    target = max(0, round(math.log2(max(n, 1))) - 2)
+    return min(width, max(lo, min(target, MAX_PREFIX_BITS)))
+
+
+@lru_cache(maxsize=4096)
 def ball_size(width: int, r: int) -> int:
     """Number of ``width``-bit keys within Hamming distance ``r`` of a key."""
     return sum(math.comb(width, j) for j in range(min(r, width) + 1))
@@ -110,25 +128,25 @@ class SearchPlan:
         return not self.probes or self.cost >= self.scan_cost
 
 
-def table_cost(width: int, r: int, n: int, words: int) -> tuple[float, float]:
-    """Estimated (ns, candidates) per query of probing one ``width``-bit table at radius r."""
-    probes = ball_size(width, r)
-    cands = probes * n / float(1 << width)
-    return probes * C_PROBE + cands * (C_CAND + C_CAND_WORD * words), cands
+def table_cost(width: int, r: int, n: int, words: int) -> tuple[float, float] | None:
+    """Estimated (ns, candidates) per query of probing one table at radius ``r``, or None
+    when the probe count is over :data:`MAX_MASKS`."""
+    pw = prefix_width(width, n)
+    probes = ball_size(pw, r)
+    if probes > MAX_MASKS:
+        return None
+    scanned = probes * n / float(1 << pw)
+    cands = ball_size(width, r) * n / float(1 << width)
+    return probes * C_PROBE + scanned * C_ENTRY + cands * (C_CAND + C_CAND_WORD * words), cands
 
 
 def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
     """Cheapest per-table radii whose pigeonhole sum ``sum(r_i + 1)`` exceeds ``t``.
 
     A table may be left out (it then contributes nothing to the sum). Returns a plan with
-    no probes when no choice can satisfy the bound cheaply (the caller scans instead).
+    no probes when no choice satisfies the bound (the caller scans instead).
     """
-    return _plan(tuple(widths), int(t), _bucket_n(n), int(nbytes))
-
-
-def _bucket_n(n: int) -> int:
-    # Round n so plans are cached across small changes in size.
-    return 1 if n <= 1 else 1 << max(0, round(math.log2(n) * 4) // 4)
+    return _plan(tuple(widths), int(t), int(n), int(nbytes))
 
 
 @lru_cache(maxsize=1024)
@@ -137,15 +155,16 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
     scan = n * C_SCAN_WORD * words
     need = t + 1
     inf = float("inf")
-    # dp[w] = (cost, cands, choices) reaching pigeonhole weight min(w, need)
+    # dp[w] = (cost, candidates, probes) reaching pigeonhole weight min(w, need)
     dp: list[tuple[float, float, tuple[Probe, ...]]] = [(inf, 0.0, ())] * (need + 1)
     dp[0] = (0.0, 0.0, ())
     for ti, width in enumerate(widths):
         new = list(dp)
         for r in range(0, min(width, t) + 1):
-            if ball_size(width, r) > MAX_MASKS:
+            tc = table_cost(width, r, n, words)
+            if tc is None:
                 break
-            c, k = table_cost(width, r, n, words)
+            c, k = tc
             for w in range(need + 1):
                 base = dp[w]
                 if base[0] == inf:
@@ -161,18 +180,21 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
     return SearchPlan(probes, cost, cands, scan)
 
 
+def table_memory(widths: tuple[int, ...], n: int) -> int:
+    """Bytes of the tables for ``n`` codes: uint32 entries plus int32 offsets."""
+    return sum(4 * n + 4 * ((1 << prefix_width(w, n)) + 1) for w in widths)
+
+
 def choose_widths(bits: int, n: int, t: int, memory_budget: float) -> tuple[int, ...]:
     """Part widths minimising the estimated query cost at threshold ``t`` for ``n`` codes,
-    with table memory (int32 positions + offsets) within ``memory_budget`` bytes.
-
-    When nothing fits the budget, the layout with the least memory is returned.
-    """
+    with table memory within ``memory_budget`` bytes (or, when nothing fits, the layout
+    with the least memory)."""
     nbytes = (bits + 7) // 8
     best: tuple[float, tuple[int, ...]] | None = None
     smallest: tuple[float, tuple[int, ...]] | None = None
-    for m in range(1, min(bits, 32) + 1):
+    for m in range(-(-bits // MAX_KEY_BITS), min(bits, 32) + 1):
         widths = tuple(split_widths(bits, m))
-        if widths[0] > MAX_KEY_BITS:
+        if widths[0] - (32 - pos_bits(n)) > MAX_PREFIX_BITS:
             continue
         mem = table_memory(widths, n)
         if smallest is None or mem < smallest[0]:
@@ -184,34 +206,31 @@ def choose_widths(bits: int, n: int, t: int, memory_budget: float) -> tuple[int,
             best = (cost, widths)
     if best is not None and best[0] < float("inf"):
         return best[1]
-    assert smallest is not None
+    if smallest is None:
+        raise ValueError(f"no MIH layout for {bits}-bit codes and n={n}")
     return smallest[1]
-
-
-def table_memory(widths: tuple[int, ...], n: int) -> int:
-    """Bytes of the tables for ``n`` codes: int32 positions plus int32/int64 offsets."""
-    off = 4 if n < 2**31 else 8
-    return sum(4 * n + off * ((1 << w) + 1) for w in widths)
 
 
 class MIHTables:
     """The per-part sorted tables over a fixed array of codes (rebuilt when codes change).
 
-    ``positions`` is ``(m, n)`` int32: row ``i`` lists code positions sorted by part ``i``.
-    ``offsets`` concatenates each table's ``2**w + 1`` CSR offsets; table ``i``'s start at
-    ``off_base[i]``.
+    ``entries`` is ``(m, n)`` uint32: row ``i`` holds ``tag << pos_bits | position`` sorted
+    by part ``i``'s key. ``offsets`` concatenates each table's ``2**pw + 1`` CSR offsets over
+    key prefixes; table ``i``'s start at ``off_base[i]``.
     """
 
-    def __init__(self, widths: tuple[int, ...], positions: np.ndarray, offsets: np.ndarray):
+    def __init__(self, widths: tuple[int, ...], entries: np.ndarray, offsets: np.ndarray):
         self.widths = tuple(int(w) for w in widths)
+        self.n = entries.shape[1]
+        self.pbits = pos_bits(self.n)
+        self.prefix = tuple(prefix_width(w, self.n) for w in self.widths)
         self.starts = tuple(int(s) for s in np.cumsum((0,) + self.widths[:-1]))
-        sizes = [(1 << w) + 1 for w in self.widths]
+        sizes = [(1 << p) + 1 for p in self.prefix]
         self.off_base = np.cumsum([0] + sizes[:-1]).astype(np.int64)
-        if positions.shape[0] != len(self.widths) or offsets.shape[0] != sum(sizes):
+        if entries.shape[0] != len(self.widths) or offsets.shape[0] != sum(sizes):
             raise ValueError("MIH table arrays do not match the part widths")
-        self.positions = positions
+        self.entries = entries
         self.offsets = offsets
-        self.n = positions.shape[1]
 
     @classmethod
     def build(cls, codes: np.ndarray, widths: tuple[int, ...]) -> MIHTables:
@@ -219,50 +238,72 @@ class MIHTables:
         n = codes.shape[0]
         if n >= 2**31:
             raise ValueError("MIH tables hold at most 2**31 - 1 codes")
-        positions = np.empty((len(widths), n), dtype=np.int32)
-        offsets = np.empty(sum((1 << w) + 1 for w in widths), dtype=np.int32)
+        pb = pos_bits(n)
+        prefix = [prefix_width(w, n) for w in widths]
+        entries = np.empty((len(widths), n), dtype=np.uint32)
+        offsets = np.empty(sum((1 << p) + 1 for p in prefix), dtype=np.int32)
         start = ob = 0
-        for i, w in enumerate(widths):
+        for i, (w, pw) in enumerate(zip(widths, prefix, strict=True)):
             keys = extract_keys(codes, start, w)
-            counts = np.bincount(keys, minlength=1 << w)
+            order = np.argsort(keys, kind="stable")
+            keys = keys[order]
+            counts = np.bincount(keys >> np.uint32(w - pw), minlength=1 << pw)
             offsets[ob] = 0
-            np.cumsum(counts, out=offsets[ob + 1:ob + (1 << w) + 1])
-            del counts
-            positions[i] = np.argsort(keys, kind="stable")
-            del keys
+            np.cumsum(counts, out=offsets[ob + 1:ob + (1 << pw) + 1])
+            tags = keys & np.uint32((1 << (w - pw)) - 1)
+            entries[i] = (tags << np.uint32(pb)) | order.astype(np.uint32)
+            del keys, order, tags, counts
             start += w
-            ob += (1 << w) + 1
-        return cls(widths, positions, offsets)
+            ob += (1 << pw) + 1
+        return cls(widths, entries, offsets)
 
     @property
     def nbytes(self) -> int:
-        return self.positions.nbytes + self.offsets.nbytes
+        return self.entries.nbytes + self.offsets.nbytes
 
     def table_offsets(self, i: int) -> np.ndarray:
         b = int(self.off_base[i])
-        return self.offsets[b:b + (1 << self.widths[i]) + 1]
+        return self.offsets[b:b + (1 << self.prefix[i]) + 1]
+
+    def check(self) -> str | None:
+        """Why these arrays cannot be searched safely (out-of-range positions, inconsistent
+        offsets), or None. Used on arrays read from files."""
+        if self.n and int((self.entries & np.uint32((1 << self.pbits) - 1)).max()) >= self.n:
+            return "MIH positions out of range"
+        for i in range(len(self.widths)):
+            o = self.table_offsets(i)
+            if o[0] != 0 or o[-1] != self.n or np.any(np.diff(o) < 0):
+                return "MIH offsets are inconsistent"
+        return None
 
     def range_search(
         self, codes: np.ndarray, queries: np.ndarray, t: int, plan: SearchPlan
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ``(query, position, distance)`` with distance <= t, each pair once, grouped
         by query (ascending). ``codes`` must be the array the tables were built from."""
-        qkeys = np.stack([extract_keys(queries, self.starts[p.table], self.widths[p.table])
-                          for p in plan.probes], axis=1)
+        nq = queries.shape[0]
+        qpre = np.empty((nq, len(plan.probes)), dtype=np.int64)
+        qtag = np.empty((nq, len(plan.probes)), dtype=np.int64)
+        for j, p in enumerate(plan.probes):
+            keys = extract_keys(queries, self.starts[p.table], self.widths[p.table])
+            s = self.widths[p.table] - self.prefix[p.table]
+            qpre[:, j] = keys >> np.uint32(s)
+            qtag[:, j] = keys & np.uint32((1 << s) - 1)
         kernel = _kernel()
         if kernel is not None:
             tables = np.array([p.table for p in plan.probes], dtype=np.int64)
-            masks, mask_lims = _plan_masks(tuple((self.widths[p.table], p.radius)
-                                                 for p in plan.probes))
-            return kernel(word_view(codes), word_view(np.ascontiguousarray(queries)), qkeys,
-                          tables, mask_lims, masks, self.offsets, self.off_base,
-                          self.positions, int(t))
-        return self._range_search_numpy(codes, queries, qkeys, t, plan)
+            radii = np.array([p.radius for p in plan.probes], dtype=np.int64)
+            masks, mask_pc, mask_lims = _plan_masks(
+                tuple((self.prefix[p.table], p.radius) for p in plan.probes))
+            return kernel(word_view(codes), word_view(np.ascontiguousarray(queries)), qpre,
+                          qtag, tables, radii, mask_lims, masks, mask_pc, self.offsets,
+                          self.off_base, self.entries, self.pbits, int(t))
+        return self._range_search_numpy(codes, queries, qpre, qtag, t, plan)
 
-    def _range_search_numpy(self, codes, queries, qkeys, t, plan):
+    def _range_search_numpy(self, codes, queries, qpre, qtag, t, plan):
         nq = queries.shape[0]
         per_query = max(1.0, plan.candidates + sum(
-            ball_size(self.widths[p.table], p.radius) for p in plan.probes))
+            ball_size(self.prefix[p.table], p.radius) for p in plan.probes))
         batch = int(max(1, min(nq, CAND_PER_BATCH // per_query)))
         data = word_view(codes)
         qdata = word_view(np.ascontiguousarray(queries))
@@ -271,7 +312,8 @@ class MIHTables:
             hi = min(nq, lo + batch)
             qs, ps, ds = [], [], []
             for j, probe in enumerate(plan.probes):
-                q, p, d = self._probe_table(probe, qkeys[lo:hi, j], data, qdata[lo:hi], t)
+                q, p, d = self._probe_table(probe, qpre[lo:hi, j], qtag[lo:hi, j], data,
+                                            qdata[lo:hi], t)
                 qs.append(q + lo)
                 ps.append(p)
                 ds.append(d)
@@ -288,38 +330,43 @@ class MIHTables:
             return e, e.copy(), np.empty(0, dtype=np.int32)
         return np.concatenate(out_q), np.concatenate(out_p), np.concatenate(out_d)
 
-    def _probe_table(
-        self, probe: Probe, qkeys: np.ndarray, data: np.ndarray, qdata: np.ndarray, t: int
-    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-        masks = flip_masks(self.widths[probe.table], probe.radius)
-        off = self.table_offsets(probe.table)
-        keys = (qkeys[:, None] ^ masks[None, :]).ravel().astype(np.int64)
+    def _probe_table(self, probe, qpre, qtag, data, qdata, t):
+        tb = probe.table
+        masks = flip_masks(self.prefix[tb], probe.radius)
+        mpc = np.bitwise_count(masks).astype(np.int64)
+        off = self.table_offsets(tb)
+        keys = (qpre[:, None] ^ masks[None, :].astype(np.int64)).ravel()
         lo = off[keys]
         cnt = off[keys + 1] - lo
         hit = np.flatnonzero(cnt)
         cnt = cnt[hit]
         total = int(cnt.sum(dtype=np.int64))
+        e = np.empty(0, dtype=np.int64)
         if total == 0:
-            e = np.empty(0, dtype=np.int64)
             return e, e.copy(), np.empty(0, dtype=np.int32)
         lo = lo[hit].astype(np.int64)
         qi = hit // masks.size
+        rem = probe.radius - mpc[hit % masks.size]
         # Expand the bucket ranges [lo, lo + cnt) into one flat index array.
         ends = np.cumsum(cnt, dtype=np.int64)
         idx = np.arange(total, dtype=np.int64) + np.repeat(lo - (ends - cnt), cnt)
-        pos = self.positions[probe.table][idx].astype(np.int64)
+        ent = self.entries[tb][idx].astype(np.int64)
         qrep = np.repeat(qi, cnt)
+        ok = np.bitwise_count((ent >> self.pbits) ^ qtag[qrep]) <= np.repeat(rem, cnt)
+        pos = ent[ok] & ((1 << self.pbits) - 1)
+        qrep = qrep[ok]
         dist = popcount_rows(data[pos] ^ qdata[qrep])
         keep = np.flatnonzero(dist <= t)
         return qrep[keep], pos[keep], dist[keep]
 
 
 @lru_cache(maxsize=64)
-def _plan_masks(spec: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray]:
+def _plan_masks(spec: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     masks = [flip_masks(w, r) for w, r in spec]
     lims = np.zeros(len(masks) + 1, dtype=np.int64)
     np.cumsum([m.size for m in masks], out=lims[1:])
-    return np.concatenate(masks), lims
+    allm = np.concatenate(masks)
+    return allm, np.bitwise_count(allm).astype(np.int64), lims
 
 
 USE_KERNEL = True

@@ -445,11 +445,11 @@ def test_tampered_tables_with_valid_checksum_are_refused(tmp_path):
     head = json.loads(data[16:16 + hlen])
     offset = 16 + hlen
     for s in head["sections"]:
-        if s["name"] == "positions":
+        if s["name"] == "entries":
             break
         offset += s["nbytes"]
     b = bytearray(data[:-32])
-    b[offset:offset + 4] = (10**6).to_bytes(4, "little")
+    b[offset:offset + 4] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
     with pytest.raises(IndexFileError, match="out of range"):
         HashIndex.load(path)
