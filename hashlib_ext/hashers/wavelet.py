@@ -4,8 +4,8 @@ Bit-identical to ``imagehash.whash``. With the Haar wavelet the level-k LL band 
 multiple of k-level block sums, and removing the coarsest LL only subtracts the image mean, so
 the bits are ``block_sum > median(block_sums)`` in exact integers. Where a block sum equals that
 median exactly, imagehash's bits are decided by float rounding inside PyWavelets, so those
-images (flat ones, e.g. a constant image) and any other wavelet ``mode`` run the reference
-PyWavelets computation on the same (exactly resized) pixels.
+images (flat ones, e.g. a constant image) run the reference PyWavelets computation on the same
+(exactly resized) pixels. Only the Haar wavelet is offered (see ``_check``).
 """
 
 from __future__ import annotations
@@ -37,10 +37,13 @@ def _check(hash_size: int, image_scale: int | None, mode: str) -> int:
                 f"whash: image_scale={image_scale} is smaller than hash_size={hash_size}"
             )
     if mode != "haar":
-        import pywt
-
-        if mode not in pywt.wavelist(kind="discrete"):
-            raise ValueError(f"whash: unknown wavelet mode {mode!r} (e.g. 'haar', 'db4')")
+        # imagehash accepts other PyWavelets modes, but e.g. 'db4' pads the signal, so its LL
+        # band is larger than hash_size**2 and its size depends on the image: not a fixed-width
+        # hash that can be stored, indexed or compared.
+        raise ValueError(
+            f"whash: mode {mode!r} is not supported; only 'haar' gives a fixed "
+            "hash_size**2-bit hash"
+        )
     return hash_size
 
 
@@ -52,8 +55,7 @@ def _scale(size: tuple[int, int], hash_size: int, image_scale: int | None) -> in
     return max(natural, hash_size)
 
 
-def _reference_bits(small: np.ndarray, hash_size: int, mode: str,
-                    remove_max_haar_ll: bool) -> np.ndarray:
+def _reference_bits(small: np.ndarray, hash_size: int, remove_max_haar_ll: bool) -> np.ndarray:
     """imagehash.whash's own computation on the resized pixels."""
     import pywt
 
@@ -63,7 +65,7 @@ def _reference_bits(small: np.ndarray, hash_size: int, mode: str,
         coeffs = list(pywt.wavedec2(pixels, "haar", level=ll_max_level))
         coeffs[0] *= 0
         pixels = pywt.waverec2(coeffs, "haar")
-    dwt_low = pywt.wavedec2(pixels, mode, level=ll_max_level - int(np.log2(hash_size)))[0]
+    dwt_low = pywt.wavedec2(pixels, "haar", level=ll_max_level - int(np.log2(hash_size)))[0]
     return dwt_low > np.median(dwt_low)
 
 
@@ -72,15 +74,15 @@ def compute(pixels: Pixels, hash_size: int = 8, image_scale: int | None = None,
     hash_size = _check(hash_size, image_scale, mode)
     scale = _scale(pixels.size, hash_size, image_scale)
     small = resized_gray(pixels, scale, scale)
-    if mode == "haar":
-        block = scale // hash_size
-        sums = small.reshape(hash_size, block, hash_size, block).sum(axis=(1, 3))
-        flat = np.sort(sums, axis=None)
-        half = flat.size // 2
-        twice_median = flat[half - 1] + flat[half]
-        if not np.any(2.0 * sums == twice_median):
-            return np.packbits((2.0 * sums > twice_median).reshape(-1)), None
-    bits = _reference_bits(small, hash_size, mode, remove_max_haar_ll)
+    block = scale // hash_size
+    sums = small.reshape(hash_size, block, hash_size, block).sum(axis=(1, 3))
+    flat = np.sort(sums, axis=None)
+    half = flat.size // 2
+    twice_median = flat[half - 1] + flat[half]
+    if np.any(2.0 * sums == twice_median):
+        bits = _reference_bits(small, hash_size, remove_max_haar_ll)
+    else:
+        bits = 2.0 * sums > twice_median
     return np.packbits(bits.reshape(-1)), None
 
 
