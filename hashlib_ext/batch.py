@@ -183,6 +183,22 @@ def _chunks(srcs: Iterable[Any], size: int) -> Iterator[Chunk]:
         yield chunk
 
 
+def _portable(chunk: Chunk) -> Chunk:
+    """Make a chunk sendable to a worker: file objects are read here (their bytes are sent
+    and decoded in the worker); everything else, paths included, is sent as it is."""
+    if not any(hasattr(src, "read") for _, src in chunk):
+        return chunk
+    out = []
+    for pos, src in chunk:
+        if hasattr(src, "read") and not isinstance(src, (str, bytes, os.PathLike)):
+            try:
+                src = src.read()
+            except Exception:  # noqa: BLE001 - the worker will report the unusable input
+                pass
+        out.append((pos, src))
+    return out
+
+
 def _resolve_workers(workers: int | None) -> int:
     if workers is None:
         try:
@@ -235,6 +251,7 @@ class _Pool:
         self.executor = ProcessPoolExecutor(workers, mp_context=self.ctx)
 
     def submit(self, chunk: Chunk, args: tuple) -> Future:
+        chunk = _portable(chunk)
         try:
             return self.executor.submit(_hash_chunk, chunk, *args)
         except BrokenProcessPool:

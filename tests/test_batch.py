@@ -88,13 +88,16 @@ def test_workers_1_and_2_identical(bundled):
 
 def test_generator_and_non_path_inputs_are_identified_by_position(bundled):
     img = Image.open(bundled[1])
-    srcs = [bundled[0].read_bytes(), img, np.asarray(img.convert("RGB")), b"not an image"]
     for workers in (1, 2):
-        res = hash_images((s for s in srcs), "dhash", workers=workers, chunksize=1)
-        assert res.ids == [0, 1, 2] and res.positions.tolist() == [0, 1, 2]
+        srcs = [bundled[0].read_bytes(), img, np.asarray(img.convert("RGB")),
+                open(bundled[2], "rb"), b"not an image"]
+        res = hash_images((s for s in srcs), "dhash", workers=workers, chunksize=2)
+        srcs[3].close()
+        assert res.ids == [0, 1, 2, 3] and res.positions.tolist() == [0, 1, 2, 3]
         assert res.hashes[0] == hx.hash_image(bundled[0], "dhash")
         assert res.hashes[1] == res.hashes[2] == hx.hash_image(bundled[1], "dhash")
-        assert res.errors == [(3, "ImageDecodeError", res.errors[0][2])]
+        assert res.hashes[3] == hx.hash_image(bundled[2], "dhash")
+        assert res.errors == [(4, "ImageDecodeError", res.errors[0][2])]
 
 
 def test_list_of_algorithms_rows_aligned(bundled, bad_files):
