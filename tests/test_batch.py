@@ -172,3 +172,17 @@ def test_fast_and_max_pixels_are_passed_to_the_hasher(bundled):
         [hx.hash_image(p, "phash", fast=True) for p in bundled[:4]])
     res = hash_images(bundled[:2], "phash", workers=1, max_pixels=100)
     assert res.ok == 0 and {e[1] for e in res.errors} == {"ImageTooLargeError"}
+
+
+@pytest.mark.parametrize("scheduler", ["synchronous", "threads"])
+def test_dask_matches_local_pool(bundled, bad_files, scheduler):
+    pytest.importorskip("dask.bag")
+    from hashlib_ext.distributed import hash_images_dask
+
+    srcs = [str(p) for p in _mixed(bundled, bad_files)]
+    local = hash_images(srcs, ["pdq", "ahash"], workers=1)
+    res = hash_images_dask(srcs, ["pdq", "ahash"], partition_size=3, scheduler=scheduler)
+    assert res.hashes["pdq"] == local.hashes["pdq"]
+    assert res.hashes["ahash"] == local.hashes["ahash"]
+    assert res.ids == local.ids and res.errors == local.errors
+    assert np.array_equal(res.positions, local.positions)
