@@ -636,3 +636,17 @@ def test_coco_sample_matches_the_reference_image(coco_sample):
         assert np.array_equal(grey(out), grey(raw)), p.name
         if raw.mode in ("RGB", "L"):
             assert np.array_equal(arr(out), arr(raw)), p.name
+
+
+def test_large_files_are_streamed(bundled, tmp_path, monkeypatch):
+    monkeypatch.setattr(imageio, "_READ_WHOLE_BYTES", 0)  # every file counts as large
+    bad = tmp_path / "trunc.jpg"
+    bad.write_bytes(bundled[0].read_bytes()[:3000])
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always", ResourceWarning)
+        assert np.array_equal(arr(load(bundled[0])), arr(oriented(bundled[0])))
+        assert load(bundled[0], draft=(64, 64)).width < 640
+        with pytest.raises(ImageDecodeError):
+            load(bad)
+        gc.collect()
+    assert not [w for w in caught if issubclass(w.category, ResourceWarning)]
