@@ -215,7 +215,7 @@ def _default_chunksize(total: int | None, workers: int) -> int:
     negligible next to decoding (~0.1 ms per task vs several ms per image)."""
     if total is None:
         return 8
-    return max(1, min(_MAX_CHUNKSIZE, total // (workers * 8)))
+    return max(1, min(_MAX_CHUNKSIZE, total // (workers * 16)))
 
 
 def _mp_context() -> mp.context.BaseContext:

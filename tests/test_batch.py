@@ -4,6 +4,7 @@ several algorithms from one decode, and recovery from a worker process that dies
 from __future__ import annotations
 
 import os
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +21,13 @@ class DiesInWorker:
 
     def __reduce__(self):
         return (os._exit, (70,))
+
+
+class KilledInWorker:
+    """An input whose unpickling in a worker sends SIGKILL to that worker (``kill -9``)."""
+
+    def __reduce__(self):
+        return (signal.raise_signal, (signal.SIGKILL,))
 
 
 class MarksArrival:
@@ -115,11 +123,13 @@ def test_list_of_algorithms_rows_aligned(bundled, bad_files):
 def test_killed_worker_loses_no_good_item(bundled):
     srcs: list[object] = list(bundled[:12])
     srcs.insert(3, DiesInWorker())
-    srcs.insert(9, DiesInWorker())
+    srcs.insert(9, KilledInWorker())
+    srcs.insert(10, DiesInWorker())
     res = hash_images(srcs, "ahash", workers=2, chunksize=2)
-    crashed = [i for i, s in enumerate(srcs) if isinstance(s, DiesInWorker)]
+    bad = (DiesInWorker, KilledInWorker)
+    crashed = [i for i, s in enumerate(srcs) if isinstance(s, bad)]
     assert [e[:2] for e in res.errors] == [(i, "WorkerCrashedError") for i in crashed]
-    assert res.ids == [str(s) for s in srcs if not isinstance(s, DiesInWorker)]
+    assert res.ids == [str(s) for s in srcs if not isinstance(s, bad)]
     assert res.hashes == hash_images(bundled[:12], "ahash", workers=1).hashes
 
 
