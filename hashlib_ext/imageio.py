@@ -149,13 +149,14 @@ def _from_path(path: str | os.PathLike, draft: tuple[int, int] | None, limit: in
         raise ImageDecodeError(f"{name}: not a regular file")
     if st.st_size == 0:
         raise ImageDecodeError(f"{name}: empty file (0 bytes)")
+    whole = st.st_size <= _READ_WHOLE_BYTES
     try:
-        fp = open(path, "rb", buffering=0)  # noqa: SIM115 - closed by the with below
+        fp = open(path, "rb", buffering=0 if whole else -1)  # noqa: SIM115 - closed below
     except OSError as exc:
         raise ImageDecodeError(f"{name}: cannot open ({_reason(exc)})") from exc
     with fp:
-        if st.st_size > _READ_WHOLE_BYTES:
-            return _decode(io.BufferedReader(fp), name, draft, limit)
+        if not whole:
+            return _decode(fp, name, draft, limit)
         try:
             data = fp.read()  # one read: decoding from memory beats many small reads
         except OSError as exc:
