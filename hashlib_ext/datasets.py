@@ -9,7 +9,7 @@ A :class:`Dataset` yields ``(id, source)`` pairs (``source`` is a path or bytes 
 * :func:`shared_coco_sample` - ``../shared/datasets/coco-sample`` next to the checkout, if there.
 
 :func:`get` resolves a name or path as the CLI does. :func:`download` fetches a known archive
-(COCO val2017) with HTTP range resume, checks its size and checksum, then extracts it, refusing
+(COCO val2017) with HTTP range resume, checks its checksum, then extracts it, refusing
 members that would land outside the destination.
 """
 
@@ -223,8 +223,9 @@ ARCHIVES: dict[str, Archive] = {
     "coco-val2017": Archive(
         name="coco-val2017",
         url="http://images.cocodataset.org/zips/val2017.zip",
-        # Size and MD5 as published by many independent COCO loaders (the COCO site itself
-        # publishes no checksum); we verify these two. See docs/transforms.md / datasets docs.
+        # The COCO site publishes no checksum. This MD5 is built into several independent
+        # COCO loaders and is what we verify; the size (one third-party record) only sizes
+        # the progress bar. See docs/datasets.md.
         size=815_585_330,
         md5="442b8da7639aecaf257c1dceb8ba8c80",
         sha256=None,
@@ -281,13 +282,9 @@ def _progress_bar(enabled: bool, total: int | None, initial: int, desc: str):
 def _fetch(url: str, part: Path, *, expected_size: int | None, progress: bool,
            timeout: float, chunk_size: int) -> None:
     """Download ``url`` into ``part``, resuming from its current size with an HTTP Range
-    request. A server that ignores Range (200 instead of 206) restarts the file cleanly."""
+    request. A server that ignores Range (200 instead of 206) restarts the file cleanly.
+    ``expected_size`` only sizes the progress bar when the server sends no length."""
     offset = part.stat().st_size if part.exists() else 0
-    if expected_size is not None and offset > expected_size:
-        part.unlink()  # longer than the real file: cannot be a prefix of it
-        offset = 0
-    if expected_size is not None and offset == expected_size:
-        return  # complete already; the checksum decides whether it is right
     request = urllib.request.Request(url, headers={"User-Agent": "hashlib-ext"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
@@ -350,17 +347,15 @@ def _content_range_start(value: str) -> int | None:
         return None
 
 
-def _verify(path: Path, url: str, *, size: int | None, md5: str | None,
-            sha256: str | None) -> None:
-    actual_size = path.stat().st_size
-    if size is not None and actual_size != size:
-        raise ChecksumMismatchError(f"{url}: downloaded {actual_size} bytes, expected {size}")
+def _verify(path: Path, url: str, *, md5: str | None, sha256: str | None) -> None:
+    """Check the given digests (at least one is always given by :func:`download`)."""
+    size = path.stat().st_size
     for algorithm, expected in (("sha256", sha256), ("md5", md5)):
         if expected:
             actual = _file_digest(path, algorithm)
             if actual != expected.lower():
-                raise ChecksumMismatchError(
-                    f"{url}: {algorithm} of the download is {actual}, expected {expected}")
+                raise ChecksumMismatchError(f"{url}: {algorithm} of the download ({size} "
+                                            f"bytes) is {actual}, expected {expected}")
 
 
 def _unsafe_member(info: zipfile.ZipInfo, dest: Path) -> str | None:
@@ -416,9 +411,9 @@ def download(
     """Download and extract a known archive (``"coco-val2017"``); returns the image folder.
 
     Resumes an interrupted download from ``DEST/<archive>.part`` (HTTP Range). The archive is
-    verified before extraction: ``sha256``/``md5`` given here win; otherwise the size and
-    checksum recorded in :data:`ARCHIVES` (only when downloading from the official URL; a
-    different ``url`` without a checksum is refused). A mismatch deletes the download and
+    verified before extraction: ``sha256``/``md5`` given here win; otherwise the checksum
+    recorded in :data:`ARCHIVES` (only when downloading from the official URL; a different
+    ``url`` without a checksum is refused). A mismatch deletes the download and
     raises :class:`ChecksumMismatchError`. Network problems raise
     :class:`DatasetDownloadError` naming the URL. Extraction refuses zip-slip members.
     A completed earlier run (marker file) is reused without touching the network.
@@ -454,7 +449,7 @@ def download(
         _fetch(source, part, expected_size=size, progress=progress, timeout=timeout,
                chunk_size=chunk_size)
         try:
-            _verify(part, source, size=size, md5=md5, sha256=sha256)
+            _verify(part, source, md5=md5, sha256=sha256)
         except ChecksumMismatchError as e:
             part.unlink(missing_ok=True)
             raise ChecksumMismatchError(f"{e}; the download was deleted, rerun to fetch "
@@ -462,7 +457,7 @@ def download(
         part.replace(archive)
     else:
         try:
-            _verify(archive, source, size=size, md5=md5, sha256=sha256)
+            _verify(archive, source, md5=md5, sha256=sha256)
         except ChecksumMismatchError as e:
             raise ChecksumMismatchError(f"{e}; delete {str(archive)!r} and rerun") from None
     if image_dir.exists():
