@@ -251,7 +251,6 @@ class _Pool:
         self.executor = ProcessPoolExecutor(workers, mp_context=self.ctx)
 
     def submit(self, chunk: Chunk, args: tuple) -> Future:
-        chunk = _portable(chunk)
         try:
             return self.executor.submit(_hash_chunk, chunk, *args)
         except BrokenProcessPool:
@@ -304,9 +303,8 @@ def _empty_result(names: Sequence[str], errors: list[tuple[int, str, str]]) -> _
 def _merge(names: Sequence[str], parts: list[_ChunkResult]) -> _ChunkResult:
     def cat(arrays: list[np.ndarray]) -> np.ndarray:
         arrays = [a for a in arrays if a.shape[0]]
-        return np.concatenate(arrays) if arrays else arrays_empty
+        return np.concatenate(arrays) if arrays else np.zeros((0, 0), dtype=np.uint8)
 
-    arrays_empty = np.zeros((0, 0), dtype=np.uint8)
     pos = [p.positions for p in parts if p.positions.size]
     return _ChunkResult(
         np.concatenate(pos) if pos else np.zeros(0, dtype=np.int64),
@@ -329,6 +327,7 @@ def _run_pool(chunks: Iterator[Chunk], workers: int, args: tuple) -> Iterator[
     try:
         while True:
             for chunk in itertools.islice(chunks, window - len(pending)):
+                chunk = _portable(chunk)
                 pending.append((chunk, pool.submit(chunk, args)))
             if not pending:
                 return
@@ -399,7 +398,10 @@ def hash_images(
 
     from tqdm import tqdm
 
-    with tqdm(
+    class _Bar(tqdm):
+        monitor_interval = 0  # no monitor thread: workers may be forked while the bar runs
+
+    with _Bar(
         total=total, unit="img", file=sys.stderr, disable=not progress, desc="hashing",
         dynamic_ncols=True,
     ) as bar:

@@ -3,6 +3,7 @@ several algorithms from one decode, and recovery from a worker process that dies
 
 from __future__ import annotations
 
+import io
 import os
 import signal
 from pathlib import Path
@@ -131,6 +132,14 @@ def test_killed_worker_loses_no_good_item(bundled):
     assert [e[:2] for e in res.errors] == [(i, "WorkerCrashedError") for i in crashed]
     assert res.ids == [str(s) for s in srcs if not isinstance(s, bad)]
     assert res.hashes == hash_images(bundled[:12], "ahash", workers=1).hashes
+
+
+def test_killed_worker_with_file_objects_in_the_same_chunk(bundled):
+    srcs = [io.BytesIO(bundled[0].read_bytes()), DiesInWorker(),
+            io.BytesIO(bundled[1].read_bytes())]
+    res = hash_images(srcs, "ahash", workers=2, chunksize=3)
+    assert res.ids == [0, 2] and [e[:2] for e in res.errors] == [(1, "WorkerCrashedError")]
+    assert res.hashes == hash_images(bundled[:2], "ahash", workers=1).hashes
 
 
 def test_unpicklable_input_is_an_item_error(bundled):
