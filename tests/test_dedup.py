@@ -131,3 +131,20 @@ def test_bad_arguments():
         hx.find_duplicates(np.zeros((3, 4), np.uint8), 3, ids=[1, 2])
     with pytest.raises(ValueError, match="threshold"):
         hx.find_duplicates(np.zeros((3, 4), np.uint8), -1)
+
+
+@pytest.mark.parametrize("kind", ["flat", "mih"])
+def test_every_index_kind_gives_the_same_clusters(kind):
+    # "mih" forces HashIndex's multi-index-hashing path even at this small size.
+    codes = planted(400, 32, 11, 28)
+    assert hx.find_duplicates(codes, 31, kind=kind, batch_size=100) == \
+        brute_force_clusters(codes, 31)
+    codes64 = planted(400, 8, 12, 9)
+    assert hx.find_duplicates(codes64, 10, kind=kind) == brute_force_clusters(codes64, 10)
+
+
+def test_progress_bar_goes_to_stderr(capsys):
+    codes = planted(50, 8, 0, 3)
+    hx.find_duplicates(codes, 3, progress=True)
+    out, err = capsys.readouterr()
+    assert out == "" and "dedup" in err

@@ -22,7 +22,14 @@ import sys
 
 import numpy as np
 
-from .match_cmd import EXIT_FAILED, classify_inputs, error, output_stream, report_skipped
+from .match_cmd import (
+    EXIT_FAILED,
+    classify_inputs,
+    error,
+    output_stream,
+    report_skipped,
+    show_progress,
+)
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
@@ -43,15 +50,19 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "(default: the algorithm's default threshold)")
     p.add_argument("-o", "--output", default=None,
                    help="write clusters here, e.g. clusters.json (default stdout)")
-    p.add_argument("--format", choices=("json", "csv"), default="json",
+    p.add_argument("-f", "--format", choices=("json", "csv"), default="json",
                    help="output format (default json)")
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     p.add_argument("--hash-format", default=None,
                    help="format of hash-list inputs (default: from the extension)")
     p.add_argument("--lenient", action="store_true",
                    help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("--workers", type=int, default=None, help="hashing processes (default: CPUs)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
+                   help="hashing processes (default: one per CPU)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
+                   help="same as --no-progress")
     p.set_defaults(func=run)
     return p
 
@@ -87,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         if expected_bits(algorithm) is None:
             error(f"unknown algorithm {algorithm!r} for hashing images")
             return 2
-        res = hash_images(images, algorithm, workers=args.workers, progress=not args.quiet)
+        res = hash_images(images, algorithm, workers=args.workers, progress=show_progress(args))
         for src, kind, msg in res.errors:
             error(f"{src}: {kind}: {msg}")
         failed += len(res.errors)
@@ -118,7 +129,7 @@ def run(args: argparse.Namespace) -> int:
         all_keys = np.concatenate([k if k is not None else np.full(len(i), None, dtype=object)
                                    for k, i in zip(keys, ids, strict=True)])
     # Cluster by position, then name members by id and key.
-    clusters = find_duplicates(hashes, threshold, progress=not args.quiet)
+    clusters = find_duplicates(hashes, threshold, progress=show_progress(args))
     members = [sorted((_member(p, all_ids, all_keys) for p in c), key=lambda m: m["id"])
                for c in clusters]
     members.sort(key=lambda c: c[0]["id"])  # as find_duplicates orders them: by first id

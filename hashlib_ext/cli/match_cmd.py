@@ -30,6 +30,11 @@ def error(msg: str) -> None:
     print(f"hashlib-ext: {msg}", file=sys.stderr)
 
 
+def show_progress(args: argparse.Namespace) -> bool:
+    """--progress / --no-progress, else a bar only when stderr is a terminal."""
+    return args.progress if args.progress is not None else sys.stderr.isatty()
+
+
 def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
                    limit: int = 10) -> None:
     """Tell the user which malformed records lenient mode skipped."""
@@ -51,7 +56,7 @@ def image_files(folder: Path, recursive: bool) -> list[str]:
 
 def classify_inputs(inputs: Iterable[str], recursive: bool,
                     hash_format: str | None) -> tuple[list[str], list[str], list[str]]:
-    """Split command-line inputs into (hash-list files, image paths, missing paths).
+    """Split command-line inputs into (hash-list files, image paths, failed inputs).
 
     A folder contributes its images; a file with a hash-list extension (or any file when
     ``--hash-format`` is given) is a hash list; any other file is an image.
@@ -69,15 +74,15 @@ def classify_inputs(inputs: Iterable[str], recursive: bool,
             if not found:
                 error(f"{arg}: no images found" + ("" if recursive else
                                                     " (use --recursive for subfolders)"))
+                missing.append(arg)
             images.extend(found)
         elif not p.exists():
+            error(f"{arg}: no such file or folder")
             missing.append(arg)
         elif hash_format is not None or (is_hash_list_path(p) and not is_image_name(arg)):
             lists.append(arg)
         else:
             images.append(arg)
-    for arg in missing:
-        error(f"{arg}: no such file or folder")
     return lists, images, missing
 
 
@@ -143,7 +148,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("-t", "--threshold", type=int, default=None,
                    help="largest Hamming distance that matches, inclusive (default: the "
                         "algorithm's default threshold)")
-    p.add_argument("--format", choices=("csv", "json", "jsonl"), default="csv",
+    p.add_argument("-f", "--format", choices=("csv", "json", "jsonl"), default="csv",
                    help="output format (default csv)")
     p.add_argument("-o", "--output", default=None, help="write results here (default stdout)")
     p.add_argument("--dihedral", action="store_true",
@@ -158,8 +163,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="format of hash-list inputs (default: from the extension)")
     p.add_argument("--lenient", action="store_true",
                    help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("--workers", type=int, default=None, help="hashing processes (default: CPUs)")
-    p.add_argument("-q", "--quiet", action="store_true", help="no progress bars")
+    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
+                   help="hashing processes (default: one per CPU)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
+                   help="same as --no-progress")
     p.set_defaults(func=run)
     return p
 
@@ -279,10 +288,10 @@ def _match_images(images: list[str], algorithm: str, index: Any, threshold: int,
     from ..batch import hash_images
 
     if args.dihedral:
-        variants, names, errors = _hash_dihedral(images, algorithm, not args.quiet)
+        variants, names, errors = _hash_dihedral(images, algorithm, show_progress(args))
         results = index.search_dihedral(variants, threshold) if names else []
     else:
-        res = hash_images(images, algorithm, workers=args.workers, progress=not args.quiet)
+        res = hash_images(images, algorithm, workers=args.workers, progress=show_progress(args))
         names = [str(i) for i in res.ids]
         errors = res.errors
         results = index.search(res.hashes, threshold) if names else []
