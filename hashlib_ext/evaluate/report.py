@@ -52,6 +52,11 @@ def _rate(x: float | None) -> str:
     return "0" if x == 0 else f"{x:.2g}"
 
 
+def _thr(t: int) -> str:
+    """A threshold; -1 means no threshold meets the FPR budget."""
+    return "none" if t < 0 else str(t)
+
+
 def _recall_table(res: dict, key: str) -> tuple[list[str], list[list[str]]]:
     algos = res["meta"]["algorithms"]
     head = ["transform"] + algos
@@ -78,8 +83,9 @@ def tables(res: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
     rows = []
     for a in algos:
         r = res["algorithms"][a]
-        rows.append([a, str(r["bits"]), str(r["threshold_at_target"]), str(r["default_threshold"]),
-                     _rate(r["fpr_at_default"]), str(r["model"]["threshold_at_model_target"]),
+        rows.append([a, str(r["bits"]), _thr(r["threshold_at_target"]),
+                     str(r["default_threshold"]), _rate(r["fpr_at_default"]),
+                     _thr(r["model"]["threshold_at_model_target"]),
                      _rate(r["model"]["fpr_at_default"]), _fmt(r["auc_pooled"], 3),
                      str(r["distinct_pairs"])])
     out["thresholds"] = (head, rows)
@@ -120,8 +126,8 @@ def _sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
         ("Thresholds",
          f"Per-pair false-positive rate (FPR) = share of distinct-image pairs at distance <= "
          f"threshold. 'threshold @ FPR<={tf}' is the largest threshold whose *empirical* FPR "
-         f"stays within {tf}. The model columns are **extrapolated by a fitted model, not "
-         f"measured** (see 'FPR model').",
+         f"stays within {tf} ('none': even distance 0 exceeds it). The model columns are "
+         f"**extrapolated by a fitted model, not measured** (see 'FPR model').",
          "thresholds", None),
         (f"Recall at the empirical FPR<={tf} threshold",
          "Share of transformed copies found (distance to their original <= threshold).",
@@ -235,7 +241,8 @@ def _plot_roc(res: dict, path: Path) -> None:
     specs = res["meta"]["transforms"]
     rows, cols = _grid(len(algos))
     fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.2 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab20" if len(specs) > 10 else "tab10")
+    cmap = plt.get_cmap("tab10")
+    styles = ["-", "--", "-.", ":"]
     for ax, a in zip(axes.flat, algos, strict=False):
         r = res["algorithms"][a]
         floor = 1.0 / max(1, r["distinct_pairs"])
@@ -244,8 +251,8 @@ def _plot_roc(res: dict, path: Path) -> None:
             if not tr.get("pairs"):
                 continue
             fpr = np.maximum(np.asarray(tr["roc"]["fpr"]), floor / 2)
-            ax.step(fpr, tr["roc"]["tpr"], where="post", color=cmap(k % cmap.N), lw=1.3,
-                    label=spec)
+            ax.step(fpr, tr["roc"]["tpr"], where="post", color=cmap(k % 10), lw=1.4,
+                    ls=styles[(k // 10 + k) % 4] if len(specs) > 10 else "-", label=spec)
         ax.axvline(res["meta"]["target_fpr"], color="k", ls=":", lw=1)
         ax.set_xscale("log")
         ax.set_xlim(floor / 2, 1)

@@ -16,8 +16,8 @@ from ..pixels import Pixels
 from . import HasherSpec, register
 from ._lanczos import check_hash_size, resized_gray
 
-# Provisional starting threshold (bits of 64); docs/thresholds.md justifies the final value.
-DEFAULT_THRESHOLD = 10
+# Starting threshold (bits of 64), measured on COCO photos: docs/choosing-a-threshold.md.
+DEFAULT_THRESHOLD = 2
 
 
 def _is_pow2(n: int) -> bool:
