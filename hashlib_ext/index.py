@@ -136,6 +136,7 @@ class HashIndex:
             "count": len(self), "bits": self._bits, "kind": self._kind,
             "nbytes": self.nbytes, "raw_nbytes": self._codes().nbytes,
             "mih_widths": None if self._tables is None else list(self._tables.widths),
+            "mih_slack": None if self._tables is None else self._tables.slack,
         }
 
     # -- adding and removing ------------------------------------------------------------
@@ -302,17 +303,18 @@ class HashIndex:
         if self._kind == "flat" or (self._kind == "auto" and n < AUTO_MIH_MIN):
             return None
         if self._tables is None:
-            self._tables = mih.MIHTables.build(self._codes(), self._layout(n))
-        plan = mih.plan_radii(self._tables.widths, t, n, self._bits // 8)
+            widths, slack = self._layout(n)
+            self._tables = mih.MIHTables.build(self._codes(), widths, slack)
+        plan = mih.plan_radii(self._tables.widths, t, n, self._bits // 8, self._tables.slack)
         if not plan.probes or (self._kind == "auto" and plan.use_scan):
             return None
         return plan
 
-    def _layout(self, n: int) -> tuple[int, ...]:
+    def _layout(self, n: int) -> mih.Layout:
         raw = n * self._bits // 8
         ids = 0 if self._ids is None else self._ids.nbytes
         budget = max(0.5 * raw, (MEMORY_FACTOR - 1) * raw - ids)
-        return mih.choose_widths(self._bits, n, self._design_t, budget)
+        return mih.choose_layout(self._bits, n, self._design_t, budget)
 
     def _as_codes(self, x: Any, what: str) -> np.ndarray:
         nb = self._bits // 8
@@ -355,6 +357,7 @@ class HashIndex:
             "algorithm": self._algorithm, "bits": self._bits, "count": len(self),
             "kind": self._kind, "design_threshold": self._design_t, "next_id": self._next_id,
             "mih_widths": None if self._tables is None else list(self._tables.widths),
+            "mih_slack": None if self._tables is None else self._tables.slack,
             "sections": [{"name": nm, "dtype": dt, "nbytes": int(a.nbytes)}
                          for nm, dt, a in sections],
         }
@@ -413,7 +416,7 @@ class HashIndex:
                         for s in head["sections"]]
             bits, count = int(head["bits"]), int(head["count"])
             algorithm, kind = head["algorithm"], head["kind"]
-            widths = head["mih_widths"]
+            widths, slack = head["mih_widths"], head["mih_slack"]
             next_id, design_t = int(head["next_id"]), int(head["design_threshold"])
         except (KeyError, TypeError, ValueError):
             raise bad("corrupt header (missing or invalid fields)") from None
@@ -461,7 +464,7 @@ class HashIndex:
         if (pos is None) != (off is None) or (pos is not None and not widths):
             raise bad("incomplete MIH tables")
         if pos is not None:
-            idx._tables = _checked_tables(widths, bits, count, pos, off, bad)
+            idx._tables = _checked_tables(widths, slack, bits, count, pos, off, bad)
         idx._keys = _load_keys(path + ".keys.sqlite", bad)
         return idx
 
@@ -489,17 +492,19 @@ def _to_lists(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray) -> list[list[
     return [pairs[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
 
 
-def _checked_tables(widths: Any, bits: int, count: int, entries: np.ndarray,
+def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.ndarray,
                     off: np.ndarray, bad: Any) -> mih.MIHTables:
     """Rebuild MIH tables from file arrays, refusing any that could index out of bounds."""
     if not isinstance(widths, list) or not widths or sum(widths) != bits or \
             any(not isinstance(w, int) or not 1 <= w <= mih.MAX_KEY_BITS for w in widths):
         raise bad("invalid MIH layout in header")
+    if slack not in mih.SLACKS:
+        raise bad("invalid MIH bucket slack in header")
     m = len(widths)
     if entries.size != m * count:
         raise bad("MIH tables do not match the layout")
     try:
-        tables = mih.MIHTables(tuple(widths), entries.reshape(m, count), off)
+        tables = mih.MIHTables(tuple(widths), entries.reshape(m, count), off, slack)
     except ValueError:
         raise bad("MIH tables do not match the layout") from None
     problem = tables.check()

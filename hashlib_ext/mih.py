@@ -30,7 +30,7 @@ import numpy as np
 # (sequential), one candidate verified (a random code fetch, plus popcount per 64-bit
 # word), one code scanned by the FAISS flat kernel per 64-bit word.
 C_PROBE = 40.0
-C_ENTRY = 2.0
+C_ENTRY = 9.0
 C_CAND = 50.0
 C_CAND_WORD = 3.0
 C_SCAN_WORD = 0.35
@@ -51,11 +51,15 @@ def pos_bits(n: int) -> int:
     return max(1, (n - 1).bit_length())
 
 
-def prefix_width(width: int, n: int) -> int:
-    """Addressed prefix bits of a ``width``-bit part for ``n`` codes (about 4 per bucket),
-    at least enough that the tag fits beside the position in 32 bits."""
+SLACKS = (0, 1, 2, 3)
+"""Layout choices: about ``2**slack`` codes per addressed bucket (memory vs scan work)."""
+
+
+def prefix_width(width: int, n: int, slack: int) -> int:
+    """Addressed prefix bits of a ``width``-bit part for ``n`` codes (about ``2**slack``
+    codes per bucket), at least enough that the tag fits beside the position in 32 bits."""
     lo = max(0, width - (32 - pos_bits(n)))
-    target = max(0, round(math.log2(max(n, 1))) - 2)
+    target = max(0, round(math.log2(max(n, 1))) - slack)
     return min(width, max(lo, min(target, MAX_PREFIX_BITS)))
 
 
@@ -128,10 +132,10 @@ class SearchPlan:
         return not self.probes or self.cost >= self.scan_cost
 
 
-def table_cost(width: int, r: int, n: int, words: int) -> tuple[float, float] | None:
+def table_cost(width: int, r: int, n: int, words: int, slack: int) -> tuple[float, float] | None:
     """Estimated (ns, candidates) per query of probing one table at radius ``r``, or None
     when the probe count is over :data:`MAX_MASKS`."""
-    pw = prefix_width(width, n)
+    pw = prefix_width(width, n, slack)
     probes = ball_size(pw, r)
     if probes > MAX_MASKS:
         return None
@@ -140,17 +144,18 @@ def table_cost(width: int, r: int, n: int, words: int) -> tuple[float, float] | 
     return probes * C_PROBE + scanned * C_ENTRY + cands * (C_CAND + C_CAND_WORD * words), cands
 
 
-def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
+def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int = 2
+               ) -> SearchPlan:
     """Cheapest per-table radii whose pigeonhole sum ``sum(r_i + 1)`` exceeds ``t``.
 
     A table may be left out (it then contributes nothing to the sum). Returns a plan with
     no probes when no choice satisfies the bound (the caller scans instead).
     """
-    return _plan(tuple(widths), int(t), int(n), int(nbytes))
+    return _plan(tuple(widths), int(t), int(n), int(nbytes), int(slack))
 
 
 @lru_cache(maxsize=1024)
-def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
+def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int) -> SearchPlan:
     words = max(1, math.ceil(nbytes / 8))
     scan = n * C_SCAN_WORD * words
     need = t + 1
@@ -161,7 +166,7 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
     for ti, width in enumerate(widths):
         new = list(dp)
         for r in range(0, min(width, t) + 1):
-            tc = table_cost(width, r, n, words)
+            tc = table_cost(width, r, n, words, slack)
             if tc is None:
                 break
             c, k = tc
@@ -180,30 +185,34 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int) -> SearchPlan:
     return SearchPlan(probes, cost, cands, scan)
 
 
-def table_memory(widths: tuple[int, ...], n: int) -> int:
+def table_memory(widths: tuple[int, ...], n: int, slack: int) -> int:
     """Bytes of the tables for ``n`` codes: uint32 entries plus int32 offsets."""
-    return sum(4 * n + 4 * ((1 << prefix_width(w, n)) + 1) for w in widths)
+    return sum(4 * n + 4 * ((1 << prefix_width(w, n, slack)) + 1) for w in widths)
 
 
-def choose_widths(bits: int, n: int, t: int, memory_budget: float) -> tuple[int, ...]:
-    """Part widths minimising the estimated query cost at threshold ``t`` for ``n`` codes,
-    with table memory within ``memory_budget`` bytes (or, when nothing fits, the layout
-    with the least memory)."""
+Layout = tuple[tuple[int, ...], int]
+
+
+def choose_layout(bits: int, n: int, t: int, memory_budget: float) -> Layout:
+    """Part widths and bucket slack minimising the estimated query cost at threshold ``t``
+    for ``n`` codes, with table memory within ``memory_budget`` bytes (or, when nothing
+    fits, the layout with the least memory)."""
     nbytes = (bits + 7) // 8
-    best: tuple[float, tuple[int, ...]] | None = None
-    smallest: tuple[float, tuple[int, ...]] | None = None
+    best: tuple[float, Layout] | None = None
+    smallest: tuple[float, Layout] | None = None
     for m in range(-(-bits // MAX_KEY_BITS), min(bits, 32) + 1):
         widths = tuple(split_widths(bits, m))
         if widths[0] - (32 - pos_bits(n)) > MAX_PREFIX_BITS:
             continue
-        mem = table_memory(widths, n)
-        if smallest is None or mem < smallest[0]:
-            smallest = (mem, widths)
-        if mem > memory_budget:
-            continue
-        cost = plan_radii(widths, t, n, nbytes).cost
-        if best is None or cost < best[0]:
-            best = (cost, widths)
+        for slack in SLACKS:
+            mem = table_memory(widths, n, slack)
+            if smallest is None or mem < smallest[0]:
+                smallest = (mem, (widths, slack))
+            if mem > memory_budget:
+                continue
+            cost = plan_radii(widths, t, n, nbytes, slack).cost
+            if best is None or cost < best[0]:
+                best = (cost, (widths, slack))
     if best is not None and best[0] < float("inf"):
         return best[1]
     if smallest is None:
@@ -219,11 +228,13 @@ class MIHTables:
     key prefixes; table ``i``'s start at ``off_base[i]``.
     """
 
-    def __init__(self, widths: tuple[int, ...], entries: np.ndarray, offsets: np.ndarray):
+    def __init__(self, widths: tuple[int, ...], entries: np.ndarray, offsets: np.ndarray,
+                 slack: int):
         self.widths = tuple(int(w) for w in widths)
+        self.slack = int(slack)
         self.n = entries.shape[1]
         self.pbits = pos_bits(self.n)
-        self.prefix = tuple(prefix_width(w, self.n) for w in self.widths)
+        self.prefix = tuple(prefix_width(w, self.n, self.slack) for w in self.widths)
         self.starts = tuple(int(s) for s in np.cumsum((0,) + self.widths[:-1]))
         sizes = [(1 << p) + 1 for p in self.prefix]
         self.off_base = np.cumsum([0] + sizes[:-1]).astype(np.int64)
@@ -233,13 +244,13 @@ class MIHTables:
         self.offsets = offsets
 
     @classmethod
-    def build(cls, codes: np.ndarray, widths: tuple[int, ...]) -> MIHTables:
+    def build(cls, codes: np.ndarray, widths: tuple[int, ...], slack: int = 2) -> MIHTables:
         """Sort ``codes`` (``(n, nbytes)`` uint8) by each part; O(m n log n)."""
         n = codes.shape[0]
         if n >= 2**31:
             raise ValueError("MIH tables hold at most 2**31 - 1 codes")
         pb = pos_bits(n)
-        prefix = [prefix_width(w, n) for w in widths]
+        prefix = [prefix_width(w, n, slack) for w in widths]
         entries = np.empty((len(widths), n), dtype=np.uint32)
         offsets = np.empty(sum((1 << p) + 1 for p in prefix), dtype=np.int32)
         start = ob = 0
@@ -255,7 +266,7 @@ class MIHTables:
             del keys, order, tags, counts
             start += w
             ob += (1 << pw) + 1
-        return cls(widths, entries, offsets)
+        return cls(widths, entries, offsets, slack)
 
     @property
     def nbytes(self) -> int:

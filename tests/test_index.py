@@ -458,3 +458,22 @@ def test_tampered_tables_with_valid_checksum_are_refused(tmp_path):
 def test_missing_file_is_index_file_error(tmp_path):
     with pytest.raises(IndexFileError):
         HashIndex.load(tmp_path / "nope.hxidx")
+
+
+@pytest.mark.parametrize("slack", mih.SLACKS)
+@pytest.mark.parametrize("widths", [(16,) * 4, (22, 21, 21), (9,) * 8 + (8,) * 8])
+def test_mih_tables_every_layout(slack, widths, mih_path):
+    """Every (widths, slack) layout the planner may choose answers exactly."""
+    rng = np.random.default_rng(sum(widths) + slack)
+    nb = sum(widths) // 8
+    db, q = planted(rng, 1500, nb, 40, 12)
+    tables = mih.MIHTables.build(db, widths, slack)
+    assert tables.check() is None
+    for t in (0, 5, 12):
+        plan = mih.plan_radii(widths, t, len(db), nb, slack)
+        qi, pos, dist = tables.range_search(db, q, t, plan)
+        got = [[] for _ in range(len(q))]
+        for a, b, c in zip(qi.tolist(), pos.tolist(), dist.tolist(), strict=True):
+            got[a].append((b, c))
+        got = [sorted(g, key=lambda p: (p[1], p[0])) for g in got]
+        assert got == ref_search(q, db, np.arange(len(db)), t)
