@@ -14,6 +14,7 @@ Pillow 13 runs the vertical pass first for some shapes (see :func:`_vertical_fir
 from __future__ import annotations
 
 import math
+import time
 from functools import lru_cache
 
 import numpy as np
@@ -26,8 +27,6 @@ _INV_SCALE = 1.0 / _SCALE
 _LANCZOS_SUPPORT = 3.0
 # OpenBLAS runs a gemm single-threaded when m*n*k is below 65536 * 4.
 _MAX_GEMM_WORK = 65536 * 4 - 1
-# Cost of one extra matrix product, in multiply-adds (Python + BLAS call overhead).
-_CALL_COST = 12000
 
 
 def _sinc(x: float) -> float:
@@ -74,37 +73,68 @@ def _coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=512)
-def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
-    """Group consecutive outputs into bands: ``(lo, hi, bands)`` where the pass reads inputs
-    ``lo:hi`` and each band is ``(in0, in1, out0, out1, taps, chunk)``; ``taps`` already carry
-    the ``2**-22`` scale (exact: a power of two).
-
-    ``other`` is the length of the untouched axis, processed ``chunk`` at a time; the band width
-    trades wasted multiply-adds against per-call overhead."""
+def _extent(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """First and one-past-last input with a non-zero tap, per output."""
     _, dense = _coeffs(in_size, out_size)
     nz = dense != 0
     has = nz.any(axis=1)
     starts = np.where(has, nz.argmax(axis=1), 0)
     stops = np.where(has, in_size - nz[:, ::-1].argmax(axis=1), 1)
+    return starts, stops
+
+
+def _bands(in_size: int, out_size: int, other: int, group: int) -> tuple:
+    """Outputs in groups of ``group``: ``(in0, in1, out0, out1, taps, chunk)`` per group, the
+    taps pre-scaled by ``2**-22`` (exact: a power of two), ``chunk`` rows of the other axis
+    per product so that each stays below the multithreading threshold."""
+    _, dense = _coeffs(in_size, out_size)
+    starts, stops = _extent(in_size, out_size)
+    bands = []
+    for o0 in range(0, out_size, group):
+        o1 = min(o0 + group, out_size)
+        i0, i1 = int(starts[o0:o1].min()), int(stops[o0:o1].max())
+        chunk = max(1, _MAX_GEMM_WORK // ((i1 - i0) * (o1 - o0)))
+        taps = np.ascontiguousarray(dense[o0:o1, i0:i1] * _INV_SCALE)
+        bands.append((i0, i1, o0, o1, taps, chunk))
+    return tuple(bands)
+
+
+def _run(bands: tuple, src: np.ndarray, out: np.ndarray, offset: int) -> None:
+    n = src.shape[0]
+    for i0, i1, o0, o1, taps, chunk in bands:
+        block = src[:, i0 - offset:i1 - offset]
+        if chunk >= n:
+            np.matmul(taps, block.T, out=out[o0:o1])
+        else:
+            for c in range(0, n, chunk):
+                np.matmul(taps, block[c:c + chunk].T, out=out[o0:o1, c:c + chunk])
+
+
+@lru_cache(maxsize=512)
+def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
+    """``(lo, hi, bands)``: the pass reads inputs ``lo:hi``; ``bands`` is the fastest grouping
+    of outputs for this shape, timed once (wider groups waste multiply-adds on zero taps,
+    narrower ones pay more calls; which wins depends on the BLAS and the shape)."""
+    starts, stops = _extent(in_size, out_size)
     lo, hi = int(starts.min()), int(stops.max())
-    best = None
-    g = 1
+    src = np.zeros((other, hi), dtype=np.float64)
+    out = np.empty((out_size, other), dtype=np.float64)
+    best: tuple[float, tuple] | None = None
+    group = 1
     while True:
-        bands = []
-        cost = 0
-        for o0 in range(0, out_size, g):
-            o1 = min(o0 + g, out_size)
-            i0, i1 = int(starts[o0:o1].min()), int(stops[o0:o1].max())
-            work = (i1 - i0) * (o1 - o0)
-            chunk = max(1, _MAX_GEMM_WORK // work)
-            cost += work * other + _CALL_COST * -(-other // chunk)
-            taps = np.ascontiguousarray(dense[o0:o1, i0:i1] * _INV_SCALE)
-            bands.append((i0, i1, o0, o1, taps, chunk))
-        if best is None or cost < best[0]:
-            best = (cost, tuple(bands))
-        if g >= out_size:
+        bands = _bands(in_size, out_size, other, group)
+        macs = sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) * other
+        if best is None or macs < 16_000_000:
+            elapsed = float("inf")
+            for _ in range(3):
+                t0 = time.perf_counter()
+                _run(bands, src, out, 0)
+                elapsed = min(elapsed, time.perf_counter() - t0)
+            if best is None or elapsed < best[0]:
+                best = (elapsed, bands)
+        if group >= out_size:
             break
-        g *= 2
+        group *= 2
     return lo, hi, best[1]
 
 
@@ -114,13 +144,7 @@ def _pass(src: np.ndarray, in_size: int, out_size: int, offset: int = 0) -> np.n
     n = src.shape[0]
     _, _, bands = _plan(in_size, out_size, n)
     out = np.empty((out_size, n), dtype=np.float64)
-    for i0, i1, o0, o1, taps, chunk in bands:
-        block = src[:, i0 - offset:i1 - offset]
-        if chunk >= n:
-            np.matmul(taps, block.T, out=out[o0:o1])
-        else:
-            for c in range(0, n, chunk):
-                np.matmul(taps, block[c:c + chunk].T, out=out[o0:o1, c:c + chunk])
+    _run(bands, src, out, offset)
     # Pillow's clip8: add half, drop the fraction, clamp to 0..255
     np.add(out, 0.5, out=out)
     np.floor(out, out=out)
