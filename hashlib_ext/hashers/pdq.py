@@ -86,7 +86,7 @@ def sample_positions(dim: int) -> np.ndarray:
     return ((np.arange(OUT) + 0.5) * dim / OUT).astype(np.int64)
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def axis_weights(dim: int) -> tuple[np.ndarray, np.ndarray]:
     """Rows of the twice-applied box filter at the 64 sample positions of one axis.
 
@@ -122,10 +122,11 @@ def axis_weights(dim: int) -> tuple[np.ndarray, np.ndarray]:
     outside = (index < 0) | (index >= dim)
     weight[outside] = 0.0
     index = np.clip(index, 0, dim - 1)
+    index.flags.writeable = weight.flags.writeable = False  # cached: shared by all callers
     return index, weight
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _plan(dim: int, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
     """``(index, float32 weight)`` for one axis; ``mirrored``: as seen by the flipped axis.
 
@@ -137,10 +138,12 @@ def _plan(dim: int, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
     index, weight = axis_weights(dim)
     if mirrored:
         index = dim - 1 - index
-    return index, weight.astype(np.float32)
+    weight = weight.astype(np.float32)
+    index.flags.writeable = weight.flags.writeable = False
+    return index, weight
 
 
-@lru_cache(maxsize=64)
+@lru_cache(maxsize=256)
 def _plans(dim: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
     """One plan, or the normal and mirrored plans stacked to ``(128, K)``."""
     if not both:
