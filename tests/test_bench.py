@@ -93,6 +93,15 @@ def test_bench_cli_errors(tmp_path, capsys):
     assert not Path(out).exists()
 
 
+def test_run_benchmark_rejects_bad_options():
+    with pytest.raises(TypeError, match="nosuch"):
+        run_benchmark(nosuch=1)
+    with pytest.raises(ValueError, match="target_fpr"):
+        run_benchmark(target_fpr=0.0, progress=False)
+    with pytest.raises(ValueError, match="at least 2"):
+        run_benchmark(limit=1, transforms=["hflip"], algorithms=["dhash"], progress=False)
+
+
 @pytest.mark.slow
 def test_bench_default_run_on_bundled(tmp_path, monkeypatch):
     """The README's main job: `hashlib-ext bench` with no arguments."""

@@ -24,7 +24,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields, replace
 from typing import Any
 
 import numpy as np
@@ -212,10 +212,10 @@ def run_benchmark(config: BenchConfig | None = None, **kwargs: Any) -> dict:
     from . import transforms as tmod
 
     cfg = config or BenchConfig()
-    for key, value in kwargs.items():
-        if not hasattr(cfg, key):
-            raise TypeError(f"unknown benchmark option {key!r}")
-        setattr(cfg, key, value)
+    unknown_opts = set(kwargs) - {f.name for f in fields(BenchConfig)}
+    if unknown_opts:
+        raise TypeError(f"unknown benchmark option(s) {sorted(unknown_opts)}")
+    cfg = replace(cfg, **kwargs)  # never mutate the caller's config
     for name, value in (("target_fpr", cfg.target_fpr), ("model_target_fpr", cfg.model_target_fpr)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
