@@ -420,6 +420,12 @@ class HashIndex:
             next_id, design_t = int(head["next_id"]), int(head["design_threshold"])
         except (KeyError, TypeError, ValueError):
             raise bad("corrupt header (missing or invalid fields)") from None
+        expected = {"faiss": np.uint8, "ids": np.dtype("<i8"), "entries": np.dtype("<u4"),
+                    "offsets": np.dtype("<i4")}
+        names = [nm for nm, _, _ in sections]
+        if len(set(names)) != len(names) or any(
+                expected.get(nm) != np.dtype(dt) for nm, dt, _ in sections):
+            raise bad("corrupt header (unknown, repeated or mistyped sections)")
         if any(nb < 0 or nb % np.dtype(dt).itemsize for _, dt, nb in sections) or \
                 16 + hlen + sum(nb for _, _, nb in sections) + 32 != size:
             raise bad("file size does not match its header (truncated or extended)")
