@@ -31,7 +31,7 @@ import math
 from functools import lru_cache
 
 import numpy as np
-from PIL import Image
+from PIL import Image, JpegImagePlugin
 
 from ..pixels import Pixels
 from . import HasherSpec, register
@@ -127,29 +127,65 @@ def axis_weights(dim: int) -> tuple[np.ndarray, np.ndarray]:
 
 
 @lru_cache(maxsize=256)
-def _plan(dim: int, mirrored: bool) -> tuple[np.ndarray, np.ndarray]:
+def _plan(dim: int, mirrored: bool, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """``(index, float32 weight)`` for one axis; ``mirrored``: as seen by the flipped axis.
 
     The mirrored plan samples ``x[::-1]`` exactly as :func:`axis_weights` samples ``x``, so a
     buffer built with it is the buffer of the flipped image (the filter's even windows and
     the sample positions are not symmetric, so this differs slightly from flipping the
-    buffer).
+    buffer). ``scale > 1``: the axis was JPEG-decoded at ``1/scale``; use the filter of the
+    full-size axis (``dim * scale`` pixels), each decoded pixel standing for ``scale``
+    full-size ones, so the hash approximates the full-size image's.
     """
-    index, weight = axis_weights(dim)
+    full = dim * scale
+    index, weight = axis_weights(full)
     if mirrored:
-        index = dim - 1 - index
+        index = full - 1 - index
+    if scale > 1:
+        index, weight = _coarsen(index, weight, scale, dim)
     weight = weight.astype(np.float32)
     index.flags.writeable = weight.flags.writeable = False
     return index, weight
 
 
+def _coarsen(
+    index: np.ndarray, weight: np.ndarray, scale: int, dim: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """Sum full-size taps into the decoded pixels that cover them (``index // scale``)."""
+    coarse = np.minimum(index // scale, dim - 1)
+    start = coarse.min(axis=1)
+    taps = int((coarse - start[:, None]).max()) + 1
+    out = np.zeros((OUT, taps))
+    np.add.at(out, (np.arange(OUT)[:, None], coarse - start[:, None]), weight)
+    return np.minimum(start[:, None] + np.arange(taps)[None, :], dim - 1), out
+
+
 @lru_cache(maxsize=256)
-def _plans(dim: int, both: bool) -> tuple[np.ndarray, np.ndarray]:
+def _plans(dim: int, both: bool, scale: int = 1) -> tuple[np.ndarray, np.ndarray]:
     """One plan, or the normal and mirrored plans stacked to ``(128, K)``."""
     if not both:
-        return _plan(dim, False)
-    (i0, w0), (i1, w1) = _plan(dim, False), _plan(dim, True)
+        return _plan(dim, False, scale)
+    (i0, w0), (i1, w1) = _plan(dim, False, scale), _plan(dim, True, scale)
+    k = max(i0.shape[1], i1.shape[1])  # coarsened plans may differ by a tap
+
+    def widen(index: np.ndarray, weight: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        pad = ((0, 0), (0, k - index.shape[1]))  # repeat the last index, with weight 0
+        return np.pad(index, pad, mode="edge"), np.pad(weight, pad)
+
+    (i0, w0), (i1, w1) = widen(i0, w0), widen(i1, w1)
     return np.concatenate([i0, i1]), np.concatenate([w0, w1])
+
+
+def draft_scale(image: Image.Image) -> int:
+    """1, or the 2/4/8 reduction of a JPEG that PIL decoded in draft mode (``fast``).
+
+    Read from the decoder configuration PIL keeps on the still-open JPEG image; images the
+    loader had to rotate or convert lose it and are hashed at their decoded size.
+    """
+    if not isinstance(image, JpegImagePlugin.JpegImageFile):
+        return 1
+    config = getattr(image, "decoderconfig", ())
+    return config[0] if config and config[0] in (2, 4, 8) else 1
 
 
 def _dct_matrix() -> np.ndarray:
@@ -236,7 +272,7 @@ def luma(pixels: Pixels) -> np.ndarray:
     return pixels.cached("pdq.luma", lambda: _float_array(pixels.image.convert("F")))
 
 
-def downsample(lum: np.ndarray, mirrors: bool = False) -> np.ndarray:
+def downsample(lum: np.ndarray, mirrors: bool = False, scale: int = 1) -> np.ndarray:
     """The 64x64 Jarosz-filtered, decimated luma (float32) of a ``(h, w)`` float32 array.
 
     Computed as ``Wr @ lum @ Wc.T`` touching only the rows and columns the banded weights
@@ -246,8 +282,8 @@ def downsample(lum: np.ndarray, mirrors: bool = False) -> np.ndarray:
     BLAS on a busy machine costs far more than it saves.
     """
     h, w = lum.shape
-    rindex, rweight = _plans(h, mirrors)
-    cindex, cweight = _plans(w, mirrors)
+    rindex, rweight = _plans(h, mirrors, scale)
+    cindex, cweight = _plans(w, mirrors, scale)
     # Row filter at the sample rows, one tap at a time: small temporaries, each pixel row
     # read about once (a full (rows, taps, w) gather would allocate as much as the image).
     rows = rweight[:, 0, None] * lum[rindex[:, 0]]
@@ -291,7 +327,8 @@ def _buffer64(pixels: Pixels) -> np.ndarray | None:
     w, h = pixels.size
     if h < MIN_DIM or w < MIN_DIM:
         return None
-    return pixels.cached("pdq.buffer64", lambda: downsample(luma(pixels)))
+    scale = draft_scale(pixels.image)
+    return pixels.cached("pdq.buffer64", lambda: downsample(luma(pixels), scale=scale))
 
 
 def compute(pixels: Pixels) -> tuple[np.ndarray, int]:
@@ -357,7 +394,7 @@ def dihedral(pixels: Pixels) -> tuple[np.ndarray, np.ndarray]:
     w, h = pixels.size
     if h < MIN_DIM or w < MIN_DIM:
         return _zero(8), np.zeros(8, dtype=np.int64)
-    bufs = downsample(luma(pixels), mirrors=True)
+    bufs = downsample(luma(pixels), mirrors=True, scale=draft_scale(pixels.image))
     coefs = dct16(bufs)
     stack = np.stack([coefs[a, b].T if t else coefs[a, b] for a, b, t in _DIHEDRAL_PLAN])
     quals = [[quality(bufs[a, b]) for b in (0, 1)] for a in (0, 1)]
