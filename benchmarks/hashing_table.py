@@ -1,0 +1,127 @@
+"""Side-by-side hashing speed table (issue #2, item 5) for docs/benchmarks-hashing.md.
+
+    python benchmarks/hashing_table.py [--rounds 9] [--pin 0] [--images DIR] [--json out.json]
+
+Every round times each contender over the same images (ms/image, from a file path, one
+thread), in a rotating order, so load from other processes hits all contenders alike; ratios
+are the median over rounds of the per-round ratio. Prints a Markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import argparse  # noqa: E402
+import json  # noqa: E402
+import platform  # noqa: E402
+import statistics  # noqa: E402
+import sys  # noqa: E402
+import time  # noqa: E402
+from pathlib import Path  # noqa: E402
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from test_bench_hashing import ALGOS, peer, pil_decode, pil_draft_decode  # noqa: E402
+
+import hashlib_ext as hx  # noqa: E402
+
+ROOT = Path(__file__).resolve().parent.parent
+# (algorithm, speed-up over the peer it must reach in exact mode), from issue #2
+TARGETS = {"phash": 1.3, "dhash": 1.3, "whash": 3.0, "pdq": 2.0}
+FAST_LIMIT = 1.2  # fast mode within 1.2x of the draft-decode floor
+
+
+def contenders(algos: list[str]) -> dict[str, callable]:
+    c = {"decode: PIL full": pil_decode, "decode: PIL draft 1/8": pil_draft_decode}
+    for a in algos:
+        c[f"{a}: ours exact"] = lambda p, a=a: hx.hash_image(p, a)
+        c[f"{a}: ours fast"] = lambda p, a=a: hx.hash_image(p, a, fast=True)
+        c[f"{a}: peer"] = peer(a)
+    c["all: one decode"] = lambda p: hx.hash_image(p, algos)
+    c["all: separate calls"] = lambda p: [hx.hash_image(p, a) for a in algos]
+    return c
+
+
+def measure(paths: list[str], rounds: int, algos: list[str]) -> dict[str, list[float]]:
+    runs = contenders(algos)
+    names = list(runs)
+    times: dict[str, list[float]] = {n: [] for n in names}
+    for fn in runs.values():  # warm-up: imports, page cache, resize plans
+        for p in paths:
+            fn(p)
+    for r in range(rounds):
+        order = names[r % len(names):] + names[:r % len(names)]
+        for n in order:
+            fn = runs[n]
+            t = time.perf_counter()
+            for p in paths:
+                fn(p)
+            times[n].append((time.perf_counter() - t) / len(paths) * 1e3)
+    return times
+
+
+def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
+    return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
+
+
+def table(times: dict[str, list[float]], algos: list[str]) -> str:
+    med = {k: statistics.median(v) for k, v in times.items()}
+    lines = [
+        "| algorithm | peer ms | ours exact ms | speed-up | target | ours fast ms "
+        "| fast / draft floor | fast target |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for a in algos:
+        sp = ratio(times, f"{a}: peer", f"{a}: ours exact")
+        ff = ratio(times, f"{a}: ours fast", "decode: PIL draft 1/8")
+        tgt = TARGETS.get(a)
+        tgt_s = f">= {tgt}x: {'met' if sp >= tgt else 'missed'}" if tgt else "none set"
+        fast_s = f"<= {FAST_LIMIT}x: {'met' if ff <= FAST_LIMIT else 'missed'}"
+        lines.append(
+            f"| {a} | {med[f'{a}: peer']:.2f} | {med[f'{a}: ours exact']:.2f} | {sp:.2f}x "
+            f"| {tgt_s} | {med[f'{a}: ours fast']:.2f} | {ff:.2f}x | {fast_s} |"
+        )
+    lines += [
+        "",
+        "| floor / combination | ms/image |",
+        "|---|---|",
+        f"| PIL full decode | {med['decode: PIL full']:.2f} |",
+        f"| PIL draft decode, 1/8 scale | {med['decode: PIL draft 1/8']:.2f} |",
+        f"| {len(algos)} algorithms, one decode (`hash_image(p, [...])`) "
+        f"| {med['all: one decode']:.2f} |",
+        f"| {len(algos)} algorithms, separate calls | {med['all: separate calls']:.2f} |",
+        f"| separate / one decode "
+        f"| {ratio(times, 'all: separate calls', 'all: one decode'):.2f}x |",
+    ]
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--rounds", type=int, default=9)
+    ap.add_argument("--images", type=Path, default=ROOT / "datasets" / "coco-mini")
+    ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
+    ap.add_argument("--pin", type=int, default=None, help="pin this process to one CPU")
+    ap.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
+    args = ap.parse_args(argv)
+    if args.pin is not None:
+        os.sched_setaffinity(0, {args.pin})
+    paths = sorted(str(p) for p in args.images.rglob("*.jpg"))
+    if args.limit:
+        paths = paths[:args.limit]
+    algos = [a for a in ALGOS if a in hx.algorithms()]
+    times = measure(paths, args.rounds, algos)
+    print(f"{len(paths)} JPEGs from {args.images}, {args.rounds} interleaved rounds, "
+          f"median ms/image; {platform.processor() or platform.machine()}, "
+          f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+          f"load average {os.getloadavg()[0]:.1f} at the end\n")
+    print(table(times, algos))
+    if args.json:
+        args.json.write_text(json.dumps(times, indent=1))
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
