@@ -155,7 +155,7 @@ def test_index_build_formats_and_errors(capsys, corpus, tmp_path):
                   f"pdq,{hashes[1].hex},c,INVESTIGATION_SEED,\n")
     out = tmp_path / "te.hxi"
     code, _, err = run(capsys, "index", "build", te, "-o", out)
-    assert code == 0 and "1 rows of other signal types ignored" in err
+    assert code == 0 and "1 rows of other algorithms ignored" in err
     idx = hx.HashIndex.load(out)
     assert len(idx) == 2 and idx.search(hashes[1], 0) == [[(1, 0)]]
 
@@ -176,6 +176,10 @@ def test_index_build_formats_and_errors(capsys, corpus, tmp_path):
     assert code == 0 and "skipped" in err and len(hx.HashIndex.load(out)) == 1
     code, _, err = run(capsys, "index", "build", tmp_path / "missing.csv", "-o", out)
     assert code == 1
+    # A list of another algorithm's hashes is not indexed as an empty index.
+    code, _, err = run(capsys, "index", "build", te, "-o", tmp_path / "x.hxi", "--algorithm",
+                       "phash")
+    assert code == 1 and "no phash hashes" in err and not (tmp_path / "x.hxi").exists()
 
 
 def _planted_folder(paths: list[str], folder) -> dict[str, set[str]]:

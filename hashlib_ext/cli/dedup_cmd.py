@@ -136,10 +136,11 @@ def run(args: argparse.Namespace) -> int:
     try:
         with output_stream(args.output) as out:
             if args.format == "json":
-                json.dump({"algorithm": algorithm, "threshold": threshold,
-                           "items": len(hashes), "failed": failed, "clusters": members},
-                          out, indent=1, ensure_ascii=False)
-                out.write("\n")
+                head = json.dumps({"algorithm": algorithm, "threshold": threshold,
+                                   "items": len(hashes), "failed": failed})
+                out.write(head[:-1] + ', "clusters": [')  # one cluster per line
+                out.write(",".join("\n  " + json.dumps(c, ensure_ascii=False) for c in members))
+                out.write("\n]}\n" if members else "]}\n")
             else:
                 w = csv.writer(out, lineterminator="\n")
                 w.writerow(["cluster", "id", "key"])

@@ -87,6 +87,10 @@ def run_build(args: argparse.Namespace) -> int:
         if index is None:  # an empty file: an empty index of the requested width
             index = _new_index(args.algorithm or "pdq", args.bits, args)
         report_skipped(args.hashfile, skipped)
+        if len(index) == 0 and ignored:
+            error(f"{args.hashfile}: no {index.algorithm} hashes, only {ignored} rows of other "
+                  "algorithms (pass --algorithm)")
+            return EXIT_FAILED
         index.save(args.output)
     except HashlibExtError as e:
         error(str(e))
@@ -95,7 +99,7 @@ def run_build(args: argparse.Namespace) -> int:
         error(f"{args.output}: {e}")
         return EXIT_FAILED
     note = f", {len(skipped)} malformed lines skipped" if skipped else ""
-    note += f", {ignored} rows of other signal types ignored" if ignored else ""
+    note += f", {ignored} rows of other algorithms ignored" if ignored else ""
     print(f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
           f"{args.hashfile} into {args.output}{note}", file=sys.stderr)
     return 0

@@ -261,6 +261,7 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
     if args.dihedral:
         error(f"{path}: --dihedral needs images; hashes from a list are matched as they are")
     skipped: list[tuple[int, str]] = []
+    ignored = 0
     try:
         for chunk in iter_hash_list(path, index.algorithm or args.algorithm,
                                     format=args.hash_format, lenient=args.lenient,
@@ -274,10 +275,13 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
             else:
                 names = [f"{path}#{i}" for i in chunk.ids.tolist()]
             writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
+            ignored += chunk.ignored
     except HashlibExtError as e:
         error(str(e))
         return 1
     report_skipped(path, skipped)
+    if ignored:
+        error(f"{path}: {ignored} rows of other algorithms ignored")
     return 0
 
 
