@@ -240,6 +240,9 @@ def run_benchmark(config: BenchConfig | None = None, **kwargs: Any) -> dict:
     workers = cfg.workers or os.cpu_count() or 1
 
     thr_sources = [src for _id, src in items[: cfg.throughput_images]]
+    if cfg.progress:
+        print(f"measuring throughput on {len(thr_sources)} images (one process)",
+              file=sys.stderr)
     throughput = measure_throughput(thr_sources, plain, dihedral)
 
     job = _Job(plain, dihedral, specs, cfg.seed)
