@@ -38,7 +38,7 @@ def planted_codes(n: int, nbytes: int = 32, frac: float = 0.1, flips: int = 16,
     return codes
 
 
-@pytest.fixture(scope="module", params=SIZES, ids=lambda n: f"n={n}")
+@pytest.fixture(scope="module", params=SIZES, ids=lambda n: f"{n // 1000}k")
 def codes(request) -> np.ndarray:
     return planted_codes(request.param)
 

@@ -148,3 +148,20 @@ def test_progress_bar_goes_to_stderr(capsys):
     hx.find_duplicates(codes, 3, progress=True)
     out, err = capsys.readouterr()
     assert out == "" and "dedup" in err
+
+
+@pytest.mark.slow
+def test_auto_index_at_mih_size_matches_flat():
+    # Above HashIndex's AUTO_MIH_MIN, "auto" switches to MIH tables; clusters must not change.
+    rng = np.random.default_rng(21)
+    n = 60_000
+    codes = rng.integers(0, 256, (n, 32), dtype=np.uint8)
+    src = rng.integers(0, n, 3000)
+    dst = rng.choice(n, 3000, replace=False)
+    bits = np.unpackbits(codes[src], axis=1)
+    for _ in range(31):
+        bits[np.arange(3000), rng.integers(0, 256, 3000)] ^= 1
+    codes[dst] = np.packbits(bits, axis=1)
+    auto = hx.find_duplicates(codes, 31)
+    assert len(auto) > 1000
+    assert auto == hx.find_duplicates(codes, 31, kind="flat")
