@@ -209,3 +209,12 @@ def test_pdq_reference_images(pdq_reference, algo):
     for p in paths:
         if "modes" in p.parts:
             assert hx.hash_image(p, algo).hex == str(REFERENCE[algo](hx.load(p))), p
+
+
+def test_large_images_take_the_pillow_path(bundled, monkeypatch):
+    """Images over LARGE_PIXELS are resized by Pillow itself; the bits must not change."""
+    expected = {a: [hx.hash_image(p, a).hex for p in bundled[:3]] for a in ALGOS}
+    monkeypatch.setattr(_lanczos, "LARGE_PIXELS", 1000)
+    for a in ALGOS:
+        assert [hx.hash_image(p, a).hex for p in bundled[:3]] == expected[a]
+        assert expected[a] == [_reference(p, a) for p in bundled[:3]]

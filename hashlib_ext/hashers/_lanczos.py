@@ -18,6 +18,7 @@ import time
 from functools import lru_cache
 
 import numpy as np
+from PIL import Image
 
 from ..pixels import Pixels
 
@@ -25,6 +26,8 @@ _PRECISION_BITS = 32 - 8 - 2
 _SCALE = float(1 << _PRECISION_BITS)
 _INV_SCALE = 1.0 / _SCALE
 _LANCZOS_SUPPORT = 3.0
+# Above this many pixels, resize with Pillow (no float64 copy of the whole image).
+LARGE_PIXELS = 6_000_000
 # OpenBLAS runs a gemm single-threaded when m*n*k is below 65536 * 4.
 _MAX_GEMM_WORK = 65536 * 4 - 1
 
@@ -117,14 +120,15 @@ def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
     narrower ones pay more calls; which wins depends on the BLAS and the shape)."""
     starts, stops = _extent(in_size, out_size)
     lo, hi = int(starts.min()), int(stops.max())
-    src = np.zeros((other, hi), dtype=np.float64)
-    out = np.empty((out_size, other), dtype=np.float64)
+    rows = min(other, 512)  # the grouping does not depend on the row count; time a sample
+    src = np.zeros((rows, hi), dtype=np.float64)
+    out = np.empty((out_size, rows), dtype=np.float64)
     best: tuple[float, tuple] | None = None
     group = 1
-    while True:
+    while group <= 64:
         bands = _bands(in_size, out_size, other, group)
-        macs = sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) * other
-        if best is None or macs < 16_000_000:
+        macs = sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) * rows
+        if best is None or macs < 8_000_000:
             elapsed = float("inf")
             for _ in range(3):
                 t0 = time.perf_counter()
@@ -135,6 +139,7 @@ def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
         if group >= out_size:
             break
         group *= 2
+    assert best is not None
     return lo, hi, best[1]
 
 
@@ -184,10 +189,17 @@ def gray_f64(pixels: Pixels) -> np.ndarray:
 
 def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:
     """``pixels.gray.resize((width, height), LANCZOS)`` as float64 values, cached per image so
-    hashers that need the same size share one resize."""
-    return pixels.cached(
-        ("lanczos_l", width, height), lambda: resize_l(gray_f64(pixels), width, height)
-    )
+    hashers that need the same size share one resize. Images over ``LARGE_PIXELS`` go through
+    Pillow itself (same result) rather than an 8-byte-per-pixel float copy."""
+
+    def make() -> np.ndarray:
+        w, h = pixels.size
+        if w * h > LARGE_PIXELS:
+            small = pixels.gray.resize((width, height), Image.Resampling.LANCZOS)
+            return np.asarray(small, dtype=np.float64)
+        return resize_l(gray_f64(pixels), width, height)
+
+    return pixels.cached(("lanczos_l", width, height), make)
 
 
 def check_hash_size(name: str, hash_size: object) -> int:
