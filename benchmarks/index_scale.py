@@ -144,8 +144,8 @@ def run(args: argparse.Namespace) -> list[str]:
 
     t_build, _ = timed(build, 1)
     widths = ix.stats()["mih_widths"]
-    slack = ix.stats()["mih_slack"]
-    plan = mih.plan_radii(tuple(widths), args.threshold, args.n, args.bits // 8, slack)
+    slack, inline = ix.stats()["mih_slack"], ix.stats()["mih_inline"]
+    plan = mih.plan_radii(tuple(widths), args.threshold, args.n, args.bits // 8, slack, inline)
     ix.search_arrays(queries[:50], args.threshold)  # warm (kernel compile cache, page-in)
     t_mih, got = timed(lambda: ix.search_arrays(queries, args.threshold), args.repeat)
     mih_qps = nq / t_mih
@@ -159,7 +159,7 @@ def run(args: argparse.Namespace) -> list[str]:
         t_save, _ = timed(lambda: ix.save(p), 1)
         t_load, back = timed(lambda: HashIndex.load(p), 1)
         del back
-    layout = (f"{len(widths)}x{widths[0]}b s{slack} r=" +
+    layout = (f"{len(widths)}x{widths[0]}b s{slack}{' inline' if inline else ''} r=" +
               ",".join(str(pr.radius) for pr in plan.probes))
     rows.append(dict(kind="mih", build=t_build, mem=ix.nbytes / 2**20, save=t_save,
                      load=t_load, qps=mih_qps, recall=recall, speedup=mih_qps / flat_qps,

@@ -76,8 +76,9 @@ def test_mih_search_numpy_path(benchmark, case, monkeypatch):
 def test_mih_build(benchmark, case):
     name, t, db, _, _, ix = case
     benchmark.group = f"index build {name} n={N}"
-    widths, slack = tuple(ix.stats()["mih_widths"]), ix.stats()["mih_slack"]
-    benchmark.pedantic(mih.MIHTables.build, args=(db, widths, slack), rounds=2)
+    st = ix.stats()
+    args = (db, tuple(st["mih_widths"]), st["mih_slack"], st["mih_inline"])
+    benchmark.pedantic(mih.MIHTables.build, args=args, rounds=2)
 
 
 def test_save_load(benchmark, case, tmp_path):

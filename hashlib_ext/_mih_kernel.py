@@ -104,3 +104,62 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
             cnt = m
         out_q[first:cnt] = qi
     return out_q[:cnt].copy(), out_p[:cnt].copy(), out_d[:cnt].copy()
+
+
+@njit(cache=True)
+def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, positions, t):
+    """Inline tables (codes of <= 64 bits stored in each table): every entry of every probed
+    bucket is verified in place. Same output as :func:`range_kernel`."""
+    nq = qw.shape[0]
+    cap = 1024
+    out_q = np.empty(cap, np.int64)
+    out_p = np.empty(cap, np.int64)
+    out_d = np.empty(cap, np.int32)
+    los = np.empty(1024, np.int64)
+    his = np.empty(1024, np.int64)
+    cnt = 0
+    for qi in range(nq):
+        first = cnt
+        q = qw[qi]
+        for j in range(tables.shape[0]):
+            tb = tables[j]
+            pre = qpre[qi, j]
+            ob = off_base[tb]
+            m0 = mask_lims[j]
+            nm = mask_lims[j + 1] - m0
+            if nm > los.shape[0]:
+                los = np.empty(2 * nm, np.int64)
+                his = np.empty(2 * nm, np.int64)
+            for i in range(nm):
+                k = ob + (pre ^ np.int64(masks[m0 + i]))
+                los[i] = offsets[k]
+                his[i] = offsets[k + 1]
+            for i in range(nm):
+                for e in range(los[i], his[i]):
+                    d = _popcount64(codes[tb, e] ^ q)
+                    if d <= t:
+                        if cnt == cap:
+                            cap *= 2
+                            nq_ = np.empty(cap, np.int64)
+                            np_ = np.empty(cap, np.int64)
+                            nd_ = np.empty(cap, np.int32)
+                            nq_[:cnt] = out_q[:cnt]
+                            np_[:cnt] = out_p[:cnt]
+                            nd_[:cnt] = out_d[:cnt]
+                            out_q, out_p, out_d = nq_, np_, nd_
+                        out_p[cnt] = positions[tb, e]
+                        out_d[cnt] = d
+                        cnt += 1
+        if cnt - first > 1 and tables.shape[0] > 1:
+            order = np.argsort(out_p[first:cnt], kind="mergesort")
+            ps = out_p[first:cnt][order]
+            ds = out_d[first:cnt][order]
+            m = first
+            for i in range(ps.shape[0]):
+                if i == 0 or ps[i] != ps[i - 1]:
+                    out_p[m] = ps[i]
+                    out_d[m] = ds[i]
+                    m += 1
+            cnt = m
+        out_q[first:cnt] = qi
+    return out_q[:cnt].copy(), out_p[:cnt].copy(), out_d[:cnt].copy()

@@ -32,13 +32,16 @@ AUTO_MIH_MIN = 50_000
 """``kind="auto"`` builds MIH tables from this many codes up (see docs/index.md)."""
 MEMORY_FACTOR = 2.9
 """MIH layouts are chosen so codes + ids + tables stay within this many times the raw codes."""
+SMALL_CODE_TABLE_BYTES = 50
+"""For codes of at most 64 bits, tables may use this many bytes per code instead (inline
+tables, which store the codes themselves: see docs/index.md)."""
 
 MAGIC = b"HXINDEX\n"
 FORMAT_VERSION = 1
 _FAISS_FOURCC = b"IBxF"  # FAISS's tag for a serialised IndexBinaryFlat
 _MAX_HEADER = 1 << 20
-_SECTION_DTYPES = {"u1": np.uint8, "<i4": np.dtype("<i4"), "<u4": np.dtype("<u4"),
-                   "<i8": np.dtype("<i8")}
+_SECTION_DTYPES = {"u1": np.dtype("u1"), "<i4": np.dtype("<i4"), "<u4": np.dtype("<u4"),
+                   "<u8": np.dtype("<u8"), "<i8": np.dtype("<i8")}
 _READ_CHUNK = 1 << 26
 
 
@@ -137,6 +140,7 @@ class HashIndex:
             "nbytes": self.nbytes, "raw_nbytes": self._codes().nbytes,
             "mih_widths": None if self._tables is None else list(self._tables.widths),
             "mih_slack": None if self._tables is None else self._tables.slack,
+            "mih_inline": None if self._tables is None else self._tables.inline,
         }
 
     # -- adding and removing ------------------------------------------------------------
@@ -303,9 +307,10 @@ class HashIndex:
         if self._kind == "flat" or (self._kind == "auto" and n < AUTO_MIH_MIN):
             return None
         if self._tables is None:
-            widths, slack = self._layout(n)
-            self._tables = mih.MIHTables.build(self._codes(), widths, slack)
-        plan = mih.plan_radii(self._tables.widths, t, n, self._bits // 8, self._tables.slack)
+            widths, slack, inline = self._layout(n)
+            self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
+        tb = self._tables
+        plan = mih.plan_radii(tb.widths, t, n, self._bits // 8, tb.slack, tb.inline)
         if not plan.probes or (self._kind == "auto" and plan.use_scan):
             return None
         return plan
@@ -314,6 +319,8 @@ class HashIndex:
         raw = n * self._bits // 8
         ids = 0 if self._ids is None else self._ids.nbytes
         budget = max(0.5 * raw, (MEMORY_FACTOR - 1) * raw - ids)
+        if self._bits <= 64:
+            budget = max(budget, SMALL_CODE_TABLE_BYTES * n)
         return mih.choose_layout(self._bits, n, self._design_t, budget)
 
     def _as_codes(self, x: Any, what: str) -> np.ndarray:
@@ -349,15 +356,19 @@ class HashIndex:
             ("faiss", "u1", faiss.serialize_index_binary(self._flat))]
         if self._ids is not None:
             sections.append(("ids", "<i8", self._ids))
-        if self._tables is not None:
-            sections.append(("entries", "<u4", self._tables.entries))
-            sections.append(("offsets", "<i4", self._tables.offsets))
+        tb = self._tables
+        if tb is not None:
+            sections.append(("entries", "<u8" if tb.inline else "<u4", tb.entries))
+            if tb.positions is not None:
+                sections.append(("positions", "<i4", tb.positions))
+            sections.append(("offsets", "<i4", tb.offsets))
         header = {
             "format": "hashlib_ext.HashIndex", "version": FORMAT_VERSION,
             "algorithm": self._algorithm, "bits": self._bits, "count": len(self),
             "kind": self._kind, "design_threshold": self._design_t, "next_id": self._next_id,
             "mih_widths": None if self._tables is None else list(self._tables.widths),
-            "mih_slack": None if self._tables is None else self._tables.slack,
+            "mih_slack": None if tb is None else tb.slack,
+            "mih_inline": None if tb is None else tb.inline,
             "sections": [{"name": nm, "dtype": dt, "nbytes": int(a.nbytes)}
                          for nm, dt, a in sections],
         }
@@ -417,11 +428,13 @@ class HashIndex:
             bits, count = int(head["bits"]), int(head["count"])
             algorithm, kind = head["algorithm"], head["kind"]
             widths, slack = head["mih_widths"], head["mih_slack"]
+            inline = bool(head.get("mih_inline"))
             next_id, design_t = int(head["next_id"]), int(head["design_threshold"])
         except (KeyError, TypeError, ValueError):
             raise bad("corrupt header (missing or invalid fields)") from None
-        expected = {"faiss": np.uint8, "ids": np.dtype("<i8"), "entries": np.dtype("<u4"),
-                    "offsets": np.dtype("<i4")}
+        expected = {"faiss": np.uint8, "ids": np.dtype("<i8"), "offsets": np.dtype("<i4"),
+                    "entries": np.dtype("<u8" if inline else "<u4"),
+                    "positions": np.dtype("<i4")}
         names = [nm for nm, _, _ in sections]
         if len(set(names)) != len(names) or any(
                 expected.get(nm) != np.dtype(dt) for nm, dt, _ in sections):
@@ -466,11 +479,14 @@ class HashIndex:
             if ids.shape != (count,):
                 raise bad("ids section does not match the count")
             idx._ids = ids
-        pos, off = arrays.pop("entries", None), arrays.pop("offsets", None)
-        if (pos is None) != (off is None) or (pos is not None and not widths):
+        ent, off = arrays.pop("entries", None), arrays.pop("offsets", None)
+        pos = arrays.pop("positions", None)
+        if inline != (pos is not None):
             raise bad("incomplete MIH tables")
-        if pos is not None:
-            idx._tables = _checked_tables(widths, slack, bits, count, pos, off, bad)
+        if (ent is None) != (off is None) or (ent is not None and not widths):
+            raise bad("incomplete MIH tables")
+        if ent is not None:
+            idx._tables = _checked_tables(widths, slack, bits, count, ent, off, pos, bad)
         idx._keys = _load_keys(path + ".keys.sqlite", bad)
         return idx
 
@@ -499,7 +515,7 @@ def _to_lists(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray) -> list[list[
 
 
 def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.ndarray,
-                    off: np.ndarray, bad: Any) -> mih.MIHTables:
+                    off: np.ndarray, positions: np.ndarray | None, bad: Any) -> mih.MIHTables:
     """Rebuild MIH tables from file arrays, refusing any that could index out of bounds."""
     if not isinstance(widths, list) or not widths or sum(widths) != bits or \
             any(not isinstance(w, int) or not 1 <= w <= mih.MAX_KEY_BITS for w in widths):
@@ -507,10 +523,12 @@ def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.
     if slack not in mih.SLACKS:
         raise bad("invalid MIH bucket slack in header")
     m = len(widths)
-    if entries.size != m * count:
+    if entries.size != m * count or (positions is not None and positions.size != m * count):
         raise bad("MIH tables do not match the layout")
+    if positions is not None:
+        positions = positions.reshape(m, count)
     try:
-        tables = mih.MIHTables(tuple(widths), entries.reshape(m, count), off, slack)
+        tables = mih.MIHTables(tuple(widths), entries.reshape(m, count), off, slack, positions)
     except ValueError:
         raise bad("MIH tables do not match the layout") from None
     problem = tables.check()

@@ -34,6 +34,7 @@ C_ENTRY = 9.0
 C_CAND = 50.0
 C_CAND_WORD = 3.0
 C_SCAN_WORD = 0.35
+C_INLINE = 1.5  # one bucket entry of an inline table: sequential code + popcount
 MAX_KEY_BITS = 32  # widest part (keys are uint32)
 MAX_PREFIX_BITS = 26  # widest addressed prefix: 2**26 int32 offsets = 256 MiB
 MAX_MASKS = 1 << 16  # most prefix flip masks one table may probe per query
@@ -55,10 +56,11 @@ SLACKS = (0, 1, 2, 3)
 """Layout choices: about ``2**slack`` codes per addressed bucket (memory vs scan work)."""
 
 
-def prefix_width(width: int, n: int, slack: int) -> int:
+def prefix_width(width: int, n: int, slack: int, inline: bool = False) -> int:
     """Addressed prefix bits of a ``width``-bit part for ``n`` codes (about ``2**slack``
-    codes per bucket), at least enough that the tag fits beside the position in 32 bits."""
-    lo = max(0, width - (32 - pos_bits(n)))
+    codes per bucket), at least enough that the tag fits beside the position in 32 bits
+    (inline tables keep no tag)."""
+    lo = 0 if inline else max(0, width - (32 - pos_bits(n)))
     target = max(0, round(math.log2(max(n, 1))) - slack)
     return min(width, max(lo, min(target, MAX_PREFIX_BITS)))
 
@@ -132,30 +134,34 @@ class SearchPlan:
         return not self.probes or self.cost >= self.scan_cost
 
 
-def table_cost(width: int, r: int, n: int, words: int, slack: int) -> tuple[float, float] | None:
+def table_cost(width: int, r: int, n: int, words: int, slack: int, inline: bool = False
+               ) -> tuple[float, float] | None:
     """Estimated (ns, candidates) per query of probing one table at radius ``r``, or None
     when the probe count is over :data:`MAX_MASKS`."""
-    pw = prefix_width(width, n, slack)
+    pw = prefix_width(width, n, slack, inline)
     probes = ball_size(pw, r)
     if probes > MAX_MASKS:
         return None
     scanned = probes * n / float(1 << pw)
+    if inline:  # every bucket entry is verified in place; no separate candidates
+        return probes * C_PROBE + scanned * C_INLINE, scanned
     cands = ball_size(width, r) * n / float(1 << width)
     return probes * C_PROBE + scanned * C_ENTRY + cands * (C_CAND + C_CAND_WORD * words), cands
 
 
-def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int = 2
-               ) -> SearchPlan:
+def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int = 2,
+               inline: bool = False) -> SearchPlan:
     """Cheapest per-table radii whose pigeonhole sum ``sum(r_i + 1)`` exceeds ``t``.
 
     A table may be left out (it then contributes nothing to the sum). Returns a plan with
     no probes when no choice satisfies the bound (the caller scans instead).
     """
-    return _plan(tuple(widths), int(t), int(n), int(nbytes), int(slack))
+    return _plan(tuple(widths), int(t), int(n), int(nbytes), int(slack), bool(inline))
 
 
 @lru_cache(maxsize=1024)
-def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int) -> SearchPlan:
+def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int, inline: bool
+          ) -> SearchPlan:
     words = max(1, math.ceil(nbytes / 8))
     scan = n * C_SCAN_WORD * words
     need = t + 1
@@ -166,7 +172,7 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int) -> S
     for ti, width in enumerate(widths):
         new = list(dp)
         for r in range(0, min(width, t) + 1):
-            tc = table_cost(width, r, n, words, slack)
+            tc = table_cost(width, r, n, words, slack, inline)
             if tc is None:
                 break
             c, k = tc
@@ -185,12 +191,15 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int) -> S
     return SearchPlan(probes, cost, cands, scan)
 
 
-def table_memory(widths: tuple[int, ...], n: int, slack: int) -> int:
-    """Bytes of the tables for ``n`` codes: uint32 entries plus int32 offsets."""
-    return sum(4 * n + 4 * ((1 << prefix_width(w, n, slack)) + 1) for w in widths)
+def table_memory(widths: tuple[int, ...], n: int, slack: int, inline: bool = False) -> int:
+    """Bytes of the tables for ``n`` codes: uint32 entries (inline: uint64 codes and int32
+    positions) plus int32 offsets."""
+    per = 12 if inline else 4
+    return sum(per * n + 4 * ((1 << prefix_width(w, n, slack, inline)) + 1) for w in widths)
 
 
-Layout = tuple[tuple[int, ...], int]
+Layout = tuple[tuple[int, ...], int, bool]
+"""(part widths, bucket slack, inline codes)."""
 
 
 def choose_layout(bits: int, n: int, t: int, memory_budget: float) -> Layout:
@@ -200,19 +209,21 @@ def choose_layout(bits: int, n: int, t: int, memory_budget: float) -> Layout:
     nbytes = (bits + 7) // 8
     best: tuple[float, Layout] | None = None
     smallest: tuple[float, Layout] | None = None
+    inlines = (False, True) if bits <= 64 else (False,)
     for m in range(-(-bits // MAX_KEY_BITS), min(bits, 32) + 1):
         widths = tuple(split_widths(bits, m))
         if widths[0] - (32 - pos_bits(n)) > MAX_PREFIX_BITS:
             continue
         for slack in SLACKS:
-            mem = table_memory(widths, n, slack)
-            if smallest is None or mem < smallest[0]:
-                smallest = (mem, (widths, slack))
-            if mem > memory_budget:
-                continue
-            cost = plan_radii(widths, t, n, nbytes, slack).cost
-            if best is None or cost < best[0]:
-                best = (cost, (widths, slack))
+            for inline in inlines:
+                mem = table_memory(widths, n, slack, inline)
+                if smallest is None or mem < smallest[0]:
+                    smallest = (mem, (widths, slack, inline))
+                if mem > memory_budget:
+                    continue
+                cost = plan_radii(widths, t, n, nbytes, slack, inline).cost
+                if best is None or cost < best[0]:
+                    best = (cost, (widths, slack, inline))
     if best is not None and best[0] < float("inf"):
         return best[1]
     if smallest is None:
@@ -226,15 +237,24 @@ class MIHTables:
     ``entries`` is ``(m, n)`` uint32: row ``i`` holds ``tag << pos_bits | position`` sorted
     by part ``i``'s key. ``offsets`` concatenates each table's ``2**pw + 1`` CSR offsets over
     key prefixes; table ``i``'s start at ``off_base[i]``.
+
+    *Inline* tables (codes of at most 64 bits) instead hold the codes themselves, as
+    zero-padded uint64, in ``entries`` and their positions in ``positions`` (``(m, n)``
+    int32): a bucket is then verified in place, with no random fetch per candidate.
     """
 
     def __init__(self, widths: tuple[int, ...], entries: np.ndarray, offsets: np.ndarray,
-                 slack: int):
+                 slack: int, positions: np.ndarray | None = None):
         self.widths = tuple(int(w) for w in widths)
         self.slack = int(slack)
+        self.inline = positions is not None
         self.n = entries.shape[1]
         self.pbits = pos_bits(self.n)
-        self.prefix = tuple(prefix_width(w, self.n, self.slack) for w in self.widths)
+        self.prefix = tuple(prefix_width(w, self.n, self.slack, self.inline)
+                            for w in self.widths)
+        self.positions = positions
+        if self.inline and (positions.shape != entries.shape or entries.dtype != np.uint64):
+            raise ValueError("inline MIH tables need uint64 codes and matching positions")
         self.starts = tuple(int(s) for s in np.cumsum((0,) + self.widths[:-1]))
         sizes = [(1 << p) + 1 for p in self.prefix]
         self.off_base = np.cumsum([0] + sizes[:-1]).astype(np.int64)
@@ -244,14 +264,17 @@ class MIHTables:
         self.offsets = offsets
 
     @classmethod
-    def build(cls, codes: np.ndarray, widths: tuple[int, ...], slack: int = 2) -> MIHTables:
+    def build(cls, codes: np.ndarray, widths: tuple[int, ...], slack: int = 2,
+              inline: bool = False) -> MIHTables:
         """Sort ``codes`` (``(n, nbytes)`` uint8) by each part; O(m n log n)."""
         n = codes.shape[0]
         if n >= 2**31:
             raise ValueError("MIH tables hold at most 2**31 - 1 codes")
         pb = pos_bits(n)
-        prefix = [prefix_width(w, n, slack) for w in widths]
-        entries = np.empty((len(widths), n), dtype=np.uint32)
+        prefix = [prefix_width(w, n, slack, inline) for w in widths]
+        entries = np.empty((len(widths), n), dtype=np.uint64 if inline else np.uint32)
+        positions = np.empty((len(widths), n), dtype=np.int32) if inline else None
+        padded = pad64(codes)[:, 0] if inline else None
         offsets = np.empty(sum((1 << p) + 1 for p in prefix), dtype=np.int32)
         start = ob = 0
         for i, (w, pw) in enumerate(zip(widths, prefix, strict=True)):
@@ -261,16 +284,22 @@ class MIHTables:
             counts = np.bincount(keys >> np.uint32(w - pw), minlength=1 << pw)
             offsets[ob] = 0
             np.cumsum(counts, out=offsets[ob + 1:ob + (1 << pw) + 1])
-            tags = keys & np.uint32((1 << (w - pw)) - 1)
-            entries[i] = (tags << np.uint32(pb)) | order.astype(np.uint32)
-            del keys, order, tags, counts
+            if inline:
+                entries[i] = padded[order]
+                positions[i] = order
+            else:
+                tags = keys & np.uint32((1 << (w - pw)) - 1)
+                entries[i] = (tags << np.uint32(pb)) | order.astype(np.uint32)
+                del tags
+            del keys, order, counts
             start += w
             ob += (1 << pw) + 1
-        return cls(widths, entries, offsets, slack)
+        return cls(widths, entries, offsets, slack, positions)
 
     @property
     def nbytes(self) -> int:
-        return self.entries.nbytes + self.offsets.nbytes
+        extra = 0 if self.positions is None else self.positions.nbytes
+        return self.entries.nbytes + self.offsets.nbytes + extra
 
     def table_offsets(self, i: int) -> np.ndarray:
         b = int(self.off_base[i])
@@ -279,7 +308,10 @@ class MIHTables:
     def check(self) -> str | None:
         """Why these arrays cannot be searched safely (out-of-range positions, inconsistent
         offsets), or None. Used on arrays read from files."""
-        if self.n and int((self.entries & np.uint32((1 << self.pbits) - 1)).max()) >= self.n:
+        if self.inline:
+            if self.n and (int(self.positions.min()) < 0 or int(self.positions.max()) >= self.n):
+                return "MIH positions out of range"
+        elif self.n and int((self.entries & np.uint32((1 << self.pbits) - 1)).max()) >= self.n:
             return "MIH positions out of range"
         for i in range(len(self.widths)):
             o = self.table_offsets(i)
@@ -300,6 +332,8 @@ class MIHTables:
             s = self.widths[p.table] - self.prefix[p.table]
             qpre[:, j] = keys >> np.uint32(s)
             qtag[:, j] = keys & np.uint32((1 << s) - 1)
+        if self.inline:
+            return self._range_search_inline(queries, qpre, t, plan)
         kernel = _kernel()
         if kernel is not None:
             tables = np.array([p.table for p in plan.probes], dtype=np.int64)
@@ -310,6 +344,41 @@ class MIHTables:
                           qtag, tables, radii, mask_lims, masks, mask_pc, self.offsets,
                           self.off_base, self.entries, self.pbits, int(t))
         return self._range_search_numpy(codes, queries, qpre, qtag, t, plan)
+
+    def _range_search_inline(self, queries, qpre, t, plan):
+        qw = pad64(queries)[:, 0]
+        tables = np.array([p.table for p in plan.probes], dtype=np.int64)
+        masks, _, mask_lims = _plan_masks(
+            tuple((self.prefix[p.table], p.radius) for p in plan.probes))
+        kernel = _kernel("inline_kernel")
+        if kernel is not None:
+            return kernel(qw, qpre, tables, mask_lims, masks, self.offsets, self.off_base,
+                          self.entries, self.positions, int(t))
+        out_q, out_p, out_d = [], [], []
+        for j, probe in enumerate(plan.probes):
+            tb = probe.table
+            m = masks[mask_lims[j]:mask_lims[j + 1]].astype(np.int64)
+            off = self.table_offsets(tb)
+            keys = (qpre[:, j][:, None] ^ m[None, :]).ravel()
+            lo = off[keys].astype(np.int64)
+            cnt = off[keys + 1] - lo
+            total = int(cnt.sum())
+            if total == 0:
+                continue
+            ends = np.cumsum(cnt)
+            idx = np.arange(total, dtype=np.int64) + np.repeat(lo - (ends - cnt), cnt)
+            qi = np.repeat(np.arange(keys.size, dtype=np.int64) // m.size, cnt)
+            d = np.bitwise_count(self.entries[tb][idx] ^ qw[qi]).astype(np.int32)
+            ok = np.flatnonzero(d <= t)
+            out_q.append(qi[ok])
+            out_p.append(self.positions[tb][idx[ok]].astype(np.int64))
+            out_d.append(d[ok])
+        if not out_q:
+            e = np.empty(0, dtype=np.int64)
+            return e, e.copy(), np.empty(0, dtype=np.int32)
+        q, p, d = np.concatenate(out_q), np.concatenate(out_p), np.concatenate(out_d)
+        _, first = np.unique(q * self.n + p, return_index=True)
+        return q[first], p[first], d[first]
 
     def _range_search_numpy(self, codes, queries, qpre, qtag, t, plan):
         nq = queries.shape[0]
@@ -384,11 +453,20 @@ USE_KERNEL = True
 """Use the compiled kernel (numba) when it is installed; tests flip this to cover both."""
 
 
-def _kernel():
+def _kernel(name: str = "range_kernel"):
     if not USE_KERNEL:
         return None
     try:
-        from ._mih_kernel import range_kernel
+        from . import _mih_kernel
     except ImportError:  # numba not installed: the numpy path is exact too, only slower
         return None
-    return range_kernel
+    return getattr(_mih_kernel, name)
+
+
+def pad64(codes: np.ndarray) -> np.ndarray:
+    """``(n, nbytes <= 8)`` uint8 codes as ``(n, 1)`` uint64, zero-padded."""
+    if codes.shape[1] == 8:
+        return np.ascontiguousarray(codes).view(np.uint64)
+    out = np.zeros((codes.shape[0], 8), dtype=np.uint8)
+    out[:, :codes.shape[1]] = codes
+    return out.view(np.uint64)

@@ -460,20 +460,39 @@ def test_missing_file_is_index_file_error(tmp_path):
         HashIndex.load(tmp_path / "nope.hxidx")
 
 
+@pytest.mark.parametrize("inline", [False, True])
 @pytest.mark.parametrize("slack", mih.SLACKS)
-@pytest.mark.parametrize("widths", [(16,) * 4, (22, 21, 21), (9,) * 8 + (8,) * 8])
-def test_mih_tables_every_layout(slack, widths, mih_path):
-    """Every (widths, slack) layout the planner may choose answers exactly."""
+@pytest.mark.parametrize("widths", [(16,) * 4, (22, 21, 21), (6, 6, 6, 6), (9,) * 8 + (8,) * 8])
+def test_mih_tables_every_layout(slack, widths, inline, mih_path):
+    """Every (widths, slack, inline) layout the planner may choose answers exactly."""
+    if inline and sum(widths) > 64:
+        pytest.skip("inline tables hold codes of at most 64 bits")
     rng = np.random.default_rng(sum(widths) + slack)
     nb = sum(widths) // 8
     db, q = planted(rng, 1500, nb, 40, 12)
-    tables = mih.MIHTables.build(db, widths, slack)
-    assert tables.check() is None
+    db[700:720] = db[3]
+    tables = mih.MIHTables.build(db, widths, slack, inline)
+    assert tables.check() is None and tables.inline == inline
     for t in (0, 5, 12):
-        plan = mih.plan_radii(widths, t, len(db), nb, slack)
+        plan = mih.plan_radii(widths, t, len(db), nb, slack, inline)
         qi, pos, dist = tables.range_search(db, q, t, plan)
         got = [[] for _ in range(len(q))]
         for a, b, c in zip(qi.tolist(), pos.tolist(), dist.tolist(), strict=True):
             got[a].append((b, c))
         got = [sorted(g, key=lambda p: (p[1], p[0])) for g in got]
         assert got == ref_search(q, db, np.arange(len(db)), t)
+
+
+def test_save_load_inline_tables(tmp_path, monkeypatch):
+    """64-bit codes at scale use inline tables; force them at small n and round-trip."""
+    rng = np.random.default_rng(21)
+    db, q = planted(rng, 3000, 8, 50, 10)
+    ix = HashIndex("phash", kind="mih")
+    monkeypatch.setattr(mih, "choose_layout", lambda *a: ((22, 21, 21), 2, True))
+    ix.add(HashArray(db, "phash"))
+    before = ix.search(q, 10)
+    assert before == ref_search(q, db, np.arange(3000), 10)
+    assert ix.stats()["mih_inline"] is True
+    ix.save(tmp_path / "p.hxidx")
+    back = HashIndex.load(tmp_path / "p.hxidx")
+    assert back.stats()["mih_inline"] is True and back.search(q, 10) == before
