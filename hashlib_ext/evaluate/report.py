@@ -206,7 +206,7 @@ def render_html(res: dict, plots: dict[str, str]) -> str:
     for title, text, tab, plot in _sections(res):
         parts.append(f"<h2>{e(title)}</h2>")
         if text:
-            parts.append(f"<p>{e(text).replace('**', '')}</p>")
+            parts.append(f"<p>{e(text).replace('*', '')}</p>")
         if tab:
             parts.append(table(*t[tab]))
         if plot and plot in plots:
