@@ -19,9 +19,15 @@ row needs only ``2 * window - 1`` input rows, so we gather those rows (each pixe
 once), weight them with one batched matmul and finish with a small dense matmul. Results
 agree with the reference's float32 running sums to within float rounding.
 
-Dihedral hashes: rotating or flipping the 64x64 buffer transposes the DCT coefficients
-and/or flips the sign of the odd frequencies, so all 8 hashes come from one DCT (each with
-its own median), as the reference's ``pdqDihedralHash256es`` does.
+Dihedral hashes (:func:`dihedral`): the four mirror images are filtered from the one luma
+with mirrored weights, and rotations/diagonal flips are transposes of their 16x16 DCT
+coefficients, so row ``k`` equals the PDQ of the transformed pixels.
+:func:`dihedral_reference` instead flips coefficient signs of the one buffer, exactly as
+``pdqhash.compute_dihedral`` does; that is up to ~100 bits away from hashing the rotated
+pixels, because PDQ's filter and sampling are not mirror-symmetric (docs/pdq.md).
+
+Fast mode: a JPEG that PIL decoded at 1/2, 1/4 or 1/8 scale is filtered with the weights
+of its full-size axes (see :func:`draft_scale`), which keeps the hash near the exact one.
 """
 
 from __future__ import annotations
