@@ -15,9 +15,10 @@ output follows the ``pdqhash`` C++ binding (what ThreatExchange deploys):
 Speed: only the 64x64 samples of the filtered luma are ever used, and the filter is linear
 and separable, so the decimated buffer is ``Wr @ L @ Wc.T`` with ``Wr`` (64 x H) and ``Wc``
 (64 x W) the composed box-filter rows at the sample positions. ``Wr`` is banded: each output
-row needs only ``2 * window - 1`` input rows, so we gather those rows (each pixel read about
-once), weight them with one batched matmul and finish with a small dense matmul. Results
-agree with the reference's float32 running sums to within float rounding.
+row needs only ``2 * window - 1`` input rows, so we add those rows up tap by tap (each pixel
+read about once) and contract the column band with einsum. The float luma is read in place
+from PIL's F image (no full-image copy). Results agree with the reference's float32 running
+sums to within float rounding.
 
 Dihedral hashes (:func:`dihedral`): the four mirror images are filtered from the one luma
 with mirrored weights, and rotations/diagonal flips are transposes of their 16x16 DCT
