@@ -32,7 +32,7 @@ class HasherSpec:
     bits: Callable[..., int]
     """Hash width in bits for the given params."""
     default_threshold: int
-    """Documented starting Hamming threshold at default params (see docs/thresholds.md)."""
+    """Documented starting Hamming threshold at default params (see docs/choosing-a-threshold.md)."""
     draft_size: Callable[..., tuple[int, int]] | None = None
     """Smallest decoded (w, h) the ``fast`` (JPEG draft) mode may decode to; None: no fast mode."""
     dihedral: DihedralFn | None = None
