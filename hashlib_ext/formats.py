@@ -164,9 +164,10 @@ def _atomic_text(path: Path) -> Iterator[IO[str]]:
 def _open_text(path: Path) -> IO[str]:
     _, gz = _strip_gz(path)
     try:
+        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header.
         if gz:
-            return gzip.open(path, "rt", encoding="utf-8", newline="")
-        return open(path, encoding="utf-8", newline="")
+            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
+        return open(path, encoding="utf-8-sig", newline="")
     except OSError as e:
         raise HashFormatError(f"{path}: cannot open hash list: {e.strerror or e}") from None
 
@@ -520,9 +521,13 @@ def _iter_json(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
 
 
 def _parquet_algorithm(path: Path) -> str | None:
+    import pyarrow as pa
     import pyarrow.parquet as pq
 
-    meta = pq.read_schema(path).metadata or {}
+    try:
+        meta = pq.read_schema(path).metadata or {}
+    except (OSError, pa.ArrowException) as e:
+        raise HashFormatError(f"{path}: not a readable Parquet file ({e})") from None
     value = meta.get(_PARQUET_META)
     return value.decode() if value else None
 
@@ -657,6 +662,9 @@ def iter_hash_list(
     fmt = _resolve_format(path, format)
     if not path.is_file():
         raise HashFormatError(f"{path}: no such hash-list file")
+    recorded = _parquet_algorithm(path) if fmt == "parquet" else None
+    if algorithm and recorded and recorded != algorithm:
+        raise HashFormatError(f"{path}: holds {recorded} hashes, not {algorithm}")
     algorithm = algorithm or _file_algorithm(path, fmt)
     dec = _Decoder(path, algorithm, _expected_nbytes(algorithm, bits), lenient,
                    unit="row" if fmt == "parquet" else "line")

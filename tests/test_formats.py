@@ -347,3 +347,23 @@ def test_csv_rows_of_other_algorithms_are_counted_not_taken(tmp_path):
     assert got.hashes.hex() == [GOOD, "1" * 64] and got.ignored == 1
     got = formats.read_hash_list(path, "phash")
     assert got.hashes.hex() == ["0" * 16] and got.ignored == 2
+
+
+def test_byte_order_mark_and_crlf(tmp_path):
+    hashes, _, _ = random_list(3)
+    path = tmp_path / "excel.csv"
+    body = "hash,path\r\n" + "".join(f"{h},p{i}\r\n" for i, h in enumerate(hashes.hex()))
+    path.write_bytes(b"\xef\xbb\xbf" + body.encode())
+    got = formats.read_hash_list(path)
+    assert got.hashes == hashes and got.keys.tolist() == ["p0", "p1", "p2"]
+
+
+def test_parquet_of_another_algorithm_is_refused(tmp_path):
+    hashes, _, _ = random_list(3, nbytes=8, algorithm="phash")
+    path = tmp_path / "p.parquet"
+    formats.write_hash_list(path, hashes)
+    with pytest.raises(HashFormatError, match="holds phash hashes, not dhash"):
+        formats.read_hash_list(path, "dhash")
+    (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
+    with pytest.raises(HashFormatError, match="Parquet"):
+        formats.read_hash_list(tmp_path / "junk.parquet")
