@@ -66,6 +66,48 @@ def measure(paths: list[str], rounds: int, algos: list[str], clock=time.process_
     return times
 
 
+def breakdown(paths: list[str], rounds: int, clock=time.process_time) -> str:
+    """Where exact-mode time goes: stages measured on already decoded images."""
+    import numpy as np
+    from PIL import Image
+
+    from hashlib_ext.hashers import _lanczos, hash_pixels
+    from hashlib_ext.pixels import Pixels
+
+    rgb = [hx.load(p) for p in paths]
+    gray = [im.convert("L") for im in rgb]
+    flt = [np.array(g, dtype=np.float64) for g in gray]
+    lanczos = Image.Resampling.LANCZOS
+    stages = {
+        "PIL full decode (file -> RGB)": lambda i: pil_decode(paths[i]),
+        "hx.load (decode + checks + orientation)": lambda i: hx.load(paths[i]),
+        "convert('L')": lambda i: rgb[i].convert("L"),
+        "L -> float64 array": lambda i: np.array(gray[i], dtype=np.float64),
+        "Pillow LANCZOS to 32x32 (imagehash)": lambda i: gray[i].resize((32, 32), lanczos),
+        "ours LANCZOS to 32x32": lambda i: _lanczos.resize_l(flt[i], 32, 32),
+        "Pillow LANCZOS to 9x8 (imagehash)": lambda i: gray[i].resize((9, 8), lanczos),
+        "ours LANCZOS to 9x8": lambda i: _lanczos.resize_l(flt[i], 9, 8),
+        "Pillow LANCZOS to 256x256 (imagehash)": lambda i: gray[i].resize((256, 256), lanczos),
+        "ours LANCZOS to 256x256": lambda i: _lanczos.resize_l(flt[i], 256, 256),
+    }
+    for a in ("dhash", "phash", "whash"):
+        stages[f"{a}: all hashing after decode"] = (
+            lambda i, a=a: hash_pixels(Pixels(rgb[i]), a))
+    res: dict[str, list[float]] = {k: [] for k in stages}
+    for f in stages.values():
+        for i in range(len(paths)):
+            f(i)
+    for _ in range(rounds):
+        for k, f in stages.items():
+            t = clock()
+            for i in range(len(paths)):
+                f(i)
+            res[k].append((clock() - t) / len(paths) * 1e3)
+    lines = ["| stage | ms/image |", "|---|---|"]
+    lines += [f"| {k} | {statistics.median(v):.3f} |" for k, v in res.items()]
+    return "\n".join(lines)
+
+
 def ratio(times: dict[str, list[float]], num: str, den: str) -> float:
     return statistics.median(a / b for a, b in zip(times[num], times[den], strict=True))
 
@@ -109,6 +151,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--limit", type=int, default=0, help="use only the first N images")
     ap.add_argument("--pin", type=int, default=None, help="pin this process to one CPU")
     ap.add_argument("--clock", choices=["cpu", "wall"], default="cpu")
+    ap.add_argument("--breakdown", action="store_true", help="also time the exact-mode stages")
     ap.add_argument("--json", type=Path, default=None, help="also write the raw timings here")
     args = ap.parse_args(argv)
     if args.pin is not None:
@@ -124,6 +167,8 @@ def main(argv: list[str] | None = None) -> int:
           f"Python {platform.python_version()}, {os.cpu_count()} CPUs, "
           f"load average {os.getloadavg()[0]:.1f} at the end\n")
     print(table(times, algos))
+    if args.breakdown:
+        print("\n" + breakdown(paths, args.rounds, clock))
     if args.json:
         args.json.write_text(json.dumps(times, indent=1))
     return 0
