@@ -464,7 +464,7 @@ def _add_object(rows: _Rows, dec: _Decoder, line_no: int, obj: Any) -> None:
         rows.bad.append((line_no, f"expected a JSON object, got {type(obj).__name__}"))
         return
     obj_algo = obj.get("algorithm", obj.get("signal_type"))
-    if obj_algo is not None and obj_algo != dec.algorithm:
+    if obj_algo is not None and str(obj_algo).lower() != dec.algorithm.lower():
         dec.ignored += 1
         return
     text = _first_field(obj, (*_HASH_NAMES, dec.algorithm))

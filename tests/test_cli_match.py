@@ -53,6 +53,19 @@ def test_index_info(capsys, corpus):
     assert code == 0 and "pdq" in out
 
 
+def test_index_build_saves_search_tables(capsys, corpus, tmp_path):
+    # With MIH tables (forced here, chosen by size otherwise) the saved file holds them, so
+    # `match` does not rebuild them on every load; results are the same.
+    out = tmp_path / "mih.hxi"
+    code, _, err = run(capsys, "index", "build", corpus["hashfile"], "-o", out, "--kind", "mih")
+    assert code == 0, err
+    code, info, _ = run(capsys, "index", "info", out, "--format", "json")
+    assert json.loads(info)["mih_widths"]
+    code, got, _ = run(capsys, "match", out, corpus["hashfile"], "-f", "jsonl")
+    code2, want, _ = run(capsys, "match", corpus["index"], corpus["hashfile"], "-f", "jsonl")
+    assert code == code2 == 0 and got == want and len(got.splitlines()) == len(corpus["paths"])
+
+
 def test_match_images_finds_themselves_and_edited_copies(capsys, corpus, tmp_path):
     paths = corpus["paths"]
     small = tmp_path / "small copy.jpg"

@@ -41,7 +41,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--bits", type=int, default=None,
                    help="hash width, for an algorithm name the registry does not know")
     b.add_argument("--format", dest="hash_format", default=None,
-                   help="hex, csv, tsv, jsonl, parquet or te (default: from the extension)")
+                   help="hex, csv, tsv, jsonl, json, parquet or te (default: from the "
+                        "extension)")
     b.add_argument("--lenient", action="store_true",
                    help="skip malformed lines (reported on stderr) instead of failing")
     b.add_argument("--hash-column", default=None, help="CSV/TSV/Parquet column of the hashes")
@@ -91,6 +92,11 @@ def run_build(args: argparse.Namespace) -> int:
             error(f"{args.hashfile}: no {index.algorithm} hashes, only {ignored} rows of other "
                   "algorithms (pass --algorithm)")
             return EXIT_FAILED
+        if len(index):
+            # One search makes HashIndex build its search tables (when its size calls for
+            # them), so they are saved and every later `match` loads them instead of
+            # rebuilding.
+            index.search_arrays(index.codes[:1], _design_threshold(index))
         index.save(args.output)
     except HashlibExtError as e:
         error(str(e))
@@ -103,6 +109,13 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
           f"{args.hashfile} into {args.output}{note}", file=sys.stderr)
     return 0
+
+
+def _design_threshold(index) -> int:
+    from ..hashers import default_threshold, expected_bits
+
+    algo = index.algorithm
+    return default_threshold(algo) if algo and expected_bits(algo) else index.bits // 8
 
 
 def _new_index(algorithm: str, bits: int | None, args: argparse.Namespace):
