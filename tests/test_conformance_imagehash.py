@@ -218,3 +218,15 @@ def test_large_images_take_the_pillow_path(bundled, monkeypatch):
     for a in ALGOS:
         assert [hx.hash_image(p, a).hex for p in bundled[:3]] == expected[a]
         assert expected[a] == [_reference(p, a) for p in bundled[:3]]
+
+
+def test_pillow_pass_order_is_recognised(bundled, monkeypatch):
+    """The installed Pillow's resize is reproduced by our port (not the Pillow fallback), and
+    the fallback, used when a Pillow version resizes differently, gives the same bits."""
+    assert _lanczos._pillow_mode() in ("vertical-first", "horizontal")
+    expected = {a: hx.hash_image(bundled[1], a).hex for a in ALGOS}
+    monkeypatch.setattr(_lanczos, "_pillow_mode", lambda: "pillow")
+    assert {a: hx.hash_image(bundled[1], a).hex for a in ALGOS} == expected
+    a = np.random.default_rng(3).integers(0, 256, (50, 70), dtype=np.uint8)
+    ref = np.asarray(Image.fromarray(a).resize((9, 8), Image.Resampling.LANCZOS))
+    assert np.array_equal(_lanczos.resize_l(a.astype(np.float64), 9, 8), ref)

@@ -8,7 +8,8 @@ the input. Every partial sum is an integer below 2**31 times 2**-22, so float64 
 exact and the result equals Pillow's byte for byte (tests/test_conformance_imagehash.py checks).
 
 Each product is kept under OpenBLAS's multithreading threshold so hashing stays on one core.
-Pillow 13 runs the vertical pass first for some shapes (see :func:`_vertical_first`).
+Pillow 13 runs the vertical pass first for some shapes (see :func:`_vertical_first`); the
+behaviour of the installed Pillow is probed once, with Pillow itself as the fallback.
 """
 
 from __future__ import annotations
@@ -157,14 +158,35 @@ def _pass(src: np.ndarray, in_size: int, out_size: int, offset: int = 0) -> np.n
 
 
 def _vertical_first(in_w: int, in_h: int, width: int, height: int) -> bool:
-    """Pillow (13+) runs the vertical pass first when the height shrinks by more than twice as
-    many pixels as the width does; the pass order changes the rounded intermediate image."""
+    """Pillow 13 runs the vertical pass first when the height shrinks by more than twice as
+    many pixels as the width does (older Pillow: never); the pass order changes the rounded
+    intermediate image. Which behaviour this Pillow has is probed once (:func:`_pillow_mode`)."""
     return height < in_h and in_h - height > 2 * (in_w - width)
 
 
-def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
-    """``Image.fromarray(gray).resize((width, height), LANCZOS)`` as a float64 array of the
-    resulting uint8 values. ``gray``: ``(h, w)`` float64 array of 0..255 integers."""
+# Shapes (w, h, out_w, out_h) that tell the pass orders apart and cover up- and downscaling.
+_PROBES = ((31, 33, 32, 32), (40, 80, 20, 39), (40, 80, 20, 40), (64, 64, 63, 61),
+           (7, 3, 32, 32), (100, 50, 40, 60), (161, 120, 32, 32), (90, 70, 9, 8))
+
+
+@lru_cache(maxsize=1)
+def _pillow_mode() -> str:
+    """How the installed Pillow orders its passes: "vertical-first" (Pillow 13), "horizontal"
+    (older), or "pillow" when neither reproduces it, in which case :func:`resize_l` calls
+    Pillow itself, so the hashes stay exact on any Pillow version."""
+    rng = np.random.default_rng(0)
+    cases = []
+    for w, h, ow, oh in _PROBES:
+        a = rng.integers(0, 256, (h, w), dtype=np.uint8)
+        ref = np.asarray(Image.fromarray(a).resize((ow, oh), Image.Resampling.LANCZOS))
+        cases.append((a.astype(np.float64), ow, oh, ref))
+    for mode in ("vertical-first", "horizontal"):
+        if all(np.array_equal(_resize_ours(a, ow, oh, mode), ref) for a, ow, oh, ref in cases):
+            return mode
+    return "pillow"
+
+
+def _resize_ours(gray: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     in_h, in_w = gray.shape
     need_h = width != in_w
     need_v = height != in_h
@@ -174,12 +196,22 @@ def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
         return _pass(gray.T, in_h, height)
     if not need_v:
         return np.ascontiguousarray(_pass(gray, in_w, width).T)
-    if _vertical_first(in_w, in_h, width, height):
+    if mode == "vertical-first" and _vertical_first(in_w, in_h, width, height):
         tmp = _pass(gray.T, in_h, height)  # (height, in_w)
         return np.ascontiguousarray(_pass(tmp, in_w, width).T)
     lo, hi, _ = _plan(in_h, height, width)
     tmp_t = _pass(gray[lo:hi], in_w, width)  # (width, rows lo:hi)
     return _pass(tmp_t, in_h, height, offset=lo)
+
+
+def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
+    """``Image.fromarray(gray).resize((width, height), LANCZOS)`` as a float64 array of the
+    resulting uint8 values. ``gray``: ``(h, w)`` float64 array of 0..255 integers."""
+    mode = _pillow_mode()
+    if mode == "pillow":
+        im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
+        return np.asarray(im.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float64)
+    return _resize_ours(gray, width, height, mode)
 
 
 def gray_f64(pixels: Pixels) -> np.ndarray:
@@ -194,7 +226,7 @@ def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:
 
     def make() -> np.ndarray:
         w, h = pixels.size
-        if w * h > LARGE_PIXELS:
+        if w * h > LARGE_PIXELS or _pillow_mode() == "pillow":
             small = pixels.gray.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(small, dtype=np.float64)
         return resize_l(gray_f64(pixels), width, height)
