@@ -905,7 +905,11 @@ def _write_jsonl_chunk(f: IO[str], algorithm: str, texts: list[str], ids: list[i
 def _write_csv_chunk(f: IO[str], fmt: str, first: bool, algorithm: str, texts: list[str],
                      ids: list[int], keys: list[str] | None, quals: list[int] | None,
                      default_ids: bool) -> None:
-    writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n")
+    # Python's csv quotes only line-terminator characters, so a lone "\r" in a key would
+    # end the row on reading: quote every field of such a chunk.
+    lone_cr = keys is not None and any("\r" in k for k in keys)
+    writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n",
+                        quoting=csv.QUOTE_ALL if lone_cr else csv.QUOTE_MINIMAL)
     if fmt == "te":
         # ThreatExchange's columns first; id/key appended only when there is something to keep.
         header = list(_TE_COLUMNS) + ([] if default_ids else ["id"]) + \

@@ -9,6 +9,8 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 import hashlib_ext as hx
 from hashlib_ext import formats
@@ -367,3 +369,63 @@ def test_parquet_of_another_algorithm_is_refused(tmp_path):
     (tmp_path / "junk.parquet").write_bytes(b"PAR1 not really")
     with pytest.raises(HashFormatError, match="Parquet"):
         formats.read_hash_list(tmp_path / "junk.parquet")
+
+
+@settings(max_examples=40, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    n=st.integers(0, 30),
+    nbytes=st.sampled_from([8, 32]),
+    seed=st.integers(0, 2**32 - 1),
+    keys=st.lists(st.text(st.characters(blacklist_categories=("Cs",)), max_size=12),
+                  min_size=30, max_size=30),
+    ext=st.sampled_from(["csv", "tsv", "jsonl", "json", "parquet", "csv.gz"]),
+)
+def test_round_trip_property(tmp_path, n, nbytes, seed, keys, ext):
+    """Any codes, any int64 ids, any text keys (quotes, separators, newlines, unicode)."""
+    rng = np.random.default_rng(seed)
+    algorithm = "pdq" if nbytes == 32 else "phash"
+    hashes = hx.HashArray(rng.integers(0, 256, (n, nbytes), dtype=np.uint8), algorithm)
+    ids = rng.integers(-(2**63), 2**63 - 1, n, dtype=np.int64, endpoint=True)
+    path = tmp_path / f"prop.{ext}"
+    formats.write_hash_list(path, hashes, ids, keys[:n], chunk_rows=7)
+    got = formats.read_hash_list(path, chunk_rows=5)
+    np.testing.assert_array_equal(got.ids, ids)
+    if n:
+        assert got.hashes == hashes
+        assert got.keys.tolist() == keys[:n]
+    else:  # an empty CSV has no row to record the algorithm in
+        assert len(got) == 0 and got.hashes.bits in (hashes.bits, 256)
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(seed=st.integers(0, 2**32 - 1), n=st.integers(1, 40),
+       ext=st.sampled_from(["txt", "csv", "jsonl"]), chunk_rows=st.integers(1, 16))
+def test_lenient_skips_exactly_the_corrupted_records(tmp_path, seed, n, ext, chunk_rows):
+    rng = np.random.default_rng(seed)
+    hashes = hx.HashArray(rng.integers(0, 256, (n, 32), dtype=np.uint8), "pdq")
+    texts = hashes.hex()
+    bad = set(np.flatnonzero(rng.random(n) < 0.3).tolist())
+    for i in bad:
+        t = texts[i]
+        texts[i] = [t[:-1], t + "0", t[:-2], "x" + t[1:], t[:31] + "-" + t[32:],
+                    t[:32]][int(rng.integers(0, 6))]
+    path = tmp_path / f"corrupt.{ext}"
+    if ext == "txt":
+        path.write_text("".join(t + "\n" for t in texts))
+        first_line = 1
+    elif ext == "csv":
+        path.write_text("hash\n" + "".join(t + "\n" for t in texts))
+        first_line = 2
+    else:
+        path.write_text("".join(json.dumps({"hash": t}) + "\n" for t in texts))
+        first_line = 1
+    good = [i for i in range(n) if i not in bad]
+    got = formats.read_hash_list(path, lenient=True, chunk_rows=chunk_rows)
+    assert [line for line, _ in got.skipped] == [first_line + i for i in sorted(bad)]
+    np.testing.assert_array_equal(got.ids, good)
+    assert got.hashes == hashes[np.array(good, dtype=np.intp)]
+    if bad:
+        with pytest.raises(HashFormatError, match=f"line {first_line + min(bad)}:"):
+            formats.read_hash_list(path, chunk_rows=chunk_rows)
