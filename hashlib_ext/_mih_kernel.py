@@ -21,6 +21,32 @@ def _popcount64(x):
 
 
 @njit(cache=True)
+def _gather_bucket(row, lo, hi, pmask, pbits, tag, rem, cand, nc):
+    """Append the positions of entries ``row[lo:hi]`` whose tag is within ``rem`` bits of
+    ``tag``; returns the new fill level (the caller guarantees room)."""
+    for e in range(lo, hi):
+        ent = np.int64(row[e])
+        cand[nc] = ent & pmask
+        nc += _popcount64((ent >> pbits) ^ tag) <= rem
+    return nc
+
+
+@njit(cache=True)
+def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
+    """Append (position, distance) of candidates within ``t`` of ``q``, branch-free."""
+    nw = data.shape[1]
+    for c in range(nc):
+        p = cand[c]
+        d = 0
+        for w in range(nw):
+            d += _popcount64(data[p, w] ^ q[w])
+        out_p[cnt] = p
+        out_d[cnt] = d
+        cnt += d <= t
+    return cnt
+
+
+@njit(cache=True)
 def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_pc, offsets,
                  off_base, entries, pbits, t):
     """Return (query, position, distance) int64/int64/int32 arrays of all matches <= t,
@@ -31,7 +57,6 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
     of many candidates.
     """
     nq = qdata.shape[0]
-    nw = data.shape[1]
     pmask = np.int64((1 << pbits) - 1)
     cap = 1024
     out_q = np.empty(cap, np.int64)
@@ -66,12 +91,10 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
                 bigger[:nc] = cand[:nc]
                 cand = bigger
             # Phase 2: scan the buckets, keeping entries whose tag is within the radius left.
+            row = entries[tb]
             for i in range(nm):
-                rem = r - mask_pc[m0 + i]
-                for e in range(los[i], his[i]):
-                    ent = np.int64(entries[tb, e])
-                    cand[nc] = ent & pmask
-                    nc += _popcount64((ent >> pbits) ^ tag) <= rem
+                nc = _gather_bucket(row, los[i], his[i], pmask, pbits, tag,
+                                    r - mask_pc[m0 + i], cand, nc)
         if cnt + nc > cap:
             cap = 2 * (cnt + nc)
             nq_ = np.empty(cap, np.int64)
@@ -82,14 +105,7 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
             nd_[:cnt] = out_d[:cnt]
             out_q, out_p, out_d = nq_, np_, nd_
         first = cnt
-        for c in range(nc):
-            p = cand[c]
-            d = 0
-            for w in range(nw):
-                d += _popcount64(data[p, w] ^ qdata[qi, w])
-            out_p[cnt] = p
-            out_d[cnt] = d
-            cnt += d <= t
+        cnt = _verify(data, qdata[qi], cand, nc, t, out_p, out_d, cnt)
         if cnt - first > 1 and tables.shape[0] > 1:
             # Found through several tables: sort this query's matches, keep each once.
             order = np.argsort(out_p[first:cnt], kind="mergesort")
@@ -107,6 +123,19 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
 
 
 @njit(cache=True)
+def _scan_bucket(row, pos_row, lo, hi, q, t, buf_p, buf_d, nb):
+    """Append (position, distance) of every entry of ``row[lo:hi]`` within ``t`` of ``q``;
+    returns the new fill level (the caller guarantees room)."""
+    for e in range(lo, hi):
+        d = _popcount64(row[e] ^ q)
+        if d <= t:
+            buf_p[nb] = pos_row[e]
+            buf_d[nb] = d
+            nb += 1
+    return nb
+
+
+@njit(cache=True)
 def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, positions, t):
     """Inline tables (codes of <= 64 bits stored in each table): every entry of every probed
     bucket is verified in place. Same output as :func:`range_kernel`."""
@@ -117,12 +146,16 @@ def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, 
     out_d = np.empty(cap, np.int32)
     los = np.empty(1024, np.int64)
     his = np.empty(1024, np.int64)
+    buf_p = np.empty(4096, np.int64)
+    buf_d = np.empty(4096, np.int32)
     cnt = 0
     for qi in range(nq):
-        first = cnt
         q = qw[qi]
+        nb = 0
         for j in range(tables.shape[0]):
             tb = tables[j]
+            row = codes[tb]
+            pos_row = positions[tb]
             pre = qpre[qi, j]
             ob = off_base[tb]
             m0 = mask_lims[j]
@@ -130,36 +163,44 @@ def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, 
             if nm > los.shape[0]:
                 los = np.empty(2 * nm, np.int64)
                 his = np.empty(2 * nm, np.int64)
+            total = 0
             for i in range(nm):
                 k = ob + (pre ^ np.int64(masks[m0 + i]))
                 los[i] = offsets[k]
                 his[i] = offsets[k + 1]
+                total += his[i] - los[i]
+            if nb + total > buf_p.shape[0]:
+                bp = np.empty(2 * (nb + total), np.int64)
+                bd = np.empty(2 * (nb + total), np.int32)
+                bp[:nb] = buf_p[:nb]
+                bd[:nb] = buf_d[:nb]
+                buf_p, buf_d = bp, bd
             for i in range(nm):
-                for e in range(los[i], his[i]):
-                    d = _popcount64(codes[tb, e] ^ q)
-                    if d <= t:
-                        if cnt == cap:
-                            cap *= 2
-                            nq_ = np.empty(cap, np.int64)
-                            np_ = np.empty(cap, np.int64)
-                            nd_ = np.empty(cap, np.int32)
-                            nq_[:cnt] = out_q[:cnt]
-                            np_[:cnt] = out_p[:cnt]
-                            nd_[:cnt] = out_d[:cnt]
-                            out_q, out_p, out_d = nq_, np_, nd_
-                        out_p[cnt] = positions[tb, e]
-                        out_d[cnt] = d
-                        cnt += 1
-        if cnt - first > 1 and tables.shape[0] > 1:
-            order = np.argsort(out_p[first:cnt], kind="mergesort")
-            ps = out_p[first:cnt][order]
-            ds = out_d[first:cnt][order]
-            m = first
-            for i in range(ps.shape[0]):
-                if i == 0 or ps[i] != ps[i - 1]:
-                    out_p[m] = ps[i]
-                    out_d[m] = ds[i]
+                nb = _scan_bucket(row, pos_row, los[i], his[i], q, t, buf_p, buf_d, nb)
+        if nb > 1 and tables.shape[0] > 1:
+            # Found through several tables: keep each position once.
+            order = np.argsort(buf_p[:nb], kind="mergesort")
+            m = 0
+            for i in range(nb):
+                p = buf_p[order[i]]
+                if i == 0 or p != buf_p[order[i - 1]]:
+                    order[m] = order[i]
                     m += 1
-            cnt = m
-        out_q[first:cnt] = qi
+            sel = order[:m]
+        else:
+            sel = np.arange(nb)
+        if cnt + sel.shape[0] > cap:
+            cap = 2 * (cnt + sel.shape[0])
+            nq_ = np.empty(cap, np.int64)
+            np_ = np.empty(cap, np.int64)
+            nd_ = np.empty(cap, np.int32)
+            nq_[:cnt] = out_q[:cnt]
+            np_[:cnt] = out_p[:cnt]
+            nd_[:cnt] = out_d[:cnt]
+            out_q, out_p, out_d = nq_, np_, nd_
+        for i in range(sel.shape[0]):
+            out_q[cnt] = qi
+            out_p[cnt] = buf_p[sel[i]]
+            out_d[cnt] = buf_d[sel[i]]
+            cnt += 1
     return out_q[:cnt].copy(), out_p[:cnt].copy(), out_d[:cnt].copy()

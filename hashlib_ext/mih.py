@@ -35,6 +35,7 @@ C_CAND = 50.0
 C_CAND_WORD = 3.0
 C_SCAN_WORD = 0.35
 C_INLINE = 1.5  # one bucket entry of an inline table: sequential code + popcount
+C_INLINE_PROBE = 250.0  # one inline bucket: offsets lookup, first miss, prefetch ramp-up
 MAX_KEY_BITS = 32  # widest part (keys are uint32)
 MAX_PREFIX_BITS = 26  # widest addressed prefix: 2**26 int32 offsets = 256 MiB
 MAX_MASKS = 1 << 16  # most prefix flip masks one table may probe per query
@@ -144,7 +145,7 @@ def table_cost(width: int, r: int, n: int, words: int, slack: int, inline: bool 
         return None
     scanned = probes * n / float(1 << pw)
     if inline:  # every bucket entry is verified in place; no separate candidates
-        return probes * C_PROBE + scanned * C_INLINE, scanned
+        return probes * C_INLINE_PROBE + scanned * C_INLINE, scanned
     cands = ball_size(width, r) * n / float(1 << width)
     return probes * C_PROBE + scanned * C_ENTRY + cands * (C_CAND + C_CAND_WORD * words), cands
 
