@@ -49,7 +49,7 @@ def test_find_duplicates(benchmark, codes, kind):
     benchmark.group = f"find_duplicates 256-bit n={n} t={THRESHOLD}"
     benchmark.extra_info["n"] = n
     clusters = benchmark.pedantic(hx.find_duplicates, args=(codes, THRESHOLD),
-                                  kwargs={"kind": kind}, rounds=1, iterations=1,
+                                  kwargs={"kind": kind, "progress": True}, rounds=1, iterations=1,
                                   warmup_rounds=0)
     benchmark.extra_info["clusters"] = len(clusters)
     # Every planted copy (<= 16 flips) is linked to its source: at least 0.09 n members.
