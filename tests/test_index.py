@@ -496,3 +496,18 @@ def test_save_load_inline_tables(tmp_path, monkeypatch):
     ix.save(tmp_path / "p.hxidx")
     back = HashIndex.load(tmp_path / "p.hxidx")
     assert back.stats()["mih_inline"] is True and back.search(q, 10) == before
+
+
+def test_auto_kind_switches_to_mih_and_stays_exact(monkeypatch):
+    monkeypatch.setattr(index_mod, "AUTO_MIH_MIN", 1000)
+    rng = np.random.default_rng(13)
+    db, q = planted(rng, 5000, 32, 30, 35)
+    ix = HashIndex("pdq")
+    ix.add(db[:500])
+    assert ix.search(q, 31) == ref_search(q, db[:500], np.arange(500), 31)
+    assert ix.stats()["mih_widths"] is None  # below the size rule: scan, no tables
+    ix.add(db[500:])
+    assert ix.search(q, 31) == ref_search(q, db, np.arange(5000), 31)
+    assert ix.stats()["mih_widths"] is not None
+    # a threshold where probing would cost more than a scan still answers exactly
+    assert ix.search(q[:3], 120) == ref_search(q[:3], db, np.arange(5000), 120)
