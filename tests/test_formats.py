@@ -429,3 +429,19 @@ def test_lenient_skips_exactly_the_corrupted_records(tmp_path, seed, n, ext, chu
     if bad:
         with pytest.raises(HashFormatError, match=f"line {first_line + min(bad)}:"):
             formats.read_hash_list(path, chunk_rows=chunk_rows)
+
+
+def test_written_files_get_ordinary_permissions(tmp_path):
+    import os
+
+    hashes, _, _ = random_list(3)
+    umask = os.umask(0o022)
+    try:
+        formats.write_hash_list(tmp_path / "new.csv", hashes)
+        assert (tmp_path / "new.csv").stat().st_mode & 0o777 == 0o644
+        (tmp_path / "old.csv").write_text("")
+        (tmp_path / "old.csv").chmod(0o640)
+        formats.write_hash_list(tmp_path / "old.csv", hashes)
+        assert (tmp_path / "old.csv").stat().st_mode & 0o777 == 0o640
+    finally:
+        os.umask(umask)
