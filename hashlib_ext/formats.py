@@ -314,42 +314,84 @@ class _Rows:
 
     def add(self, dec: _Decoder, line: int, text: str, id_: Any = None, key: str | None = None,
             quality: Any = None) -> None:
-        """One data record (``id_`` None: the record number; ``quality`` None: unknown)."""
+        """One data record (``id_`` None: the record number; ``quality`` None or "": unknown).
+
+        Ids and qualities are kept raw and parsed for the whole chunk in :meth:`finish`.
+        """
         record = dec.records
         dec.records += 1
-        if id_ is None:
-            value = record
-        else:
-            value, err = _parse_int(id_, "id")
-            if err:
-                self.bad.append((line, err))
-                return
-        q = -1
-        if quality is not None and quality != "":
-            q, err = _parse_int(quality, "quality")
-            if err or not 0 <= q <= 100:
-                self.bad.append((line, err or f"quality {q} is outside 0..100"))
-                return
         self.lines.append(line)
         self.texts.append(text)
-        self.ids.append(value)  # type: ignore[arg-type]
+        self.ids.append(record if id_ is None else id_)
         self.keys.append(key)
-        self.quals.append(q)
+        self.quals.append(-1 if quality is None or quality == "" else quality)
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.bad)
 
     def finish(self, dec: _Decoder) -> HashList:
-        codes, ok = dec.hex_codes(self.lines, self.texts, self.bad)
+        ids, id_ok = _int64_column(self.ids, self.lines, "id", self.bad)
+        quals, q_ok = _int64_column(self.quals, self.lines, "quality", self.bad, (0, 100))
+        valid = id_ok & q_ok
+        sel = np.flatnonzero(valid)
+        texts = self.texts if valid.all() else [self.texts[i] for i in sel]
+        lines = self.lines if valid.all() else [self.lines[i] for i in sel]
+        codes, ok = dec.hex_codes(lines, texts, self.bad)
         dec.fail(self.bad)
-        ids = np.asarray(self.ids, np.int64)[ok]
-        quals = np.asarray(self.quals, np.int16)[ok]
+        keep = sel[ok]
         keys = None
         if any(k is not None for k in self.keys):
-            keys = np.array(["" if k is None else k for k in self.keys], dtype=object)[ok]
+            keys = np.array(["" if k is None else k for k in self.keys], dtype=object)[keep]
         nbytes = dec.nbytes or 0
         codes = codes.reshape(-1, nbytes) if codes.size == 0 else codes
-        return _make_list(codes, dec.algorithm, ids, keys, quals)
+        return _make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16))
+
+
+def _int64_column(values: list[Any], lines: list[int], what: str, bad: list[tuple[int, str]],
+                  valid_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Parse a chunk's ids or qualities at once: (int64 values, mask of parseable rows).
+
+    Python ints (record numbers, JSON) convert directly and digit strings (CSV) through
+    Arrow's strict cast; anything else, or any failure, falls back to a per-value check
+    that names the bad ones. ``valid_range`` also admits -1 (unknown quality).
+    """
+    n = len(values)
+    arr = None
+    kinds = set(map(type, values))
+    try:
+        if kinds <= {int}:
+            arr = np.array(values, dtype=np.int64)
+        elif kinds <= {str}:
+            import pyarrow as pa
+            import pyarrow.compute as pc
+
+            arr = pc.cast(pa.array(values, pa.string()), pa.int64()).to_numpy(
+                zero_copy_only=False)
+    except (OverflowError, ValueError, ImportError):
+        arr = None
+    except Exception as e:  # pyarrow.ArrowInvalid and kin: not every value is a plain int
+        if type(e).__module__.split(".")[0] != "pyarrow":
+            raise
+        arr = None
+    if arr is not None and n:
+        if valid_range is None or bool(((arr == -1) | ((arr >= valid_range[0])
+                                                       & (arr <= valid_range[1]))).all()):
+            return arr.astype(np.int64, copy=False), np.ones(n, bool)
+    out = np.zeros(n, np.int64)
+    ok = np.ones(n, bool)
+    for i, v in enumerate(values):
+        value, err = (v, None) if type(v) is int else _parse_int(v, what)
+        if err is None and not -(1 << 63) <= value < (1 << 63):  # type: ignore[operator]
+            err = f"{what} {value} does not fit in int64"
+        if err is None and valid_range is not None and value != -1 and \
+                not valid_range[0] <= value <= valid_range[1]:  # type: ignore[operator]
+            err = f"{what} {value} is outside {valid_range[0]}..{valid_range[1]}"
+        if err is None:
+            out[i] = value
+        else:
+            ok[i] = False
+            bad.append((lines[i], err))
+    return out, ok
 
 
 def _make_list(codes: np.ndarray, algorithm: str, ids: np.ndarray, keys: np.ndarray | None,

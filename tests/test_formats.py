@@ -445,3 +445,21 @@ def test_written_files_get_ordinary_permissions(tmp_path):
         assert (tmp_path / "old.csv").stat().st_mode & 0o777 == 0o640
     finally:
         os.umask(umask)
+
+
+def test_bad_ids_and_qualities_are_named(tmp_path):
+    path = tmp_path / "q.csv"
+    path.write_text(f"hash,id,quality\n{GOOD},1,50\n{GOOD},{2**63},50\n{GOOD},3,101\n"
+                    f"{GOOD}, 4 ,\n{GOOD},-5,-1\n{GOOD},6,x\n")
+    got = formats.read_hash_list(path, lenient=True)
+    assert [(line, reason.split(" ")[0]) for line, reason in got.skipped] == \
+        [(3, "id"), (4, "quality"), (7, "quality")]
+    assert "int64" in got.skipped[0][1] and "0..100" in got.skipped[1][1]
+    np.testing.assert_array_equal(got.ids, [1, 4, -5])
+    np.testing.assert_array_equal(got.hashes.qualities, [50, -1, -1])
+    jl = tmp_path / "q.jsonl"
+    jl.write_text("\n".join(json.dumps({"hash": GOOD, "id": v}) for v in
+                            [7, 7.5, True, "8", None, 2**64]) + "\n")
+    got = formats.read_hash_list(jl, lenient=True)
+    np.testing.assert_array_equal(got.ids, [7, 8, 4])  # null id: the record number
+    assert [line for line, _ in got.skipped] == [2, 3, 6]
