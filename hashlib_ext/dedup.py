@@ -117,7 +117,7 @@ def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 
 def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str):
     """Yield (rows, cols) int64 arrays of all pairs i < j with distance <= threshold."""
-    from tqdm.auto import tqdm
+    from tqdm import tqdm
 
     search = _range_searcher(codes, threshold, kind)
     n = codes.shape[0]

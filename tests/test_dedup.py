@@ -71,18 +71,19 @@ def test_uniform_random_64_bit_matches_brute_force():
     assert hx.find_duplicates(codes, 20, batch_size=50) == expected
 
 
-def test_distance_exactly_threshold_joins():
+@pytest.mark.parametrize("kind", ["auto", "flat", "mih"])
+def test_distance_exactly_threshold_joins(kind):
     rng = np.random.default_rng(3)
     a = rng.integers(0, 256, 32, dtype=np.uint8)
     b = flip_bits(rng, a, 31)
     c = flip_bits(rng, a, 32)
     far = np.bitwise_not(a)  # all 256 bits flipped
     codes = np.stack([a, b, far, c])
-    assert hx.find_duplicates(codes, 31) == [[0, 1]]
-    assert hx.find_duplicates(codes, 30) == []
+    assert hx.find_duplicates(codes, kind=kind, threshold=31) == [[0, 1]]
+    assert hx.find_duplicates(codes, kind=kind, threshold=30) == []
     # c is 32 from a; at 32 it joins, and b joins through a (single linkage).
-    assert hx.find_duplicates(codes, 32) == [[0, 1, 3]]
-    assert hx.find_duplicates(codes, 256) == [[0, 1, 2, 3]]
+    assert hx.find_duplicates(codes, kind=kind, threshold=32) == [[0, 1, 3]]
+    assert hx.find_duplicates(codes, kind=kind, threshold=256) == [[0, 1, 2, 3]]
 
 
 def test_empty_single_and_exact_duplicates():
