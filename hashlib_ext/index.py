@@ -28,7 +28,7 @@ from .hash import Hash, HashArray
 Kind = Literal["auto", "flat", "mih"]
 QueryLike = Hash | HashArray | np.ndarray
 
-AUTO_MIH_MIN = 50_000
+AUTO_MIH_MIN = 30_000
 """``kind="auto"`` builds MIH tables from this many codes up (see docs/index.md)."""
 MEMORY_FACTOR = 2.9
 """MIH layouts are chosen so codes + ids + tables stay within this many times the raw codes."""

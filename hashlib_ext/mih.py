@@ -135,19 +135,33 @@ class SearchPlan:
         return not self.probes or self.cost >= self.scan_cost
 
 
-def table_cost(width: int, r: int, n: int, words: int, slack: int, inline: bool = False
-               ) -> tuple[float, float] | None:
+def latency_scale(n: int, nbytes: int) -> float:
+    """Factor on random-access costs: about 1 when codes and tables are far larger than the
+    CPU caches (256 MiB and up), down to 0.25 when they fit (8 MiB and less)."""
+    footprint = max(1.0, n * (nbytes + 48.0))
+    lo, hi = 8 * 2.0**20, 256 * 2.0**20
+    if footprint <= lo:
+        return 0.25
+    if footprint >= hi:
+        return 1.0
+    return 0.25 + 0.75 * math.log(footprint / lo) / math.log(hi / lo)
+
+
+def table_cost(width: int, r: int, n: int, words: int, slack: int, inline: bool = False,
+               scale: float = 1.0) -> tuple[float, float] | None:
     """Estimated (ns, candidates) per query of probing one table at radius ``r``, or None
-    when the probe count is over :data:`MAX_MASKS`."""
+    when the probe count is over :data:`MAX_MASKS`. ``scale`` multiplies the costs of random
+    memory accesses (see :func:`latency_scale`)."""
     pw = prefix_width(width, n, slack, inline)
     probes = ball_size(pw, r)
     if probes > MAX_MASKS:
         return None
     scanned = probes * n / float(1 << pw)
     if inline:  # every bucket entry is verified in place; no separate candidates
-        return probes * C_INLINE_PROBE + scanned * C_INLINE, scanned
+        return probes * C_INLINE_PROBE * scale + scanned * C_INLINE, scanned
     cands = ball_size(width, r) * n / float(1 << width)
-    return probes * C_PROBE + scanned * C_ENTRY + cands * (C_CAND + C_CAND_WORD * words), cands
+    cost = probes * C_PROBE * scale + scanned * C_ENTRY
+    return cost + cands * (C_CAND * scale + C_CAND_WORD * words), cands
 
 
 def plan_radii(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int = 2,
@@ -165,6 +179,7 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int, inli
           ) -> SearchPlan:
     words = max(1, math.ceil(nbytes / 8))
     scan = n * C_SCAN_WORD * words
+    scale = latency_scale(n, nbytes)
     need = t + 1
     inf = float("inf")
     # dp[w] = (cost, candidates, probes) reaching pigeonhole weight min(w, need)
@@ -173,7 +188,7 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int, inli
     for ti, width in enumerate(widths):
         new = list(dp)
         for r in range(0, min(width, t) + 1):
-            tc = table_cost(width, r, n, words, slack, inline)
+            tc = table_cost(width, r, n, words, slack, inline, scale)
             if tc is None:
                 break
             c, k = tc
