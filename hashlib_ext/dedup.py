@@ -18,8 +18,6 @@ import sys
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from .errors import HashFormatError
 from .hash import HashArray
@@ -184,6 +182,9 @@ class _Components:
             return np.arange(self.n, dtype=np.int64)
         rows = np.concatenate(self.rows)
         cols = np.concatenate(self.cols)
+        from scipy.sparse import coo_matrix  # scipy loads only when clustering
+        from scipy.sparse.csgraph import connected_components
+
         graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(self.n, self.n))
         _, labels = connected_components(graph.tocsr(), directed=False)
         return labels.astype(np.int64)

@@ -48,7 +48,7 @@ def _positive(text: str) -> int:
 
 
 def add_parser(subparsers) -> argparse.ArgumentParser:
-    from ..evaluate.run import DEFAULT_ALGORITHMS
+    from ..evaluate import DEFAULT_ALGORITHMS
 
     p = subparsers.add_parser(
         "bench",

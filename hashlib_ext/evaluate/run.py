@@ -29,9 +29,8 @@ from typing import Any
 
 import numpy as np
 
-from . import fprmodel, metrics
+from . import DEFAULT_ALGORITHMS, fprmodel, metrics
 
-DEFAULT_ALGORITHMS = ("ahash", "dhash", "phash", "whash", "pdq", "pdq-dihedral")
 DIHEDRAL = "-dihedral"
 
 
