@@ -18,7 +18,7 @@ import multiprocessing as mp
 import os
 import sys
 from collections import deque
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
@@ -317,9 +317,9 @@ def _merge(names: Sequence[str], parts: list[_ChunkResult]) -> _ChunkResult:
     )
 
 
-def _run_pool(chunks: Iterator[Chunk], workers: int, args: tuple) -> Iterator[
-    tuple[Chunk, _ChunkResult]
-]:
+def _run_pool(
+    chunks: Iterator[Chunk], workers: int, args: tuple
+) -> Generator[tuple[Chunk, _ChunkResult], None, None]:
     """Yield (chunk, result) in input order, at most ``workers * 4`` chunks in flight."""
     pool = _Pool(workers)
     window = workers * _WINDOW_PER_WORKER
@@ -406,14 +406,17 @@ def hash_images(
         dynamic_ncols=True,
     ) as bar:
         if workers == 1 or (total is not None and total <= 1):
-            results: Iterator[tuple[Chunk, _ChunkResult]] = (
+            results: Generator[tuple[Chunk, _ChunkResult], None, None] = (
                 (c, _hash_chunk(c, *args)) for c in chunks
             )
         else:
             results = _run_pool(chunks, workers, args)
-        for chunk, res in results:
-            acc.add(chunk, res)
-            bar.update(len(chunk))
-            if res.errors:
-                bar.set_postfix(failed=len(acc.errors), refresh=False)
+        try:
+            for chunk, res in results:
+                acc.add(chunk, res)
+                bar.update(len(chunk))
+                if res.errors:
+                    bar.set_postfix(failed=len(acc.errors), refresh=False)
+        finally:
+            results.close()  # stops the pool now, also on an interrupt
     return acc.result(single)
