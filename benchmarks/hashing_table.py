@@ -76,19 +76,18 @@ def breakdown(paths: list[str], rounds: int, clock=time.process_time) -> str:
 
     rgb = [hx.load(p) for p in paths]
     gray = [im.convert("L") for im in rgb]
-    flt = [np.array(g, dtype=np.float64) for g in gray]
+    u8 = [np.asarray(g) for g in gray]
     lanczos = Image.Resampling.LANCZOS
     stages = {
         "PIL full decode (file -> RGB)": lambda i: pil_decode(paths[i]),
         "hx.load (decode + checks + orientation)": lambda i: hx.load(paths[i]),
         "convert('L')": lambda i: rgb[i].convert("L"),
-        "L -> float64 array": lambda i: np.array(gray[i], dtype=np.float64),
         "Pillow LANCZOS to 32x32 (imagehash)": lambda i: gray[i].resize((32, 32), lanczos),
-        "ours LANCZOS to 32x32": lambda i: _lanczos.resize_l(flt[i], 32, 32),
+        "ours LANCZOS to 32x32 (uint8 in, float64 out)": lambda i: _lanczos.resize_l(u8[i], 32, 32),
         "Pillow LANCZOS to 9x8 (imagehash)": lambda i: gray[i].resize((9, 8), lanczos),
-        "ours LANCZOS to 9x8": lambda i: _lanczos.resize_l(flt[i], 9, 8),
+        "ours LANCZOS to 9x8": lambda i: _lanczos.resize_l(u8[i], 9, 8),
         "Pillow LANCZOS to 256x256 (imagehash)": lambda i: gray[i].resize((256, 256), lanczos),
-        "ours LANCZOS to 256x256": lambda i: _lanczos.resize_l(flt[i], 256, 256),
+        "ours LANCZOS to 256x256": lambda i: _lanczos.resize_l(u8[i], 256, 256),
     }
     for a in ("dhash", "phash", "whash"):
         stages[f"{a}: all hashing after decode"] = (

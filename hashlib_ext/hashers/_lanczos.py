@@ -29,6 +29,8 @@ _INV_SCALE = 1.0 / _SCALE
 _LANCZOS_SUPPORT = 3.0
 # Above this many pixels, resize with Pillow (no float64 copy of the whole image).
 LARGE_PIXELS = 6_000_000
+# Rows per block of the horizontal pass (converted to float64 just before use).
+_ROW_BLOCK = 128
 # OpenBLAS runs a gemm single-threaded when m*n*k is below 65536 * 4.
 _MAX_GEMM_WORK = 65536 * 4 - 1
 
@@ -186,27 +188,45 @@ def _pillow_mode() -> str:
     return "pillow"
 
 
+def _horizontal_blocks(gray: np.ndarray, lo: int, hi: int, width: int) -> np.ndarray:
+    """The horizontal pass over rows ``lo:hi``, ``_ROW_BLOCK`` rows at a time: each block is
+    converted to float64 just before use, so the data stays in cache (a whole 640x480 image in
+    float64 does not fit in L2, and overlapping bands read it several times)."""
+    in_w = gray.shape[1]
+    rows = hi - lo
+    _, _, bands = _plan(in_w, width, rows)
+    out = np.empty((width, rows), dtype=np.float64)
+    for r0 in range(lo, hi, _ROW_BLOCK):
+        r1 = min(r0 + _ROW_BLOCK, hi)
+        _run(bands, np.asarray(gray[r0:r1], dtype=np.float64), out[:, r0 - lo:r1 - lo], 0)
+    np.add(out, 0.5, out=out)
+    np.floor(out, out=out)
+    return np.clip(out, 0.0, 255.0, out=out)
+
+
 def _resize_ours(gray: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
     in_h, in_w = gray.shape
     need_h = width != in_w
     need_v = height != in_h
+    if need_h and need_v and not (
+            mode == "vertical-first" and _vertical_first(in_w, in_h, width, height)):
+        lo, hi, _ = _plan(in_h, height, width)
+        tmp_t = _horizontal_blocks(gray, lo, hi, width)  # (width, rows lo:hi)
+        return _pass(tmp_t, in_h, height, offset=lo)
+    gray = np.asarray(gray, dtype=np.float64)
     if not need_h:
         if not need_v:
-            return np.array(gray, dtype=np.float64)
+            return gray.copy()
         return _pass(gray.T, in_h, height)
     if not need_v:
         return np.ascontiguousarray(_pass(gray, in_w, width).T)
-    if mode == "vertical-first" and _vertical_first(in_w, in_h, width, height):
-        tmp = _pass(gray.T, in_h, height)  # (height, in_w)
-        return np.ascontiguousarray(_pass(tmp, in_w, width).T)
-    lo, hi, _ = _plan(in_h, height, width)
-    tmp_t = _pass(gray[lo:hi], in_w, width)  # (width, rows lo:hi)
-    return _pass(tmp_t, in_h, height, offset=lo)
+    tmp = _pass(gray.T, in_h, height)  # vertical first: (height, in_w)
+    return np.ascontiguousarray(_pass(tmp, in_w, width).T)
 
 
 def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     """``Image.fromarray(gray).resize((width, height), LANCZOS)`` as a float64 array of the
-    resulting uint8 values. ``gray``: ``(h, w)`` float64 array of 0..255 integers."""
+    resulting uint8 values. ``gray``: ``(h, w)`` uint8 array (or float64 of 0..255 integers)."""
     mode = _pillow_mode()
     if mode == "pillow":
         im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
@@ -214,22 +234,22 @@ def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     return _resize_ours(gray, width, height, mode)
 
 
-def gray_f64(pixels: Pixels) -> np.ndarray:
-    """The ``L`` image (``Image.convert("L")``, as imagehash uses) as float64, cached per image."""
-    return pixels.cached("gray_f64", lambda: np.array(pixels.gray, dtype=np.float64))
+def gray_u8(pixels: Pixels) -> np.ndarray:
+    """The ``L`` image (``Image.convert("L")``, as imagehash uses) as a uint8 array, cached."""
+    return pixels.cached("gray_u8", lambda: np.asarray(pixels.gray))
 
 
 def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:
     """``pixels.gray.resize((width, height), LANCZOS)`` as float64 values, cached per image so
     hashers that need the same size share one resize. Images over ``LARGE_PIXELS`` go through
-    Pillow itself (same result) rather than an 8-byte-per-pixel float copy."""
+    Pillow itself (same result): the planning and float blocks are sized for photos."""
 
     def make() -> np.ndarray:
         w, h = pixels.size
         if w * h > LARGE_PIXELS or _pillow_mode() == "pillow":
             small = pixels.gray.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(small, dtype=np.float64)
-        return resize_l(gray_f64(pixels), width, height)
+        return resize_l(gray_u8(pixels), width, height)
 
     return pixels.cached(("lanczos_l", width, height), make)
 
