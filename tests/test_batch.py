@@ -205,3 +205,13 @@ def test_dask_matches_local_pool(bundled, bad_files, scheduler):
     assert res.hashes["ahash"] == local.hashes["ahash"]
     assert res.ids == local.ids and res.errors == local.errors
     assert np.array_equal(res.positions, local.positions)
+
+
+@pytest.mark.slow
+def test_a_million_paths_stream_through(tmp_path):
+    """A generator of a million (missing) paths: streamed, every one reported, in order."""
+    n = 1_000_000
+    res = hash_images((str(tmp_path / f"{i}.jpg") for i in range(n)), "pdq", workers=2)
+    assert res.ok == 0 and res.failed == n
+    assert res.errors[0][0] == str(tmp_path / "0.jpg")
+    assert res.errors[-1][0] == str(tmp_path / f"{n - 1}.jpg")
