@@ -217,7 +217,7 @@ class HashIndex:
         matches are ``ids[lims[i]:lims[i+1]]`` (int64) at ``distances[...]`` (int32),
         nearest first, ties by id (like FAISS's ``range_search``, but inclusive)."""
         q = self._as_codes(queries, "queries")
-        t = _check_threshold(threshold)
+        t = min(_check_threshold(threshold), self._bits)  # no distance exceeds the width
         nq = q.shape[0]
         if nq == 0 or len(self) == 0:
             return np.zeros(nq + 1, dtype=np.int64), np.empty(0, np.int64), np.empty(0, np.int32)

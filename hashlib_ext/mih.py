@@ -180,6 +180,8 @@ def _plan(widths: tuple[int, ...], t: int, n: int, nbytes: int, slack: int, inli
     words = max(1, math.ceil(nbytes / 8))
     scan = n * C_SCAN_WORD * words
     scale = latency_scale(n, nbytes)
+    if t + 1 > sum(widths) + len(widths):  # the bound cannot be met even at full radii
+        return SearchPlan((), float("inf"), float("inf"), scan)
     need = t + 1
     inf = float("inf")
     # dp[w] = (cost, candidates, probes) reaching pigeonhole weight min(w, need)

@@ -132,7 +132,7 @@ def test_all_bits_flipped_and_threshold_at_width(kind, mih_path):
     q = ~db[:3]
     assert all(r[-1] == (i, 64) for i, r in enumerate(ix.search(q, 64)))
     assert all((i, 64) not in r for i, r in enumerate(ix.search(q, 63)))
-    for t in (64, 100):  # threshold >= width returns everything, sorted
+    for t in (64, 100, 10**12):  # threshold >= width returns everything, sorted
         res = ix.search(db[:2], t)
         assert res == ref_search(db[:2], db, np.arange(500), t)
         assert all(len(r) == 500 for r in res)
