@@ -30,7 +30,7 @@ _LANCZOS_SUPPORT = 3.0
 # Above this many pixels, resize with Pillow (no float64 copy of the whole image).
 LARGE_PIXELS = 6_000_000
 # Rows per block of the horizontal pass (converted to float64 just before use).
-_ROW_BLOCK = 128
+_ROW_BLOCK = 256
 # OpenBLAS runs a gemm single-threaded when m*n*k is below 65536 * 4.
 _MAX_GEMM_WORK = 65536 * 4 - 1
 
@@ -117,10 +117,11 @@ def _run(bands: tuple, src: np.ndarray, out: np.ndarray, offset: int) -> None:
 
 
 @lru_cache(maxsize=512)
-def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
+def _plan(in_size: int, out_size: int, other: int, block: int = 0) -> tuple[int, int, tuple]:
     """``(lo, hi, bands)``: the pass reads inputs ``lo:hi``; ``bands`` is the fastest grouping
-    of outputs for this shape, timed once (wider groups waste multiply-adds on zero taps,
-    narrower ones pay more calls; which wins depends on the BLAS and the shape)."""
+    of outputs for this shape, run ``block`` rows at a time when given, timed once (wider
+    groups waste multiply-adds on zero taps, narrower ones pay more calls; which wins depends
+    on the BLAS and the shape)."""
     starts, stops = _extent(in_size, out_size)
     lo, hi = int(starts.min()), int(stops.max())
     rows = min(other, 512)  # the grouping does not depend on the row count; time a sample
@@ -133,9 +134,11 @@ def _plan(in_size: int, out_size: int, other: int) -> tuple[int, int, tuple]:
         macs = sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) * rows
         if best is None or macs < 8_000_000:
             elapsed = float("inf")
+            step = block or rows
             for _ in range(3):
                 t0 = time.perf_counter()
-                _run(bands, src, out, 0)
+                for r in range(0, rows, step):
+                    _run(bands, src[r:r + step], out[:, r:r + step], 0)
                 elapsed = min(elapsed, time.perf_counter() - t0)
             if best is None or elapsed < best[0]:
                 best = (elapsed, bands)
@@ -194,7 +197,7 @@ def _horizontal_blocks(gray: np.ndarray, lo: int, hi: int, width: int) -> np.nda
     float64 does not fit in L2, and overlapping bands read it several times)."""
     in_w = gray.shape[1]
     rows = hi - lo
-    _, _, bands = _plan(in_w, width, rows)
+    _, _, bands = _plan(in_w, width, rows, _ROW_BLOCK)
     out = np.empty((width, rows), dtype=np.float64)
     for r0 in range(lo, hi, _ROW_BLOCK):
         r1 = min(r0 + _ROW_BLOCK, hi)
