@@ -463,11 +463,12 @@ class HashIndex:
         if idx is None:
             raise bad("invalid header: algorithm")
         blob = arrays.pop("faiss", None)
-        if blob is None or blob[:4].tobytes() != _FAISS_FOURCC:
-            raise bad("missing or unexpected FAISS section")
+        if blob is None or not _flat_blob_ok(blob, bits, count):
+            raise bad("missing or unexpected FAISS section (not a flat binary index of "
+                      f"{count} {bits}-bit codes)")
         try:
             flat = faiss.deserialize_index_binary(blob)
-        except RuntimeError as e:
+        except (RuntimeError, MemoryError) as e:
             raise bad(f"FAISS section unreadable: {e}") from None
         if not isinstance(flat, faiss.IndexBinaryFlat) or flat.d != bits \
                 or flat.ntotal != count:
@@ -499,6 +500,20 @@ def _default_threshold(algorithm: str | None, bits: int) -> int:
         with contextlib.suppress(ValueError, KeyError):
             return int(default_threshold(algorithm))
     return max(1, bits * 5 // 32)  # 10 of 64 bits, 40 of 256
+
+
+def _flat_blob_ok(blob: np.ndarray, bits: int, count: int) -> bool:
+    """Whether ``blob`` has the exact layout FAISS writes for an ``IndexBinaryFlat`` of
+    ``count`` codes of ``bits`` bits (checked before FAISS parses and allocates anything):
+    fourcc, d, code_size, ntotal, is_trained, metric_type, then the code vector."""
+    head = 4 + 4 + 4 + 8 + 1 + 4 + 8
+    nb = bits // 8
+    if blob.size != head + count * nb or blob[:4].tobytes() != _FAISS_FOURCC:
+        return False
+    raw = blob[:head].tobytes()
+    d, code_size = int.from_bytes(raw[4:8], "little"), int.from_bytes(raw[8:12], "little")
+    ntotal, vec = int.from_bytes(raw[12:20], "little"), int.from_bytes(raw[25:33], "little")
+    return d == bits and code_size == nb and ntotal == count and vec == count * nb
 
 
 def _check_threshold(threshold: Any) -> int:

@@ -511,3 +511,17 @@ def test_auto_kind_switches_to_mih_and_stays_exact(monkeypatch):
     assert ix.stats()["mih_widths"] is not None
     # a threshold where probing would cost more than a scan still answers exactly
     assert ix.search(q[:3], 120) == ref_search(q[:3], db, np.arange(5000), 120)
+
+
+def test_crafted_faiss_section_is_refused_before_parsing(tmp_path):
+    """A FAISS section claiming another size (valid checksum) never reaches FAISS."""
+    import hashlib
+
+    data, path = _saved(tmp_path)
+    hlen = int.from_bytes(data[8:16], "little")
+    start = 16 + hlen  # the faiss section comes first
+    b = bytearray(data[:-32])
+    b[start + 12:start + 20] = (2**40).to_bytes(8, "little")  # ntotal
+    path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
+    with pytest.raises(IndexFileError, match="FAISS section"):
+        HashIndex.load(path)
