@@ -21,6 +21,16 @@ def _popcount64(x):
 
 
 @njit(cache=True)
+def _touch(row, los, nm):
+    """Xor of the first entry of each bucket (clamped in range): pulls them into cache."""
+    last = row.shape[0] - 1
+    acc = row[0] ^ row[0]
+    for i in range(nm):
+        acc ^= row[min(los[i], last)]
+    return acc
+
+
+@njit(cache=True)
 def _gather_bucket(row, lo, hi, pmask, pbits, tag, rem, cand, nc):
     """Append the positions of entries ``row[lo:hi]`` whose tag is within ``rem`` bits of
     ``tag``; returns the new fill level (the caller guarantees room)."""
@@ -63,6 +73,7 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
     out_p = np.empty(cap, np.int64)
     out_d = np.empty(cap, np.int32)
     cand = np.empty(4096, np.int64)
+    sink = np.zeros(1, entries.dtype)
     los = np.empty(1024, np.int64)
     his = np.empty(1024, np.int64)
     cnt = 0
@@ -90,8 +101,11 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
                 bigger = np.empty(2 * (nc + total), np.int64)
                 bigger[:nc] = cand[:nc]
                 cand = bigger
-            # Phase 2: scan the buckets, keeping entries whose tag is within the radius left.
+            # Phase 2: touch every bucket's first entry (independent loads the CPU overlaps;
+            # the stored xor keeps them from being optimised away), then scan the buckets,
+            # keeping entries whose tag is within the radius left.
             row = entries[tb]
+            sink[0] ^= _touch(row, los, nm)
             for i in range(nm):
                 nc = _gather_bucket(row, los[i], his[i], pmask, pbits, tag,
                                     r - mask_pc[m0 + i], cand, nc)
@@ -147,6 +161,7 @@ def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, 
     los = np.empty(1024, np.int64)
     his = np.empty(1024, np.int64)
     buf_p = np.empty(4096, np.int64)
+    sink = np.zeros(1, codes.dtype)
     buf_d = np.empty(4096, np.int32)
     cnt = 0
     for qi in range(nq):
@@ -175,6 +190,7 @@ def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, 
                 bp[:nb] = buf_p[:nb]
                 bd[:nb] = buf_d[:nb]
                 buf_p, buf_d = bp, bd
+            sink[0] ^= _touch(row, los, nm)
             for i in range(nm):
                 nb = _scan_bucket(row, pos_row, los[i], his[i], q, t, buf_p, buf_d, nb)
         if nb > 1 and tables.shape[0] > 1:
