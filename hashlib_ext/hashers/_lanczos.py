@@ -48,61 +48,63 @@ def _lanczos(x: float) -> float:
     return 0.0
 
 
-@lru_cache(maxsize=512)
-def _coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output pixel: first input index, and the integer taps (a dense ``(out, in)`` matrix).
-
-    Follows Pillow's ``precompute_coeffs`` + ``normalize_coeffs_8bpc`` operation by operation
-    (double arithmetic in the same order, C truncation), so the integers are identical.
-    """
+def _coeffs_row(in_size: int, out_size: int, xx: int) -> tuple[int, np.ndarray]:
+    """First input index and integer taps of output ``xx``: Pillow's ``precompute_coeffs`` +
+    ``normalize_coeffs_8bpc`` operation by operation in double precision with the C library's
+    ``sin`` (through :mod:`math`), so the integers are identical."""
     scale = float(in_size) / out_size
     filterscale = max(scale, 1.0)
     support = _LANCZOS_SUPPORT * filterscale
     ss = 1.0 / filterscale
-    dense = np.zeros((out_size, in_size), dtype=np.float64)
-    first = np.empty(out_size, dtype=np.int64)
-    for xx in range(out_size):
-        center = (xx + 0.5) * scale
-        xmin = max(int(center - support + 0.5), 0)
-        xmax = min(int(center + support + 0.5), in_size) - xmin
-        weights = [_lanczos(((x + xmin) - center + 0.5) * ss) for x in range(xmax)]
-        ww = 0.0
-        for w in weights:
-            ww += w
-        row = dense[xx]
-        for x, w in enumerate(weights):
-            if ww != 0.0:
-                w = w / ww
-            row[xmin + x] = int(-0.5 + w * _SCALE) if w < 0 else int(0.5 + w * _SCALE)
-        first[xx] = xmin
-    return first, dense
+    center = (xx + 0.5) * scale
+    xmin = max(int(center - support + 0.5), 0)
+    xmax = min(int(center + support + 0.5), in_size) - xmin
+    weights = [_lanczos(((x + xmin) - center + 0.5) * ss) for x in range(xmax)]
+    ww = 0.0
+    for w in weights:
+        ww += w
+    taps = np.empty(xmax, dtype=np.float64)
+    for x, w in enumerate(weights):
+        if ww != 0.0:
+            w = w / ww
+        taps[x] = int(-0.5 + w * _SCALE) if w < 0 else int(0.5 + w * _SCALE)
+    return xmin, taps
 
 
-@lru_cache(maxsize=512)
-def _extent(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
-    """First and one-past-last input with a non-zero tap, per output."""
-    _, dense = _coeffs(in_size, out_size)
-    nz = dense != 0
-    has = nz.any(axis=1)
-    starts = np.where(has, nz.argmax(axis=1), 0)
-    stops = np.where(has, in_size - nz[:, ::-1].argmax(axis=1), 1)
-    return starts, stops
-
-
-def _bands(in_size: int, out_size: int, other: int, group: int) -> tuple:
-    """Outputs in groups of ``group``: ``(in0, in1, out0, out1, taps, chunk)`` per group, the
-    taps pre-scaled by ``2**-22`` (exact: a power of two), ``chunk`` rows of the other axis
-    per product so that each stays below the multithreading threshold."""
-    _, dense = _coeffs(in_size, out_size)
-    starts, stops = _extent(in_size, out_size)
-    bands = []
-    for o0 in range(0, out_size, group):
-        o1 = min(o0 + group, out_size)
-        i0, i1 = int(starts[o0:o1].min()), int(stops[o0:o1].max())
-        chunk = max(1, _MAX_GEMM_WORK // ((i1 - i0) * (o1 - o0)))
-        taps = np.ascontiguousarray(dense[o0:o1, i0:i1] * _INV_SCALE)
-        bands.append((i0, i1, o0, o1, taps, chunk))
-    return tuple(bands)
+def _coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output pixel: first input index ``(out,)`` and integer taps ``(out, k)`` (zero
+    padded), vectorised. Every step is an IEEE operation in Pillow's order except ``np.sin``,
+    which may differ from the C library's by an ulp or two; that can only matter for a tap
+    whose scaled value lies within rounding distance of the truncation point, and those rows
+    are recomputed by :func:`_coeffs_row`. ``np.cumsum`` adds left to right, as Pillow does."""
+    scale = float(in_size) / out_size
+    filterscale = max(scale, 1.0)
+    support = _LANCZOS_SUPPORT * filterscale
+    ss = 1.0 / filterscale
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    xmin = np.maximum(np.trunc(center - support + 0.5), 0).astype(np.int64)
+    count = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64) - xmin
+    idx = np.arange(max(int(count.max()), 1), dtype=np.int64)
+    x = ((idx[None, :] + xmin[:, None]) - center[:, None] + 0.5) * ss
+    valid = idx[None, :] < count[:, None]
+    with np.errstate(divide="ignore", invalid="ignore"):
+        px = x * math.pi
+        sinc = np.where(x == 0.0, 1.0, np.sin(px) / px)
+        x3 = x / 3.0
+        px3 = x3 * math.pi
+        sinc3 = np.where(x3 == 0.0, 1.0, np.sin(px3) / px3)
+        w = np.where(valid & (-3.0 <= x) & (x < 3.0), sinc * sinc3, 0.0)
+        ww = np.cumsum(w, axis=1)[:, -1:]
+        k = np.where(ww != 0.0, w / ww, w)
+    v = np.where(k < 0, -0.5 + k * _SCALE, 0.5 + k * _SCALE)
+    taps = np.trunc(v)
+    # rows with a value near an integer, where trunc could go either way: the exact path
+    near = (np.abs(v - np.round(v)) < 1e-6) & valid
+    for xx in np.flatnonzero(near.any(axis=1)):
+        _, row = _coeffs_row(in_size, out_size, int(xx))
+        taps[xx] = 0.0
+        taps[xx, :row.size] = row
+    return xmin, np.where(valid, taps, 0.0)
 
 
 def _run(bands: tuple, src: np.ndarray, out: np.ndarray, offset: int) -> None:
@@ -116,37 +118,75 @@ def _run(bands: tuple, src: np.ndarray, out: np.ndarray, offset: int) -> None:
                 np.matmul(taps, block[c:c + chunk].T, out=out[o0:o1, c:c + chunk])
 
 
-@lru_cache(maxsize=512)
-def _plan(in_size: int, out_size: int, other: int, block: int = 0) -> tuple[int, int, tuple]:
-    """``(lo, hi, bands)``: the pass reads inputs ``lo:hi``; ``bands`` is the fastest grouping
-    of outputs for this shape, run ``block`` rows at a time when given, timed once (wider
-    groups waste multiply-adds on zero taps, narrower ones pay more calls; which wins depends
-    on the BLAS and the shape)."""
-    starts, stops = _extent(in_size, out_size)
-    lo, hi = int(starts.min()), int(stops.max())
-    rows = min(other, 512)  # the grouping does not depend on the row count; time a sample
+def _bands(xmin: np.ndarray, taps: np.ndarray, starts: np.ndarray, stops: np.ndarray,
+           group: int) -> tuple:
+    """Outputs in groups of ``group``: ``(in0, in1, out0, out1, taps, chunk)`` per group, the
+    taps pre-scaled by ``2**-22`` (exact: a power of two), ``chunk`` rows of the other axis
+    per product so that each stays below the multithreading threshold."""
+    out_size = xmin.size
+    bands = []
+    for o0 in range(0, out_size, group):
+        o1 = min(o0 + group, out_size)
+        i0, i1 = int(starts[o0:o1].min()), int(stops[o0:o1].max())
+        mat = np.zeros((o1 - o0, i1 - i0), dtype=np.float64)
+        for r in range(o0, o1):
+            a, b = int(starts[r]), int(stops[r])
+            mat[r - o0, a - i0:b - i0] = taps[r, a - xmin[r]:b - xmin[r]] * _INV_SCALE
+        chunk = max(1, _MAX_GEMM_WORK // ((i1 - i0) * (o1 - o0)))
+        bands.append((i0, i1, o0, o1, mat, chunk))
+    return tuple(bands)
+
+
+# Fastest output grouping per kind of shape (output size, taps per output, rows, row block).
+_GROUPS: dict[tuple, int] = {}
+
+
+def _fastest_group(candidates: dict[int, tuple], hi: int, other: int, out_size: int,
+                   block: int) -> int:
+    """Time each grouping once on zeros (wider groups waste multiply-adds on zero taps,
+    narrower ones pay more calls; which wins depends on the BLAS and the shape)."""
+    rows = min(other, 512)
     src = np.zeros((rows, hi), dtype=np.float64)
     out = np.empty((out_size, rows), dtype=np.float64)
-    best: tuple[float, tuple] | None = None
-    group = 1
-    while group <= 64:
-        bands = _bands(in_size, out_size, other, group)
-        macs = sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) * rows
-        if best is None or macs < 8_000_000:
-            elapsed = float("inf")
-            step = block or rows
-            for _ in range(3):
-                t0 = time.perf_counter()
-                for r in range(0, rows, step):
-                    _run(bands, src[r:r + step], out[:, r:r + step], 0)
-                elapsed = min(elapsed, time.perf_counter() - t0)
-            if best is None or elapsed < best[0]:
-                best = (elapsed, bands)
-        if group >= out_size:
-            break
-        group *= 2
-    assert best is not None
-    return lo, hi, best[1]
+    step = block or rows
+    best = (float("inf"), 1)
+    for group, bands in candidates.items():
+        elapsed = float("inf")
+        for _ in range(3):
+            t0 = time.perf_counter()
+            for r in range(0, rows, step):
+                _run(bands, src[r:r + step], out[:, r:r + step], 0)
+            elapsed = min(elapsed, time.perf_counter() - t0)
+        best = min(best, (elapsed, group))
+    return best[1]
+
+
+@lru_cache(maxsize=1024)
+def _plan(in_size: int, out_size: int, other: int, block: int = 0) -> tuple[int, int, tuple]:
+    """``(lo, hi, bands)`` for one pass: it reads inputs ``lo:hi``; ``bands`` groups the
+    outputs as timed fastest for this kind of shape (``other``: length of the untouched axis,
+    processed ``block`` rows at a time when given)."""
+    xmin, taps = _coeffs(in_size, out_size)
+    nz = taps != 0
+    has = nz.any(axis=1)
+    starts = xmin + np.where(has, nz.argmax(axis=1), 0)
+    stops = np.where(has, xmin + taps.shape[1] - nz[:, ::-1].argmax(axis=1), starts + 1)
+    stops = np.minimum(stops, in_size)
+    lo, hi = int(starts.min()), int(stops.max())
+    # shapes alike in output size, taps per output (within a factor of 2**0.5) and rows share
+    # one timing, so a stream of images of many sizes is not re-timed image after image
+    key = (out_size, int(2 * math.log2(taps.shape[1] + 1)), min(other, 512) // 128, block)
+    group = _GROUPS.get(key)
+    if group is None:
+        candidates = {}
+        g = 1
+        while g <= min(64, out_size) or not candidates:
+            bands = _bands(xmin, taps, starts, stops, g)
+            if not candidates or sum((b[1] - b[0]) * (b[3] - b[2]) for b in bands) < 16384:
+                candidates[g] = bands
+            g *= 2
+        group = _GROUPS[key] = _fastest_group(candidates, hi, other, out_size, block)
+    return lo, hi, _bands(xmin, taps, starts, stops, group)
 
 
 def _pass(src: np.ndarray, in_size: int, out_size: int, offset: int = 0) -> np.ndarray:
