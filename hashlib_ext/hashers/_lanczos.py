@@ -161,7 +161,7 @@ def _fastest_group(candidates: dict[int, tuple], hi: int, other: int, out_size: 
     return best[1]
 
 
-@lru_cache(maxsize=1024)
+@lru_cache(maxsize=256)
 def _plan(in_size: int, out_size: int, other: int, block: int = 0) -> tuple[int, int, tuple]:
     """``(lo, hi, bands)`` for one pass: it reads inputs ``lo:hi``; ``bands`` groups the
     outputs as timed fastest for this kind of shape (``other``: length of the untouched axis,
