@@ -203,6 +203,11 @@ class HashIndex:
         """The external keys recorded for ``ids`` (None where none was given)."""
         return [self._keys.get(int(i)) for i in ids]
 
+    def prepare(self) -> None:
+        """Build the MIH tables now if this index's kind and size call for them (otherwise
+        the first search builds them), e.g. before :meth:`save` so a loaded index is ready."""
+        self._mih_plan(self._design_t)
+
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int) -> list[list[tuple[int, int]]]:
         """Per query, every ``(id, distance)`` with distance <= threshold, nearest first

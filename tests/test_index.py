@@ -525,3 +525,18 @@ def test_crafted_faiss_section_is_refused_before_parsing(tmp_path):
     path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
     with pytest.raises(IndexFileError, match="FAISS section"):
         HashIndex.load(path)
+
+
+def test_prepare_builds_tables_before_save(tmp_path, monkeypatch):
+    monkeypatch.setattr(index_mod, "AUTO_MIH_MIN", 100)
+    ix = HashIndex("pdq")
+    ix.add(np.random.default_rng(1).integers(0, 256, (500, 32), dtype=np.uint8))
+    assert ix.stats()["mih_widths"] is None
+    ix.prepare()
+    assert ix.stats()["mih_widths"] is not None
+    ix.save(tmp_path / "p.hxidx")
+    assert HashIndex.load(tmp_path / "p.hxidx").stats()["mih_widths"] is not None
+    small = HashIndex("pdq")
+    small.add(np.zeros((5, 32), np.uint8))
+    small.prepare()  # below the size rule: nothing to build
+    assert small.stats()["mih_widths"] is None
