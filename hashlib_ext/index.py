@@ -206,7 +206,8 @@ class HashIndex:
     def prepare(self) -> None:
         """Build the MIH tables now if this index's kind and size call for them (otherwise
         the first search builds them), e.g. before :meth:`save` so a loaded index is ready."""
-        self._mih_plan(self._design_t)
+        if len(self):
+            self._mih_plan(self._design_t)
 
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int) -> list[list[tuple[int, int]]]:
