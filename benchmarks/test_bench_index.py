@@ -3,7 +3,7 @@
     pytest benchmarks/test_bench_index.py --benchmark-enable -m ''
 
 Compare the ``group`` rows: ratios measured in one run are what matter on a shared machine.
-The 1M-10M table in docs/index.md comes from benchmarks/index_scale.py.
+The 1M-10M table in docs/matching.md comes from benchmarks/index_scale.py.
 """
 
 from __future__ import annotations

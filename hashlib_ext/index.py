@@ -4,7 +4,7 @@ Codes live in a FAISS ``IndexBinaryFlat`` (brute-force scan, k-NN, FAISS seriali
 For large sets a multi-index-hashing structure (:mod:`hashlib_ext.mih`) answers threshold
 queries exactly without scanning everything. ``kind="auto"`` uses it from
 ``AUTO_MIH_MIN`` codes up, and only for thresholds where its cost model beats a scan.
-See docs/index.md for the measurements behind these choices.
+See docs/matching.md for the measurements behind these choices.
 """
 
 from __future__ import annotations
@@ -29,12 +29,12 @@ Kind = Literal["auto", "flat", "mih"]
 QueryLike = Hash | HashArray | np.ndarray
 
 AUTO_MIH_MIN = 30_000
-"""``kind="auto"`` builds MIH tables from this many codes up (see docs/index.md)."""
+"""``kind="auto"`` builds MIH tables from this many codes up (see docs/matching.md)."""
 MEMORY_FACTOR = 2.9
 """MIH layouts are chosen so codes + ids + tables stay within this many times the raw codes."""
 SMALL_CODE_TABLE_BYTES = 50
 """For codes of at most 64 bits, tables may use this many bytes per code instead (inline
-tables, which store the codes themselves: see docs/index.md)."""
+tables, which store the codes themselves: see docs/matching.md)."""
 
 MAGIC = b"HXINDEX\n"
 FORMAT_VERSION = 1

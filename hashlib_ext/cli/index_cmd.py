@@ -93,10 +93,9 @@ def run_build(args: argparse.Namespace) -> int:
                   "algorithms (pass --algorithm)")
             return EXIT_FAILED
         if len(index):
-            # One search makes HashIndex build its search tables (when its size calls for
-            # them), so they are saved and every later `match` loads them instead of
-            # rebuilding.
-            index.search_arrays(index.codes[:1], _design_threshold(index))
+            # Build the search tables now (when the index's size calls for them), so they
+            # are saved and every later `match` loads them instead of rebuilding.
+            index.prepare()
         index.save(args.output)
     except HashlibExtError as e:
         error(str(e))
@@ -109,13 +108,6 @@ def run_build(args: argparse.Namespace) -> int:
     print(f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
           f"{args.hashfile} into {args.output}{note}", file=sys.stderr)
     return 0
-
-
-def _design_threshold(index) -> int:
-    from ..hashers import default_threshold, expected_bits
-
-    algo = index.algorithm
-    return default_threshold(algo) if algo and expected_bits(algo) else index.bits // 8
 
 
 def _new_index(algorithm: str, bits: int | None, args: argparse.Namespace):
