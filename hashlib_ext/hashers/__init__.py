@@ -32,7 +32,8 @@ class HasherSpec:
     bits: Callable[..., int]
     """Hash width in bits for the given params."""
     default_threshold: int
-    """Documented starting Hamming threshold at default params (see docs/choosing-a-threshold.md)."""
+    """Documented starting Hamming threshold at default params
+    (see docs/choosing-a-threshold.md)."""
     draft_size: Callable[..., tuple[int, int]] | None = None
     """Smallest decoded (w, h) the ``fast`` (JPEG draft) mode may decode to; None: no fast mode."""
     dihedral: DihedralFn | None = None
@@ -111,7 +112,7 @@ def hash_image(
     from a single decode. ``dihedral=True`` returns a :class:`HashArray` of the 8
     rotations/flips (algorithms that support it, e.g. PDQ). ``fast=True`` decodes JPEGs at a
     reduced scale (JPEG draft mode): faster, not bit-identical to the reference (see
-    docs/benchmarks.md for the measured disagreement). ``max_pixels`` overrides the
+    docs/benchmarks-hashing.md for the measured disagreement). ``max_pixels`` overrides the
     decompression-bomb limit.
     """
     from ..imageio import load
