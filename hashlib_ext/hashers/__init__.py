@@ -13,7 +13,6 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import HashFormatError
 from ..hash import Hash, HashArray
 from ..pixels import Pixels
 
@@ -148,12 +147,6 @@ def hash_image(
     if isinstance(algorithm, str):
         return hash_pixels(pixels, algorithm, **params)
     return {spec.name: hash_pixels(pixels, spec.name) for spec in specs}
-
-
-def _check_code(code: np.ndarray, bits: int, name: str) -> np.ndarray:
-    if code.dtype != np.uint8 or code.size * 8 != bits:
-        raise HashFormatError(f"{name} produced {code.size * 8} bits, expected {bits}")
-    return code
 
 
 # Import the algorithm modules so they register themselves.
