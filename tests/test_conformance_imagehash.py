@@ -128,7 +128,8 @@ def test_hashers_share_the_grayscale_decode(bundled):
     for algo in ALGOS:
         hash_pixels(pixels, algo)
     cached = pixels._cache
-    assert sum(1 for k in cached if k == "gray_u8") == 1
+    # one grey source for all four: the grey image, or the RGB pixels made grey in the resize
+    assert ("gray_u8" in cached) != (cached.get("rgbx_words") is not None)
     # a second hasher needing the same thumbnail reuses it
     before = len(cached)
     hash_pixels(pixels, "phash")
@@ -230,6 +231,41 @@ def test_pillow_pass_order_is_recognised(bundled, monkeypatch):
     a = np.random.default_rng(3).integers(0, 256, (50, 70), dtype=np.uint8)
     ref = np.asarray(Image.fromarray(a).resize((9, 8), Image.Resampling.LANCZOS))
     assert np.array_equal(_lanczos.resize_l(a.astype(np.float64), 9, 8), ref)
+
+
+@pytest.mark.parametrize("path", ["fused", "grey image", "float64 products"])
+def test_every_resize_path_matches_imagehash(bundled, monkeypatch, path):
+    """The compiled resize straight from RGB (grey conversion fused into the x pass), from the
+    ``convert("L")`` image, and the float64 products used without numba give the same bits."""
+    if path != "fused":
+        monkeypatch.setattr(_lanczos, "_rgbx_words", lambda image: None)
+    if path == "float64 products":
+        monkeypatch.setattr(_lanczos, "USE_KERNEL", False)
+    for p in bundled[:8]:
+        for algo in ALGOS:
+            pixels = Pixels(hx.load(p))
+            assert hash_pixels(pixels, algo).hex == _reference(p, algo), (p.name, algo, path)
+            fused = pixels._cache.get("rgbx_words") is not None
+            assert fused == (path == "fused")
+
+
+def test_fused_grey_conversion_is_pillows():
+    """The grey conversion inside the compiled x pass equals ``convert("L")`` on random
+    colours and on the extremes of each channel."""
+    from hashlib_ext.hashers import _lanczos_kernel
+
+    rng = np.random.default_rng(5)
+    rgb = rng.integers(0, 256, (512, 1024, 3), dtype=np.uint8)
+    rgb[0, :8] = [[0, 0, 0], [255, 255, 255], [255, 0, 0], [0, 255, 0], [0, 0, 255],
+                  [255, 255, 0], [0, 255, 255], [255, 0, 255]]
+    im = Image.fromarray(rgb)
+    rgbx = np.concatenate([rgb, np.full((512, 1024, 1), 255, np.uint8)], axis=2)
+    words = rgbx.reshape(512, 4096).view("<u4")
+    cols = _lanczos_kernel.columns(words, 0, 512, True)
+    assert np.array_equal(cols.T, np.asarray(im.convert("L")))
+    one = (np.arange(1024), np.ones(1024, dtype=np.int64), np.full((1024, 1), 1 << 22, np.int32))
+    assert np.array_equal(_lanczos_kernel.horizontal_rgbx(words, 0, 512, *one),
+                          np.asarray(im.convert("L")))
 
 
 def test_vectorised_taps_equal_the_scalar_port():

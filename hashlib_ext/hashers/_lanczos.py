@@ -7,6 +7,11 @@ every tap in a scalar loop; here each pass is a few small float64 matrix product
 the input. Every partial sum is an integer below 2**31 times 2**-22, so float64 arithmetic is
 exact and the result equals Pillow's byte for byte (tests/test_conformance_imagehash.py checks).
 
+With numba installed (a dependency), the passes run instead in ``_lanczos_kernel``: Pillow's
+own int32 arithmetic, compiled, and for RGB images the ``convert("L")`` grey conversion fused
+into the x pass (reading the RGB pixels in place through Pillow's Arrow export), which saves
+the grey image and its copy; the float64 products remain the path without numba.
+
 Each product is kept under OpenBLAS's multithreading threshold so hashing stays on one core.
 Pillow 13 runs the vertical pass first for some shapes (see :func:`_vertical_first`); the
 behaviour of the installed Pillow is probed once, with Pillow itself as the fallback.
@@ -267,6 +272,73 @@ def _resize_ours(gray: np.ndarray, width: int, height: int, mode: str) -> np.nda
     return np.ascontiguousarray(_pass(tmp, in_w, width).T)
 
 
+@lru_cache(maxsize=256)
+def _int_coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pillow's bounds and integer taps for one pass: first input ``(out,)``, tap count
+    ``(out,)`` and int32 taps ``(out, k)``, for the compiled kernel."""
+    xmin, taps = _coeffs(in_size, out_size)
+    scale = float(in_size) / out_size
+    support = _LANCZOS_SUPPORT * max(scale, 1.0)
+    center = (np.arange(out_size, dtype=np.float64) + 0.5) * scale
+    count = np.minimum(np.trunc(center + support + 0.5), in_size).astype(np.int64) - xmin
+    return xmin, count, np.ascontiguousarray(taps, dtype=np.int32)
+
+
+def _kernel():
+    """The compiled passes, or None when numba is missing or ``USE_KERNEL`` is off."""
+    if not USE_KERNEL:
+        return None
+    try:
+        from . import _lanczos_kernel
+    except ImportError:  # numba not installed: the float64 products are exact too
+        return None
+    return _lanczos_kernel
+
+
+USE_KERNEL = True
+"""Resize with the compiled integer kernel when numba is installed; tests flip this."""
+
+
+# Up to this many taps per output, a pass along x runs on the transposed rows (vectorised
+# across rows) rather than as one short dot product per output pixel.
+_FEW_TAPS = 32
+
+
+def _horizontal_then_vertical(kernel, src: np.ndarray, grey: bool, width: int, height: int
+                              ) -> np.ndarray:
+    """Pillow's usual order: the x pass over the rows the y pass reads, then the y pass.
+    ``src``: uint8 grey ``(h, w)``, or RGBX words ``(h, w)`` when ``grey`` (made grey here)."""
+    in_h, in_w = src.shape
+    xcoeffs = _int_coeffs(in_w, width)
+    ycoeffs = _int_coeffs(in_h, height)
+    ymin, count, _ = ycoeffs
+    lo, hi = int(ymin[0]), int(ymin[-1] + count[-1])  # the rows the y pass reads
+    if xcoeffs[2].shape[1] <= _FEW_TAPS:
+        cols = kernel.columns(src, lo, hi - lo, grey)
+        rows = np.ascontiguousarray(kernel.vertical(cols, 0, *xcoeffs).T)
+    elif grey:
+        rows = kernel.horizontal_rgbx(src, lo, hi - lo, *xcoeffs)
+    else:
+        rows = kernel.horizontal(src, lo, hi - lo, *xcoeffs)
+    return kernel.vertical(rows, lo, *ycoeffs)
+
+
+def _resize_kernel(kernel, gray: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
+    """Pillow's two passes in its own int32 arithmetic (uint8 in, uint8 out)."""
+    in_h, in_w = gray.shape
+    if width == in_w and height == in_h:
+        return gray.copy()
+    if height == in_h:
+        return kernel.horizontal(gray, 0, in_h, *_int_coeffs(in_w, width))
+    ycoeffs = _int_coeffs(in_h, height)
+    if width == in_w:
+        return kernel.vertical(gray, 0, *ycoeffs)
+    if mode == "vertical-first" and _vertical_first(in_w, in_h, width, height):
+        xcoeffs = _int_coeffs(in_w, width)
+        return kernel.horizontal(kernel.vertical(gray, 0, *ycoeffs), 0, height, *xcoeffs)
+    return _horizontal_then_vertical(kernel, gray, False, width, height)
+
+
 def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     """``Image.fromarray(gray).resize((width, height), LANCZOS)`` as a float64 array of the
     resulting uint8 values. ``gray``: ``(h, w)`` uint8 array (or float64 of 0..255 integers)."""
@@ -274,7 +346,43 @@ def resize_l(gray: np.ndarray, width: int, height: int) -> np.ndarray:
     if mode == "pillow":
         im = Image.fromarray(np.asarray(gray, dtype=np.uint8))
         return np.asarray(im.resize((width, height), Image.Resampling.LANCZOS), dtype=np.float64)
+    kernel = _kernel()
+    if kernel is not None:
+        u8 = np.ascontiguousarray(gray, dtype=np.uint8)
+        return _resize_kernel(kernel, u8, width, height, mode).astype(np.float64)
     return _resize_ours(gray, width, height, mode)
+
+
+def _rgbx_words(image: Image.Image) -> np.ndarray | None:
+    """The pixels of an RGB image as ``(h, w)`` little-endian uint32 RGBX words, viewed in
+    place through Pillow's Arrow export (Pillow >= 11.2, image in one memory block), or None."""
+    if not hasattr(image, "__arrow_c_array__") or np.little_endian is False:
+        return None
+    try:
+        import pyarrow as pa
+
+        flat = pa.array(image).flatten().to_numpy(zero_copy_only=True)
+    except Exception:  # older Pillow/pyarrow, rows in several blocks: the convert path
+        return None
+    if flat.dtype != np.uint8 or flat.size != 4 * image.width * image.height:
+        return None
+    return flat.reshape(image.height, 4 * image.width).view(np.uint32)
+
+
+def _fused_from_rgb(pixels: Pixels, width: int, height: int, mode: str) -> np.ndarray | None:
+    """The resize straight from RGB pixels, the grey conversion done row by row inside the
+    horizontal pass (no ``convert("L")`` image, no copy); None where it does not apply: no
+    kernel, not RGB, a single pass, or Pillow's vertical-first order."""
+    kernel = _kernel()
+    image = pixels.image
+    in_w, in_h = image.size
+    if kernel is None or image.mode != "RGB" or width == in_w or height == in_h or (
+            mode == "vertical-first" and _vertical_first(in_w, in_h, width, height)):
+        return None
+    words = pixels.cached("rgbx_words", lambda: _rgbx_words(image))
+    if words is None:
+        return None
+    return _horizontal_then_vertical(kernel, words, True, width, height)
 
 
 def gray_u8(pixels: Pixels) -> np.ndarray:
@@ -289,9 +397,13 @@ def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:
 
     def make() -> np.ndarray:
         w, h = pixels.size
-        if w * h > LARGE_PIXELS or _pillow_mode() == "pillow":
+        mode = _pillow_mode()
+        if w * h > LARGE_PIXELS or mode == "pillow":
             small = pixels.gray.resize((width, height), Image.Resampling.LANCZOS)
             return np.asarray(small, dtype=np.float64)
+        fused = _fused_from_rgb(pixels, width, height, mode)
+        if fused is not None:
+            return fused.astype(np.float64)
         return resize_l(gray_u8(pixels), width, height)
 
     return pixels.cached(("lanczos_l", width, height), make)
