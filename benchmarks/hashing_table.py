@@ -89,6 +89,10 @@ def breakdown(paths: list[str], rounds: int, clock=time.process_time) -> str:
         "Pillow LANCZOS to 256x256 (imagehash)": lambda i: gray[i].resize((256, 256), lanczos),
         "ours LANCZOS to 256x256": lambda i: _lanczos.resize_l(u8[i], 256, 256),
     }
+    mode = _lanczos._pillow_mode()
+    for w, h in ((32, 32), (9, 8), (256, 256)):
+        stages[f"ours grey + LANCZOS to {w}x{h} from RGB (fused, compiled)"] = (
+            lambda i, w=w, h=h: _lanczos._fused_from_rgb(Pixels(rgb[i]), w, h, mode))
     for a in ("dhash", "phash", "whash"):
         stages[f"{a}: all hashing after decode"] = (
             lambda i, a=a: hash_pixels(Pixels(rgb[i]), a))

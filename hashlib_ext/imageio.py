@@ -179,6 +179,10 @@ def _decode(
                 if _orientation(im) in _SWAPS_AXES:
                     w, h = h, w
                 im.draft("L" if im.mode == "L" else "RGB", (w, h))
+            if isinstance(fp, io.BytesIO):
+                # all in memory: hand the decoder the whole file in one call, not 64 KiB
+                # pieces (the same pixels; fewer decoder re-entries)
+                im.decodermaxblock = max(im.decodermaxblock, fp.getbuffer().nbytes)
             im.load()
             return _normalise(_orient(im), name)
     except HashlibExtError:

@@ -284,15 +284,18 @@ def _int_coeffs(in_size: int, out_size: int) -> tuple[np.ndarray, np.ndarray, np
     return xmin, count, np.ascontiguousarray(taps, dtype=np.int32)
 
 
-def _kernel():
-    """The compiled passes, or None when numba is missing or ``USE_KERNEL`` is off."""
-    if not USE_KERNEL:
-        return None
+@lru_cache(maxsize=1)
+def _kernel_module():
     try:
         from . import _lanczos_kernel
     except ImportError:  # numba not installed: the float64 products are exact too
         return None
     return _lanczos_kernel
+
+
+def _kernel():
+    """The compiled passes, or None when numba is missing or ``USE_KERNEL`` is off."""
+    return _kernel_module() if USE_KERNEL else None
 
 
 USE_KERNEL = True
@@ -361,10 +364,11 @@ def _rgbx_words(image: Image.Image) -> np.ndarray | None:
     try:
         import pyarrow as pa
 
-        flat = pa.array(image).flatten().to_numpy(zero_copy_only=True)
+        arr = pa.array(image)  # fixed_size_list<uint8>[4], one entry per pixel
+        flat = arr.values.to_numpy(zero_copy_only=True)
     except Exception:  # older Pillow/pyarrow, rows in several blocks: the convert path
         return None
-    if flat.dtype != np.uint8 or flat.size != 4 * image.width * image.height:
+    if arr.offset or flat.dtype != np.uint8 or flat.size != 4 * image.width * image.height:
         return None
     return flat.reshape(image.height, 4 * image.width).view(np.uint32)
 
