@@ -307,23 +307,27 @@ USE_KERNEL = True
 _FEW_TAPS = 32
 
 
+def _x_pass(kernel, src: np.ndarray, row0: int, rows: int, grey: bool, width: int
+            ) -> np.ndarray:
+    """The pass along x over rows ``row0:row0+rows`` of ``src``: uint8 grey ``(h, w)``, or
+    RGBX words ``(h, w)`` when ``grey`` (made grey on the way). Few taps per output: on the
+    transposed rows, vectorised across rows; many: one vectorised dot product per output."""
+    xcoeffs = _int_coeffs(src.shape[1], width)
+    if xcoeffs[2].shape[1] <= _FEW_TAPS:
+        cols = kernel.columns(src, row0, rows, grey)
+        return np.ascontiguousarray(kernel.vertical(cols, 0, *xcoeffs).T)
+    if grey:
+        return kernel.horizontal_rgbx(src, row0, rows, *xcoeffs)
+    return kernel.horizontal(src, row0, rows, *xcoeffs)
+
+
 def _horizontal_then_vertical(kernel, src: np.ndarray, grey: bool, width: int, height: int
                               ) -> np.ndarray:
-    """Pillow's usual order: the x pass over the rows the y pass reads, then the y pass.
-    ``src``: uint8 grey ``(h, w)``, or RGBX words ``(h, w)`` when ``grey`` (made grey here)."""
-    in_h, in_w = src.shape
-    xcoeffs = _int_coeffs(in_w, width)
-    ycoeffs = _int_coeffs(in_h, height)
+    """Pillow's usual order: the x pass over the rows the y pass reads, then the y pass."""
+    ycoeffs = _int_coeffs(src.shape[0], height)
     ymin, count, _ = ycoeffs
     lo, hi = int(ymin[0]), int(ymin[-1] + count[-1])  # the rows the y pass reads
-    if xcoeffs[2].shape[1] <= _FEW_TAPS:
-        cols = kernel.columns(src, lo, hi - lo, grey)
-        rows = np.ascontiguousarray(kernel.vertical(cols, 0, *xcoeffs).T)
-    elif grey:
-        rows = kernel.horizontal_rgbx(src, lo, hi - lo, *xcoeffs)
-    else:
-        rows = kernel.horizontal(src, lo, hi - lo, *xcoeffs)
-    return kernel.vertical(rows, lo, *ycoeffs)
+    return kernel.vertical(_x_pass(kernel, src, lo, hi - lo, grey, width), lo, *ycoeffs)
 
 
 def _resize_kernel(kernel, gray: np.ndarray, width: int, height: int, mode: str) -> np.ndarray:
@@ -332,13 +336,12 @@ def _resize_kernel(kernel, gray: np.ndarray, width: int, height: int, mode: str)
     if width == in_w and height == in_h:
         return gray.copy()
     if height == in_h:
-        return kernel.horizontal(gray, 0, in_h, *_int_coeffs(in_w, width))
+        return _x_pass(kernel, gray, 0, in_h, False, width)
     ycoeffs = _int_coeffs(in_h, height)
     if width == in_w:
         return kernel.vertical(gray, 0, *ycoeffs)
     if mode == "vertical-first" and _vertical_first(in_w, in_h, width, height):
-        xcoeffs = _int_coeffs(in_w, width)
-        return kernel.horizontal(kernel.vertical(gray, 0, *ycoeffs), 0, height, *xcoeffs)
+        return _x_pass(kernel, kernel.vertical(gray, 0, *ycoeffs), 0, height, False, width)
     return _horizontal_then_vertical(kernel, gray, False, width, height)
 
 
