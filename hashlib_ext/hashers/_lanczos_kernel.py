@@ -33,7 +33,7 @@ def _taps_row(line, out_row, xmin, count, taps):
         tap = taps[o]
         ss = _HALF
         for k in range(n):
-            ss += np.int32(seg[k]) * tap[k]
+            ss = np.int32(ss + np.int32(np.int32(seg[k]) * tap[k]))  # int32 throughout
         out_row[o] = _clip8(ss)
 
 
