@@ -128,8 +128,8 @@ def test_hashers_share_the_grayscale_decode(bundled):
     for algo in ALGOS:
         hash_pixels(pixels, algo)
     cached = pixels._cache
-    # one grey source for all four: the grey image, or the RGB pixels made grey in the resize
-    assert ("gray_u8" in cached) != (cached.get("rgbx_words") is not None)
+    # one grey source for all four: Pillow's grey image, or the RGB pixels read in place
+    assert ("gray" in cached) != (cached.get("rgbx_words") is not None)
     # a second hasher needing the same thumbnail reuses it
     before = len(cached)
     hash_pixels(pixels, "phash")
@@ -261,11 +261,11 @@ def test_fused_grey_conversion_is_pillows():
     im = Image.fromarray(rgb)
     rgbx = np.concatenate([rgb, np.full((512, 1024, 1), 255, np.uint8)], axis=2)
     words = rgbx.reshape(512, 4096).view("<u4")
-    cols = _lanczos_kernel.columns(words, 0, 512, True)
-    assert np.array_equal(cols.T, np.asarray(im.convert("L")))
+    grey = np.asarray(im.convert("L"))
+    assert np.array_equal(_lanczos_kernel.grey(words), grey)
+    assert np.array_equal(_lanczos_kernel.columns(words, 0, 512, True).T, grey)
     one = (np.arange(1024), np.ones(1024, dtype=np.int64), np.full((1024, 1), 1 << 22, np.int32))
-    assert np.array_equal(_lanczos_kernel.horizontal_rgbx(words, 0, 512, *one),
-                          np.asarray(im.convert("L")))
+    assert np.array_equal(_lanczos_kernel.horizontal_rgbx(words, 0, 512, *one), grey)
 
 
 def test_vectorised_taps_equal_the_scalar_port():

@@ -386,15 +386,31 @@ def _fused_from_rgb(pixels: Pixels, width: int, height: int, mode: str) -> np.nd
     if kernel is None or image.mode != "RGB" or width == in_w or height == in_h or (
             mode == "vertical-first" and _vertical_first(in_w, in_h, width, height)):
         return None
-    words = pixels.cached("rgbx_words", lambda: _rgbx_words(image))
+    words = _words(pixels)
     if words is None:
         return None
     return _horizontal_then_vertical(kernel, words, True, width, height)
 
 
+def _words(pixels: Pixels) -> np.ndarray | None:
+    """RGBX words of an RGB image (cached), or None: not RGB, or no in-place view."""
+    if pixels.image.mode != "RGB":
+        return None
+    return pixels.cached("rgbx_words", lambda: _rgbx_words(pixels.image))
+
+
 def gray_u8(pixels: Pixels) -> np.ndarray:
-    """The ``L`` image (``Image.convert("L")``, as imagehash uses) as a uint8 array, cached."""
-    return pixels.cached("gray_u8", lambda: np.asarray(pixels.gray))
+    """The ``L`` image (``Image.convert("L")``, as imagehash uses) as a uint8 array, cached;
+    made by the compiled kernel straight from the RGB pixels where it can (same values)."""
+
+    def make() -> np.ndarray:
+        kernel = _kernel()
+        words = None if kernel is None else _words(pixels)
+        if words is not None:
+            return kernel.grey(words)
+        return np.asarray(pixels.gray)
+
+    return pixels.cached("gray_u8", make)
 
 
 def resized_gray(pixels: Pixels, width: int, height: int) -> np.ndarray:

@@ -64,6 +64,15 @@ def _grey_row(px, line):
 
 
 @njit(cache=True)
+def grey(src):
+    """RGBX words ``(h, w)`` to the ``(h, w)`` uint8 image of Pillow's ``convert("L")``."""
+    out = np.empty(src.shape, dtype=np.uint8)
+    for y in range(src.shape[0]):
+        _grey_row(src[y], out[y])
+    return out
+
+
+@njit(cache=True)
 def horizontal_rgbx(src, row0, rows, xmin, count, taps):
     """As :func:`horizontal`, from RGBX words ``(h, w)`` made grey row by row: one pass over
     the colour pixels instead of a ``convert("L")`` and a copy."""
