@@ -84,8 +84,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="processes for hashing (default: all CPUs)")
     p.add_argument("--limit", type=_positive, default=None,
                    help="use only the first N images of the dataset")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=True,
-                   help="progress bars on stderr (default on)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
     p.set_defaults(func=run)
     return p
 
@@ -102,7 +102,8 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, algorithms=algos, transforms=args.transforms,
         target_fpr=args.target_fpr, model_target_fpr=args.model_target_fpr,
         thresholds=dict(args.threshold_for), seed=args.seed, workers=args.workers,
-        progress=args.progress, limit=args.limit,
+        progress=args.progress if args.progress is not None else sys.stderr.isatty(),
+        limit=args.limit,
     )
     try:
         res = run_benchmark(cfg)
