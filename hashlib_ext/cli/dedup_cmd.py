@@ -24,6 +24,7 @@ import numpy as np
 
 from .match_cmd import (
     EXIT_FAILED,
+    add_input_options,
     classify_inputs,
     error,
     output_stream,
@@ -52,17 +53,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write clusters here, e.g. clusters.json (default stdout)")
     p.add_argument("-f", "--format", choices=("json", "csv"), default="json",
                    help="output format (default json)")
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
-    p.add_argument("--hash-format", default=None,
-                   help="format of hash-list inputs (default: from the extension)")
-    p.add_argument("--lenient", action="store_true",
-                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
-                   help="hashing processes (default: one per CPU)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")
-    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
-                   help="same as --no-progress")
+    add_input_options(p)
     p.set_defaults(func=run)
     return p
 

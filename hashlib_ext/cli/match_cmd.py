@@ -131,6 +131,21 @@ class RowWriter:
 
 
 # -- the command ----------------------------------------------------------------------------
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that read images or hash lists (match, dedup)."""
+    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
+    p.add_argument("--hash-format", default=None,
+                   help="format of hash-list inputs (default: from the extension)")
+    p.add_argument("--lenient", action="store_true",
+                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
+    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
+                   help="hashing processes (default: one per CPU)")
+    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bars on stderr (default: when stderr is a terminal)")
+    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
+                   help="same as --no-progress")
+
+
 def add_parser(subparsers) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "match",
@@ -156,19 +171,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "'variant' column (0 = as is)")
     p.add_argument("--unmatched", action="store_true",
                    help="write a row with empty id and distance for queries without a match")
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
     p.add_argument("--algorithm", default=None,
                    help="algorithm to hash images with when the index has none (raw codes)")
-    p.add_argument("--hash-format", default=None,
-                   help="format of hash-list inputs (default: from the extension)")
-    p.add_argument("--lenient", action="store_true",
-                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
-                   help="hashing processes (default: one per CPU)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")
-    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
-                   help="same as --no-progress")
+    add_input_options(p)
     p.set_defaults(func=run)
     return p
 
