@@ -133,14 +133,15 @@ def hash_image(
                 raise ValueError(f"{spec.name} has no fast mode")
             sizes.append(spec.draft_size(**params))
         draft = (max(s[0] for s in sizes), max(s[1] for s in sizes))
+    if dihedral:  # argument errors before any decoding
+        if len(specs) != 1:
+            raise ValueError("dihedral=True takes a single algorithm")
+        if specs[0].dihedral is None:
+            raise ValueError(f"{specs[0].name} does not support dihedral hashing")
     pixels = Pixels(load(src, draft=draft, max_pixels=max_pixels))
 
     if dihedral:
-        if len(specs) != 1:
-            raise ValueError("dihedral=True takes a single algorithm")
         spec = specs[0]
-        if spec.dihedral is None:
-            raise ValueError(f"{spec.name} does not support dihedral hashing")
         codes, qualities = spec.dihedral(pixels, **params)
         return HashArray(codes, spec.name, qualities)
 
