@@ -35,6 +35,12 @@ MEMORY_FACTOR = 2.9
 SMALL_CODE_TABLE_BYTES = 50
 """For codes of at most 64 bits, tables may use this many bytes per code instead (inline
 tables, which store the codes themselves: see docs/matching.md)."""
+TAIL_MIN = 4096
+TAIL_FRACTION = 0.05
+"""Codes added after the MIH tables were built form a *tail* that searches scan exactly;
+the tables are rebuilt over everything once the tail exceeds
+``max(TAIL_MIN, TAIL_FRACTION * indexed)`` codes (and on :meth:`HashIndex.prepare` /
+:meth:`HashIndex.save`), so adding a few hashes between searches costs no rebuild."""
 
 MAGIC = b"HXINDEX\n"
 FORMAT_VERSION = 1
@@ -141,6 +147,7 @@ class HashIndex:
             "mih_widths": None if self._tables is None else list(self._tables.widths),
             "mih_slack": None if self._tables is None else self._tables.slack,
             "mih_inline": None if self._tables is None else self._tables.inline,
+            "mih_indexed": None if self._tables is None else self._tables.n,
         }
 
     # -- adding and removing ------------------------------------------------------------
@@ -178,15 +185,18 @@ class HashIndex:
             np.array_equal(new_ids, np.arange(start, start + n, dtype=np.int64)))
         if not identity:
             self._ids = np.concatenate([self._id_array(), new_ids])
-        self._flat.add(codes)
+        self._flat.add(codes)  # MIH tables (if any) stay valid: new codes join the tail
         self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-        self._tables = None
         if keys is not None:
             self._keys.update(zip(new_ids.tolist(), keys, strict=True))
         return new_ids
 
     def remove(self, ids: Iterable[int] | np.ndarray) -> int:
-        """Remove every stored hash whose id is in ``ids``; returns how many were removed."""
+        """Remove every stored hash whose id is in ``ids``; returns how many were removed.
+
+        Removing only codes of the tail (added since the MIH tables were built) keeps the
+        tables; removing an indexed code drops them (positions shift), so the next search
+        rebuilds them."""
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
         current = self._id_array()
         gone = np.flatnonzero(np.isin(current, ids))
@@ -194,7 +204,9 @@ class HashIndex:
             return 0
         self._flat.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
         self._ids = np.delete(current, gone)
-        self._tables = None
+        # FAISS compacts in order: positions below the first removed one are unchanged.
+        if self._tables is not None and int(gone[0]) < self._tables.n:
+            self._tables = None
         for i in np.unique(ids).tolist():
             self._keys.pop(i, None)
         return int(gone.size)
@@ -205,9 +217,11 @@ class HashIndex:
 
     def prepare(self) -> None:
         """Build the MIH tables now if this index's kind and size call for them (otherwise
-        the first search builds them), e.g. before :meth:`save` so a loaded index is ready."""
+        the first search builds them), e.g. before :meth:`save` so a loaded index is ready.
+        Tables already built are rebuilt to cover the tail of codes added since."""
         if len(self):
             self._mih_plan(self._design_t)
+            self._index_tail()
 
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int) -> list[list[tuple[int, int]]]:
@@ -234,8 +248,15 @@ class HashIndex:
             qof = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
             dist = dist.astype(np.int32)
         else:
-            assert self._tables is not None
-            qof, pos, dist = self._tables.range_search(self._codes(), q, t, plan)
+            tb = self._tables
+            assert tb is not None
+            codes = self._codes()
+            qof, pos, dist = tb.range_search(codes[:tb.n], q, t, plan)
+            if tb.n < len(self):  # the tail: scanned exactly, merged by the sort below
+                tq, tp, td = _scan(codes[tb.n:], q, t, self._bits)
+                qof = np.concatenate([qof.astype(np.int64, copy=False), tq])
+                pos = np.concatenate([pos.astype(np.int64, copy=False), tp + tb.n])
+                dist = np.concatenate([dist.astype(np.int32, copy=False), td])
             lims = np.zeros(nq + 1, dtype=np.int64)
             np.cumsum(np.bincount(qof, minlength=nq), out=lims[1:])
         ids = self._positions_to_ids(pos)
@@ -312,14 +333,25 @@ class HashIndex:
         n = len(self)
         if self._kind == "flat" or (self._kind == "auto" and n < AUTO_MIH_MIN):
             return None
-        if self._tables is None:
-            widths, slack, inline = self._layout(n)
-            self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
+        if self._tables is None or \
+                n - self._tables.n > max(TAIL_MIN, TAIL_FRACTION * self._tables.n):
+            self._build_tables()
         tb = self._tables
-        plan = mih.plan_radii(tb.widths, t, n, self._bits // 8, tb.slack, tb.inline)
+        assert tb is not None
+        plan = mih.plan_radii(tb.widths, t, tb.n, self._bits // 8, tb.slack, tb.inline)
         if not plan.probes or (self._kind == "auto" and plan.use_scan):
             return None
         return plan
+
+    def _build_tables(self) -> None:
+        """(Re)build the MIH tables over every stored code (the tail becomes empty)."""
+        widths, slack, inline = self._layout(len(self))
+        self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
+
+    def _index_tail(self) -> None:
+        """Rebuild tables that exist but do not cover every code."""
+        if self._tables is not None and self._tables.n < len(self):
+            self._build_tables()
 
     def _layout(self, n: int) -> mih.Layout:
         raw = n * self._bits // 8
@@ -355,9 +387,11 @@ class HashIndex:
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to ``path`` atomically (temp file, fsync, rename): a crash
-        mid-save leaves any previous file intact. External keys, if any, go to
-        ``path + ".keys.sqlite"`` (also written atomically)."""
+        mid-save leaves any previous file intact. MIH tables that do not cover codes added
+        since they were built are rebuilt first, so the file's tables cover every code.
+        External keys, if any, go to ``path + ".keys.sqlite"`` (also written atomically)."""
         path = os.fspath(path)
+        self._index_tail()  # the file's tables always cover every code (format version 1)
         sections: list[tuple[str, str, np.ndarray]] = [
             ("faiss", "u1", faiss.serialize_index_binary(self._flat))]
         if self._ids is not None:
@@ -520,6 +554,16 @@ def _flat_blob_ok(blob: np.ndarray, bits: int, count: int) -> bool:
     d, code_size = int.from_bytes(raw[4:8], "little"), int.from_bytes(raw[8:12], "little")
     ntotal, vec = int.from_bytes(raw[12:20], "little"), int.from_bytes(raw[25:33], "little")
     return d == bits and code_size == nb and ntotal == count and vec == count * nb
+
+
+def _scan(codes: np.ndarray, q: np.ndarray, t: int,
+          bits: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact scan of ``codes``: ``(query, position, distance)`` for distances <= ``t``."""
+    flat = faiss.IndexBinaryFlat(bits)
+    flat.add(np.ascontiguousarray(codes))
+    lims, dist, pos = flat.range_search(q, t + 1)  # FAISS: strictly < radius
+    qof = np.repeat(np.arange(q.shape[0], dtype=np.int64), np.diff(lims.astype(np.int64)))
+    return qof, pos.astype(np.int64), dist.astype(np.int32)
 
 
 def _check_threshold(threshold: Any) -> int:

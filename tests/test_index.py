@@ -540,3 +540,108 @@ def test_prepare_builds_tables_before_save(tmp_path, monkeypatch):
     small.add(np.zeros((5, 32), np.uint8))
     small.prepare()  # below the size rule: nothing to build
     assert small.stats()["mih_widths"] is None
+
+
+# -- incremental add: MIH tables plus an exactly scanned tail -------------------------------
+def _at_distance(rng, code: np.ndarray, d: int) -> np.ndarray:
+    return flip(code, rng.choice(code.size * 8, d, replace=False))
+
+
+@pytest.mark.parametrize("bits", [64, 256])
+def test_incremental_add_search_remove_matches_bruteforce(bits, mih_path):
+    """Interleaved add/search/remove with forced MIH: results equal the brute-force
+    reference whether a code sits in the tables or in the tail."""
+    rng = np.random.default_rng(bits + 7)
+    nb, t = bits // 8, (10 if bits == 64 else 31)
+    ix = HashIndex(bits=bits, kind="mih")
+    db = np.zeros((0, nb), np.uint8)
+    ids = np.zeros(0, np.int64)
+
+    def check(q):
+        assert ix.search(q, t) == ref_search(q, db, ids, t)
+        lims, got_ids, got_d = ix.search_arrays(q, t)
+        ref = ref_search(q, db, ids, t)
+        assert np.array_equal(np.diff(lims), [len(r) for r in ref])
+        assert got_ids.tolist() == [i for r in ref for i, _ in r]
+        assert got_d.tolist() == [d for r in ref for _, d in r]
+
+    def add(codes, new_ids=None):
+        nonlocal db, ids
+        got = ix.add(codes, new_ids)
+        db, ids = np.concatenate([db, codes]), np.concatenate([ids, got])
+
+    add(rng.integers(0, 256, (800, nb), dtype=np.uint8))
+    q0 = np.stack([_at_distance(rng, db[i], d) for i, d in [(3, t), (5, t + 1), (9, 0)]])
+    check(q0)  # builds the tables over 800 codes
+    assert ix.stats()["mih_indexed"] == 800
+    # A tail holding duplicates of indexed codes, codes at exactly t and t + 1, custom ids.
+    tail = np.stack([db[3], db[3], _at_distance(rng, db[10], t),
+                     _at_distance(rng, db[11], t + 1)])
+    add(tail)
+    add(rng.integers(0, 256, (30, nb), dtype=np.uint8), np.arange(30) * 7 + 10**10)
+    assert ix.stats()["mih_indexed"] == 800 and len(ix) == 834
+    q1 = np.concatenate([q0, db[[3, 10, 11, 820, 833]],
+                         np.stack([_at_distance(rng, db[830], t)])])
+    check(q1)
+    assert ix.stats()["mih_indexed"] == 800  # no rebuild for a small tail
+    # Removing tail codes keeps the tables; removing an indexed code drops them.
+    assert ix.remove([int(ids[801]), int(ids[833])]) == 2
+    keep = ~np.isin(ids, [ids[801], ids[833]])
+    db, ids = db[keep], ids[keep]
+    assert ix.stats()["mih_indexed"] == 800
+    check(q1)
+    add(rng.integers(0, 256, (5, nb), dtype=np.uint8))
+    check(q1)
+    assert ix.remove([3]) == 1
+    db, ids = db[ids != 3], ids[ids != 3]
+    assert ix.stats()["mih_widths"] is None
+    check(q1)  # rebuilt over everything
+    assert ix.stats()["mih_indexed"] == len(ix)
+    add(db[:2])  # duplicates of indexed codes, new default ids
+    check(q1)
+    assert ix.search_dihedral(np.repeat(db[-1:], 8, axis=0), t)[0][0][1] == 0
+    assert ix.knn(q1, 3) == ref_knn(q1, db, ids, 3)
+
+
+def test_tail_rebuild_rule(monkeypatch):
+    monkeypatch.setattr(index_mod, "TAIL_MIN", 10)
+    monkeypatch.setattr(index_mod, "TAIL_FRACTION", 0.1)
+    rng = np.random.default_rng(3)
+    db, q = planted(rng, 400, 32, 20, 31)
+    ix = HashIndex("pdq", kind="mih")
+    ix.add(db[:200])
+    ix.search(q, 31)
+    ix.add(db[200:220])  # tail 20 <= max(10, 0.1 * 200): kept
+    assert ix.search(q, 31) == ref_search(q, db[:220], np.arange(220), 31)
+    assert ix.stats()["mih_indexed"] == 200
+    ix.add(db[220:])  # tail 200 > 20: the next search rebuilds
+    assert ix.search(q, 31) == ref_search(q, db, np.arange(400), 31)
+    assert ix.stats()["mih_indexed"] == 400
+    ix.add(db[:3])
+    ix.prepare()  # prepare indexes the tail too
+    assert ix.stats()["mih_indexed"] == 403
+
+
+@pytest.mark.parametrize("kind", ["mih", "auto"])
+def test_save_load_with_a_tail(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(index_mod, "AUTO_MIH_MIN", 100)
+    rng = np.random.default_rng(21)
+    db, q = planted(rng, 700, 32, 30, 33)
+    ids = rng.permutation(10**6)[:700]
+    ix = HashIndex("pdq", kind=kind)
+    ix.add(db[:600], ids[:600], keys=[f"k{i}" for i in ids[:600]])
+    ix.search(q, 31)
+    ix.add(db[600:], ids[600:], keys=[f"k{i}" for i in ids[600:]])
+    assert ix.stats()["mih_indexed"] == 600
+    expected = ref_search(q, db, ids, 31)
+    assert ix.search(q, 31) == expected
+    path = tmp_path / "tail.hxidx"
+    ix.save(path)
+    back = HashIndex.load(path)
+    assert back.stats()["mih_indexed"] == 700 and len(back) == 700
+    assert back.search(q, 31) == expected
+    assert np.array_equal(back.codes, db) and np.array_equal(back.ids, ids)
+    assert back.keys(ids[-1:]) == [f"k{ids[-1]}"]
+    back.add(db[:4])
+    assert back.search(q, 31) == ref_search(
+        q, np.concatenate([db, db[:4]]), np.concatenate([ids, np.arange(4) + ids.max() + 1]), 31)
