@@ -620,6 +620,14 @@ def test_tail_rebuild_rule(monkeypatch):
     ix.add(db[:3])
     ix.prepare()  # prepare indexes the tail too
     assert ix.stats()["mih_indexed"] == 403
+    monkeypatch.setattr(index_mod, "TAIL_MAX", 25)  # the cap wins over 10% of 403
+    ix.add(db[:25])
+    ix.search(q, 31)
+    assert ix.stats()["mih_indexed"] == 403
+    ix.add(db[:1])
+    assert ix.search(q, 31) == ref_search(q, np.concatenate([db, db[:3], db[:26]]),
+                                          np.arange(429), 31)
+    assert ix.stats()["mih_indexed"] == 429
 
 
 @pytest.mark.parametrize("kind", ["mih", "auto"])
