@@ -14,7 +14,6 @@ import hashlib
 import json
 import os
 import sqlite3
-import tempfile
 from collections.abc import Iterable, Sequence
 from typing import Any, BinaryIO, Literal
 
@@ -22,6 +21,7 @@ import faiss
 import numpy as np
 
 from . import mih
+from .atomic import atomic_open, atomic_path
 from .errors import AlgorithmMismatchError, HashFormatError, IndexFileError
 from .hash import Hash, HashArray
 
@@ -605,31 +605,15 @@ def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.
 
 
 def _atomic_write(path: str, chunks: Iterable[bytes | memoryview], checksum: bool) -> None:
-    """Write chunks to a temp file beside ``path``, fsync, then rename over ``path``."""
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".hxidx", dir=folder)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            digest = hashlib.sha256()
-            for c in chunks:
-                _write_chunk(f, c)
-                if checksum:
-                    digest.update(c)
+    """Write chunks (and, with ``checksum``, their sha256) atomically to ``path``."""
+    with atomic_open(path, "wb") as f:
+        digest = hashlib.sha256()
+        for c in chunks:
+            _write_chunk(f, c)
             if checksum:
-                _write_chunk(f, digest.digest())
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-    with contextlib.suppress(OSError):  # make the rename durable where the OS allows
-        dfd = os.open(folder, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
+                digest.update(c)
+        if checksum:
+            _write_chunk(f, digest.digest())
 
 
 def _write_chunk(f: BinaryIO, chunk: bytes | memoryview) -> None:
@@ -641,10 +625,7 @@ def _save_keys(path: str, keys: dict[int, str]) -> None:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(path)  # no stale keys from an earlier save
         return
-    folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".tmp-", suffix=".sqlite", dir=folder)
-    os.close(fd)
-    try:
+    with atomic_path(path) as tmp:
         con = sqlite3.connect(tmp)
         try:
             con.execute("CREATE TABLE keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL)")
@@ -652,13 +633,6 @@ def _save_keys(path: str, keys: dict[int, str]) -> None:
             con.commit()
         finally:
             con.close()
-        with open(tmp, "rb+") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
 
 
 def _load_keys(path: str, bad: Any) -> dict[int, str]:

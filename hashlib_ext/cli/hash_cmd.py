@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import csv
 import json
-import os
 import sys
-import tempfile
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
@@ -148,28 +145,8 @@ def write_rows(rows: Iterable[tuple[str, str, str, int | None]], fmt: str, out: 
         raise ValueError(f"unknown format {fmt!r}")
 
 
-@contextlib.contextmanager
-def atomic_output(path: str) -> Iterator[IO[str]]:
-    """A text file at ``path`` that appears only complete: written to a temporary file in
-    the same directory, then renamed over ``path``; removed on error."""
-    directory = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(dir=directory, prefix=f".{os.path.basename(path)}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            yield f
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
+    from ..atomic import atomic_open
     from ..batch import hash_images
     from ..files import iter_image_paths
 
@@ -196,7 +173,7 @@ def run(args: argparse.Namespace) -> int:
     rows = _rows(res, names)
     if args.output and args.output != "-":
         try:
-            with atomic_output(args.output) as f:
+            with atomic_open(args.output, newline="") as f:
                 write_rows(rows, args.format, f)
         except OSError as e:
             print(f"hashlib-ext: {args.output}: {type(e).__name__}: {e.strerror or e}",

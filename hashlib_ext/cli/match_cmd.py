@@ -93,7 +93,7 @@ def output_stream(path: str | None) -> Iterator[IO[str]]:
         yield sys.stdout
         sys.stdout.flush()
         return
-    from ..formats import atomic_path
+    from ..atomic import atomic_path
 
     with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
         yield f

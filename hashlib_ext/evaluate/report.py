@@ -10,12 +10,13 @@ import html
 import json
 import math
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from ..atomic import atomic_open
 
 __all__ = ["write_report", "tables", "markdown", "render_html", "plot_all"]
 
@@ -391,17 +392,8 @@ def plot_all(res: dict, out_dir: Path) -> dict[str, str]:
 # -- files ---------------------------------------------------------------------------------
 
 def _write_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; give the usual file mode
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_open(path) as f:
+        f.write(text)
 
 
 def _finite(x: Any) -> Any:
