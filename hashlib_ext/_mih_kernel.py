@@ -56,6 +56,19 @@ def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
     return cnt
 
 
+@njit(cache=True, inline="always")
+def _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his):
+    """Fill los/his with the [start, end) of the nm buckets probed around key ``pre``;
+    return the total number of entries they hold."""
+    total = 0
+    for i in range(nm):
+        k = ob + (pre ^ np.int64(masks[m0 + i]))
+        los[i] = offsets[k]
+        his[i] = offsets[k + 1]
+        total += his[i] - los[i]
+    return total
+
+
 @njit(cache=True)
 def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_pc, offsets,
                  off_base, entries, pbits, t):
@@ -91,12 +104,7 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
                 los = np.empty(2 * nm, np.int64)
                 his = np.empty(2 * nm, np.int64)
             # Phase 1: all bucket bounds (independent loads the CPU can overlap).
-            total = 0
-            for i in range(nm):
-                k = ob + (pre ^ np.int64(masks[m0 + i]))
-                los[i] = offsets[k]
-                his[i] = offsets[k + 1]
-                total += his[i] - los[i]
+            total = _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his)
             if nc + total > cand.shape[0]:
                 bigger = np.empty(2 * (nc + total), np.int64)
                 bigger[:nc] = cand[:nc]
@@ -178,12 +186,7 @@ def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, 
             if nm > los.shape[0]:
                 los = np.empty(2 * nm, np.int64)
                 his = np.empty(2 * nm, np.int64)
-            total = 0
-            for i in range(nm):
-                k = ob + (pre ^ np.int64(masks[m0 + i]))
-                los[i] = offsets[k]
-                his[i] = offsets[k + 1]
-                total += his[i] - los[i]
+            total = _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his)
             if nb + total > buf_p.shape[0]:
                 bp = np.empty(2 * (nb + total), np.int64)
                 bd = np.empty(2 * (nb + total), np.int32)
