@@ -1,0 +1,212 @@
+"""The checksummed section file that every hashlib_ext index is stored in.
+
+Layout: 8-byte magic, 8-byte little-endian header length, a JSON header, the raw bytes of
+each array section in header order, then the SHA-256 of everything before it::
+
+    MAGIC | len | {"format": kind, "version": v, "meta": {...},
+                  "sections": [{"name", "dtype", "shape"}, ...]} | arrays... | sha256
+
+No pickle: sections are plain little-endian arrays of a few fixed dtypes, the header is
+JSON. Writing goes through :func:`hashlib_ext.atomic.atomic_open` (temp file, fsync,
+rename), so a crash leaves the old file or the new one. Reading refuses anything that is
+not a regular file before opening it, bounds the header and every declared size against
+the real file size before allocating, and checks the checksum before returning, so a
+truncated, extended, tampered or foreign file raises :class:`IndexFileError` naming the
+path and never allocates more than the file holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import stat
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, BinaryIO
+
+import numpy as np
+
+from .atomic import atomic_open
+from .errors import IndexFileError
+
+MAGIC = b"HXINDEX\n"
+MAX_HEADER = 1 << 20
+DTYPES = {name: np.dtype(name) for name in
+          ("u1", "<u2", "<i4", "<u4", "<i8", "<u8", "<f4")}
+_READ_CHUNK = 1 << 26
+_MAX_DIM = 1 << 48
+
+
+def write(path: str | os.PathLike[str], kind: str, version: int, meta: Mapping[str, Any],
+          arrays: Mapping[str, np.ndarray]) -> None:
+    """Write ``arrays`` (dtypes among :data:`DTYPES`) and the JSON-able ``meta`` to
+    ``path`` atomically, under a SHA-256 of the whole content."""
+    sections = []
+    for name, arr in arrays.items():
+        dt = _dtype_name(arr.dtype)
+        sections.append({"name": name, "dtype": dt, "shape": [int(s) for s in arr.shape]})
+    head = json.dumps({"format": kind, "version": int(version), "meta": dict(meta),
+                       "sections": sections}, sort_keys=True).encode("utf-8")
+    if len(head) > MAX_HEADER:
+        raise ValueError(f"header of {len(head)} bytes exceeds {MAX_HEADER}")
+    digest = hashlib.sha256()
+    with atomic_open(path, "wb") as f:
+        for chunk in _chunks(head, arrays.values()):
+            f.write(chunk)
+            digest.update(chunk)
+        f.write(digest.digest())
+
+
+def read(path: str | os.PathLike[str], kind: str, max_version: int,
+         expected: Mapping[str, str] | None = None
+         ) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+    """Read a file written by :func:`write`: ``(version, meta, arrays)``.
+
+    ``kind`` must match the header's format; versions above ``max_version`` are refused
+    with a message to upgrade. ``expected`` maps section names to the only dtype each may
+    have (unknown names are refused too). Every failure is an :class:`IndexFileError`.
+    """
+    path = os.fspath(path)
+    try:
+        st = os.stat(path)
+        if not stat.S_ISREG(st.st_mode):
+            raise IndexFileError(f"{path}: not a regular file")
+        with open(path, "rb") as f:
+            return _read(f, st.st_size, path, kind, max_version, expected)
+    except OSError as e:
+        raise IndexFileError(f"{path}: cannot read index file: {e.strerror or e}") from e
+
+
+def read_header(f: BinaryIO, size: int, path: str) -> tuple[bytes, dict[str, Any]]:
+    """The raw and parsed JSON header of an open file (position after the header)."""
+    prefix = f.read(16)
+    if len(prefix) < 16 or prefix[:8] != MAGIC:
+        raise IndexFileError(f"{path}: not a hashlib_ext index file (bad magic)")
+    hlen = int.from_bytes(prefix[8:], "little")
+    if hlen > MAX_HEADER or 16 + hlen + 32 > size:
+        raise IndexFileError(f"{path}: truncated or corrupt header")
+    raw = f.read(hlen)
+    try:
+        head = json.loads(raw.decode("utf-8"))
+    except (UnicodeDecodeError, ValueError, RecursionError):
+        raise IndexFileError(f"{path}: corrupt header (not JSON)") from None
+    if not isinstance(head, dict):
+        raise IndexFileError(f"{path}: corrupt header (not an object)")
+    return prefix + raw, head
+
+
+def _read(f: BinaryIO, size: int, path: str, kind: str, max_version: int,
+          expected: Mapping[str, str] | None
+          ) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+    def bad(msg: str) -> IndexFileError:
+        return IndexFileError(f"{path}: {msg}")
+
+    raw, head = read_header(f, size, path)
+    if head.get("format") != kind:
+        raise bad(f"not a {kind} file (format {str(head.get('format'))[:60]!r})")
+    version = head.get("version")
+    if not isinstance(version, int) or isinstance(version, bool) or version < 1:
+        raise bad("corrupt header (version)")
+    if version > max_version:
+        raise bad(f"format version {version} is newer than this hashlib_ext reads "
+                  f"({max_version}); upgrade hashlib_ext")
+    meta, sections = head.get("meta"), head.get("sections")
+    if not isinstance(meta, dict) or not isinstance(sections, list):
+        raise bad("corrupt header (meta or sections)")
+    plan = _plan(sections, expected, bad)
+    body = sum(nb for _, _, _, nb in plan)
+    if len(raw) + body + 32 != size:
+        raise bad("file size does not match its header (truncated or extended)")
+    digest = hashlib.sha256(raw)
+    arrays: dict[str, np.ndarray] = {}
+    for name, dt, shape, nb in plan:
+        arr = np.empty(nb // dt.itemsize, dtype=dt)
+        view = memoryview(arr.view(np.uint8))
+        for lo in range(0, nb, _READ_CHUNK):
+            part = view[lo:lo + _READ_CHUNK]
+            if f.readinto(part) != len(part):
+                raise bad("truncated file")
+            digest.update(part)
+        arrays[name] = arr.reshape(shape)
+    if f.read(32) != digest.digest():
+        raise bad("checksum mismatch: the file is corrupted or was modified")
+    return version, meta, arrays
+
+
+def _plan(sections: list[Any], expected: Mapping[str, str] | None,
+          bad: Any) -> list[tuple[str, np.dtype, tuple[int, ...], int]]:
+    plan = []
+    seen: set[str] = set()
+    for s in sections:
+        if not isinstance(s, dict):
+            raise bad("corrupt header (section)")
+        name, dt, shape = s.get("name"), s.get("dtype"), s.get("shape")
+        if not isinstance(name, str) or name in seen or dt not in DTYPES:
+            raise bad("corrupt header (unknown, repeated or mistyped section)")
+        if expected is not None and expected.get(name) != dt:
+            raise bad(f"unexpected section {name[:40]!r} of type {dt}")
+        if not isinstance(shape, list) or len(shape) > 4 or any(
+                not isinstance(d, int) or isinstance(d, bool) or not 0 <= d < _MAX_DIM
+                for d in shape):
+            raise bad(f"corrupt header (shape of section {name!r})")
+        count = 1
+        for d in shape:
+            count *= d
+        nb = count * DTYPES[dt].itemsize
+        if nb >= _MAX_DIM:
+            raise bad(f"corrupt header (size of section {name!r})")
+        seen.add(name)
+        plan.append((name, DTYPES[dt], tuple(shape), nb))
+    return plan
+
+
+def _dtype_name(dtype: np.dtype) -> str:
+    for name, dt in DTYPES.items():
+        if dt == dtype.newbyteorder("<") or dt == dtype:
+            return name
+    raise ValueError(f"unsupported section dtype {dtype}")
+
+
+def _chunks(head: bytes, arrays: Iterable[np.ndarray]) -> Iterable[bytes | memoryview]:
+    yield MAGIC
+    yield len(head).to_bytes(8, "little")
+    yield head
+    for arr in arrays:
+        dt = DTYPES[_dtype_name(arr.dtype)]
+        data = np.ascontiguousarray(arr, dtype=dt)
+        if data.size:
+            yield memoryview(data.reshape(-1).view(np.uint8))
+
+
+# -- strings as sections ------------------------------------------------------------------
+def pack_strings(values: Sequence[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """``(offsets, data)``: UTF-8 bytes of each value back to back (surrogates kept, so
+    paths that are not valid UTF-8 round-trip); ``None`` is marked by offset -1 at its end."""
+    parts = [b"" if v is None else v.encode("utf-8", "surrogatepass") for v in values]
+    ends = np.cumsum([len(p) for p in parts], dtype=np.int64)
+    offsets = np.concatenate([[0], ends]).astype("<i8")
+    for i, v in enumerate(values):
+        if v is None:
+            offsets[i + 1] = -1 - offsets[i + 1]
+    return offsets, np.frombuffer(b"".join(parts), dtype=np.uint8)
+
+
+def unpack_strings(offsets: np.ndarray, data: np.ndarray, bad: Any) -> list[str | None]:
+    """Inverse of :func:`pack_strings`; malformed offsets or text raise ``bad(msg)``."""
+    ends = np.where(offsets < 0, -1 - offsets, offsets)
+    if offsets.ndim != 1 or offsets.size < 1 or ends[0] != 0 or offsets[0] != 0 or \
+            np.any(np.diff(ends) < 0) or ends[-1] != data.size:
+        raise bad("corrupt string section")
+    raw = data.tobytes()
+    out: list[str | None] = []
+    bounds = ends.tolist()
+    nulls = (offsets[1:] < 0).tolist()
+    for i, is_null in enumerate(nulls):
+        if is_null:
+            out.append(None)
+            continue
+        try:
+            out.append(raw[bounds[i]:bounds[i + 1]].decode("utf-8", "surrogatepass"))
+        except UnicodeDecodeError:
+            raise bad("corrupt string section (not UTF-8)") from None
+    return out
