@@ -12,7 +12,8 @@ a :class:`Transform`: ``t(image, rng) -> image``, RGB in and RGB out, with ``t.s
 canonical spec (``parse(t.spec).spec == t.spec``). Randomness (noise, random positions) comes
 only from the ``numpy.random.Generator`` passed in, so the same image, spec and seed give the
 same output bytes. :func:`register` adds user transforms; :data:`DEFAULT_SUITE` is what
-``hashlib-ext bench`` runs by default. See docs/transforms.md.
+``hashlib-ext bench`` runs by default; :data:`ROBUST_SUITE`, :data:`ROBUST_UNSEEN_SUITE` and
+:data:`EASY_SUITE` group everyday re-share edits by family. See docs/transforms.md.
 """
 
 from __future__ import annotations
@@ -32,7 +33,10 @@ from ..errors import TransformSpecError
 
 __all__ = [
     "DEFAULT_SUITE",
+    "EASY_SUITE",
     "REFERENCE_SUITE",
+    "ROBUST_SUITE",
+    "ROBUST_UNSEEN_SUITE",
     "Param",
     "Transform",
     "apply",
@@ -411,8 +415,12 @@ def _aspect(image, rng, x, resample):
     return image.resize((_scaled(w, x), h), _RESAMPLE[resample])
 
 
-def _crop(image, rng, center, side, edge):
+def _crop(image, rng, center, side, edge, square):
     w, h = image.size
+    if square:  # the largest centred square
+        s = min(w, h)
+        left, top = (w - s) // 2, (h - s) // 2
+        return image.crop((left, top, left + s, top + s))
     if center is not None:
         cw, ch = _scaled(w, center), _scaled(h, center)
         left, top = (w - cw) // 2, (h - ch) // 2
@@ -426,8 +434,10 @@ def _crop(image, rng, center, side, edge):
 
 
 def _crop_check(params: dict[str, Any]) -> str | None:
-    if (params["center"] is None) == (params["side"] is None):
-        return "give exactly one of center=F (keep the central F) or side=F (cut F off one edge)"
+    given = (params["center"] is not None) + (params["side"] is not None) + bool(params["square"])
+    if given != 1:
+        return ("give exactly one of center=F (keep the central F), side=F (cut F off one "
+                "edge) or square=true (centre crop to a square)")
     return None
 
 
@@ -498,17 +508,27 @@ def _font(size: int) -> ImageFont.ImageFont | ImageFont.FreeTypeFont:
 
 
 def _draw_text_centred(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], text: str,
-                       fill: tuple[int, int, int], size: int) -> None:
+                       fill: tuple[int, int, int], size: int, stroke: float = 0.0) -> None:
+    """Draw ``text`` centred in ``box``, shrunk until it fits the width. ``stroke`` > 0
+    thickens the letters (an outline of that fraction of the font size, in the text colour),
+    for a bold look with PIL's one default face."""
     left, top, right, bottom = box
-    font = _font(size)
-    x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+
+    def measure(size: int) -> tuple[Any, int, tuple[float, float, float, float]]:
+        font = _font(size)
+        sw = int(round(size * stroke)) if isinstance(font, ImageFont.FreeTypeFont) else 0
+        return font, sw, draw.textbbox((0, 0), text, font=font, stroke_width=sw)
+
+    font, sw, (x0, y0, x1, y1) = measure(size)
     while x1 - x0 > (right - left) * 0.95 and size > 6:  # shrink until it fits the width
         size = int(size * 0.85)
-        font = _font(size)
-        x0, y0, x1, y1 = draw.textbbox((0, 0), text, font=font)
+        font, sw, (x0, y0, x1, y1) = measure(size)
     x = left + (right - left - (x1 - x0)) // 2 - x0
     y = top + (bottom - top - (y1 - y0)) // 2 - y0
-    draw.text((x, y), text, fill=fill, font=font)
+    if sw:
+        draw.text((x, y), text, fill=fill, font=font, stroke_width=sw, stroke_fill=fill)
+    else:
+        draw.text((x, y), text, fill=fill, font=font)
 
 
 def _banner(image, rng, height, text, pos, bg, extend):
@@ -545,14 +565,7 @@ def _logo(image, rng, size, pos, opacity):
     w, h = image.size
     side = max(1, min(w, h, int(round(min(w, h) * size))))
     logo = _logo_rgba(side)
-    margin = int(round(min(w, h) * 0.03))
-    free_x, free_y = max(0, w - side - 2 * margin), max(0, h - side - 2 * margin)
-    if pos == "random":
-        x, y = margin + int(rng.integers(free_x + 1)), margin + int(rng.integers(free_y + 1))
-    else:
-        fx = {"l": 0.0, "c": 0.5, "r": 1.0}["c" if pos == "center" else pos[1]]
-        fy = {"t": 0.0, "c": 0.5, "b": 1.0}["c" if pos == "center" else pos[0]]
-        x, y = margin + int(round(free_x * fx)), margin + int(round(free_y * fy))
+    x, y = _corner_xy(w, h, side, pos, rng)
     alpha = logo.getchannel("A").point(lambda a: int(round(a * opacity)))
     out = image.copy()
     out.paste(logo.convert("RGB"), (x, y), alpha)
@@ -569,10 +582,7 @@ def _border(image, rng, width, color):
 
 def _letterbox(image, rng, ratio, color):
     w, h = image.size
-    if w / h < ratio:  # too narrow: pad left and right
-        cw, ch = max(w, int(round(h * ratio))), h
-    else:  # too wide: pad top and bottom
-        cw, ch = w, max(h, int(round(w / ratio)))
+    cw, ch = _pad_size(w, h, ratio)
     canvas = Image.new("RGB", (cw, ch), _COLOURS[color])
     canvas.paste(image, ((cw - w) // 2, (ch - h) // 2))
     return canvas
@@ -615,6 +625,406 @@ def _screenshot(image, rng, scale, canvas, theme):
     return shot
 
 
+# -- re-share edits: square crop, story padding, frames, memes, straighten, phone, stickers --
+
+def _pad_size(w: int, h: int, ratio: float) -> tuple[int, int]:
+    """The smallest canvas of width/height ``ratio`` that holds a ``w`` x ``h`` image."""
+    if w / h < ratio:  # too narrow: pad left and right
+        return max(w, int(round(h * ratio))), h
+    return w, max(h, int(round(w / ratio)))  # too wide: pad top and bottom
+
+
+def _blurred_cover(image: Image.Image, cw: int, ch: int, radius: float) -> Image.Image:
+    """``image`` enlarged to cover ``cw`` x ``ch`` (centre-cropped), then heavily blurred.
+
+    The blur is done on a small copy (long side about 4/radius px) and scaled up, so its cost
+    does not grow with the blur radius; the result is smooth either way.
+    """
+    long_side = max(cw, ch)
+    small_long = min(long_side, max(32, int(np.ceil(4.0 / radius))))
+    k = small_long / long_side
+    sw, sh = max(1, int(round(cw * k))), max(1, int(round(ch * k)))
+    small = ImageOps.fit(image, (sw, sh), Image.Resampling.BICUBIC)
+    small = small.filter(ImageFilter.GaussianBlur(radius * small_long))
+    return small.resize((cw, ch), Image.Resampling.BICUBIC)
+
+
+def _pad(image, rng, ratio, fill, radius):
+    """Pad to width/height ``ratio`` with the photo centred, unscaled and untouched; the
+    bars are a solid colour or (``fill=blur``) a blurred, enlarged copy of the photo."""
+    w, h = image.size
+    cw, ch = _pad_size(w, h, ratio)
+    if fill == "blur":
+        canvas = _blurred_cover(image, cw, ch, radius)
+    else:
+        canvas = Image.new("RGB", (cw, ch), _COLOURS[fill])
+    canvas.paste(image, ((cw - w) // 2, (ch - h) // 2))
+    return canvas
+
+
+_FRAME_COLOURS = {
+    "black": (0, 0, 0), "white": (255, 255, 255), "gray": (128, 128, 128),
+    "gold": (191, 155, 48), "walnut": (92, 58, 33), "navy": (28, 40, 84),
+    "red": (150, 30, 36),
+}
+_MAT = (243, 239, 228)  # off-white mat board
+
+
+def _mix(a: tuple[int, ...], b: tuple[int, ...], t: float) -> tuple[int, int, int]:
+    """``a`` blended towards ``b`` by ``t`` (0 = a, 1 = b)."""
+    return (int(round(a[0] + (b[0] - a[0]) * t)), int(round(a[1] + (b[1] - a[1]) * t)),
+            int(round(a[2] + (b[2] - a[2]) * t)))
+
+
+def _contrast_ink(colour: tuple[int, int, int]) -> tuple[int, int, int]:
+    """A light line on dark colours, a dark line on light ones."""
+    luma = 0.299 * colour[0] + 0.587 * colour[1] + 0.114 * colour[2]
+    return (235, 225, 200) if luma < 140 else (45, 45, 45)
+
+
+def _frame(image, rng, width, color, style):
+    """A picture frame around the full image, ``width`` x the shorter side on every side.
+
+    ``solid``: a moulding band with a darker outer edge and a thin contrasting inner line;
+    ``double``: two bands with a contrasting gap between them (and the darker outer edge);
+    ``mat``: a narrow moulding around a wide off-white mat, with the moulding's shadow on
+    the mat and a white bevel at the opening. The photo itself is pasted unchanged in the
+    middle.
+    """
+    w, h = image.size
+    b = max(1, int(round(min(w, h) * width)))
+    cw, ch = w + 2 * b, h + 2 * b
+    base = _FRAME_COLOURS[color]
+    canvas = Image.new("RGB", (cw, ch), base)
+    d = ImageDraw.Draw(canvas)
+
+    def band(inset: int, fill: tuple[int, int, int]) -> None:
+        inset = min(inset, b)  # never inside the photo; keeps tiny images drawable
+        d.rectangle((inset, inset, cw - 1 - inset, ch - 1 - inset), fill=fill)
+
+    line = max(1, b // 10)
+    if style == "solid":
+        band(0, _mix(base, (0, 0, 0), 0.35))  # outer edge, darker
+        band(line, base)
+        band(b - line, _contrast_ink(base))  # thin inner line at the photo
+    elif style == "double":
+        band(0, _mix(base, (0, 0, 0), 0.35))
+        band(line, base)
+        band(int(round(0.4 * b)), _contrast_ink(base))
+        band(int(round(0.6 * b)), base)
+    else:  # mat
+        band(0, _mix(base, (0, 0, 0), 0.35))
+        band(line, base)
+        m = max(line + 1, int(round(0.3 * b)))
+        band(m, _MAT)
+        shadow = max(1, int(round(0.12 * b)))
+        for k in reversed(range(shadow)):  # light from the top left: shadow on top and left
+            if m + k >= b:
+                continue
+            shade = _mix(_MAT, (0, 0, 0), 0.3 * (1 - k / shadow) ** 2)
+            d.line((m, m + k, cw - 1 - m, m + k), fill=shade)
+            d.line((m + k, m, m + k, ch - 1 - m), fill=shade)
+        bevel = max(1, b // 25)
+        band(b - bevel, (255, 255, 255))
+    canvas.paste(image, (b, b))
+    return canvas
+
+
+def _meme(image, rng, top, bottom, extend, bg, text, text2):
+    """Caption bands above and/or below, meme style: big bold capitals, black on white or
+    white on black, added outside the picture (``extend``) or covering its edges."""
+    w, h = image.size
+    th = max(1, int(round(h * top))) if top > 0 else 0
+    bh = max(1, int(round(h * bottom))) if bottom > 0 else 0
+    paper = _COLOURS[bg]
+    ink = (0, 0, 0) if bg == "white" else (255, 255, 255)
+    if extend:
+        out = Image.new("RGB", (w, h + th + bh), paper)
+        out.paste(image, (0, th))
+    else:
+        out = image.copy()
+    d = ImageDraw.Draw(out)
+    height = out.size[1]
+    for y0, y1, words in ((0, th, text), (height - bh, height, text2)):
+        if y1 <= y0:
+            continue
+        d.rectangle((0, y0, w - 1, y1 - 1), fill=paper)
+        _draw_caption(d, (0, y0, w, y1), words, ink)
+    return out
+
+
+def _draw_caption(draw: ImageDraw.ImageDraw, box: tuple[int, int, int, int], text: str,
+                  fill: tuple[int, int, int], stroke: float = 0.06) -> None:
+    """Meme text in ``box``: one line, or two balanced lines when that allows a bigger font
+    (long captions on narrow pictures), as large as the band allows, thickened by ``stroke``."""
+    left, top, right, bottom = box
+    bw, bh = right - left, bottom - top
+    ref = 100  # measure at a reference size; text width scales about linearly with size
+
+    def width(line: str) -> float:
+        x0, _, x1, _ = draw.textbbox((0, 0), line, font=_font(ref),
+                                     stroke_width=int(round(ref * stroke)))
+        return max(1, x1 - x0)
+
+    words = text.split()
+    best_lines, best = [text], min(0.6 * bh, ref * 0.92 * bw / width(text))
+    if len(words) > 1:  # the most balanced two-line split
+        two = min(([" ".join(words[:i]), " ".join(words[i:])] for i in range(1, len(words))),
+                  key=lambda lines: max(width(s) for s in lines))
+        size = min(0.36 * bh, ref * 0.92 * bw / max(width(s) for s in two))
+        if size > 1.15 * best:
+            best_lines, best = two, size
+    size = max(6, int(best))
+    font = _font(size)
+    sw = int(round(size * stroke)) if isinstance(font, ImageFont.FreeTypeFont) else 0
+    step = size * 1.1
+    y_first = top + bh / 2 - step * (len(best_lines) - 1) / 2
+    for k, line in enumerate(best_lines):
+        x0, y0, x1, y1 = draw.textbbox((0, 0), line, font=font, stroke_width=sw)
+        x = left + (bw - (x1 - x0)) / 2 - x0
+        y = y_first + k * step - (y1 + y0) / 2
+        if sw:
+            draw.text((x, y), line, fill=fill, font=font, stroke_width=sw, stroke_fill=fill)
+        else:
+            draw.text((x, y), line, fill=fill, font=font)
+
+
+def _meme_check(params: dict[str, Any]) -> str | None:
+    if params["top"] <= 0 and params["bottom"] <= 0:
+        return "give a caption band: top>0 and/or bottom>0"
+    if not params["extend"] and params["top"] + params["bottom"] >= 0.9:
+        return "covering bands (extend=false) must leave some picture: top+bottom < 0.9"
+    return None
+
+
+def _rotzoom(image, rng, deg):
+    """Rotate by ``deg`` and zoom in just enough that the frame holds only picture: same
+    size as the input, no filled corners (one bicubic resampling)."""
+    if deg == 0:
+        return image.copy()
+    w, h = image.size
+    a = np.radians(abs(deg))
+    cos, sin = float(np.cos(a)), float(np.sin(a))
+    m = min(1.0, min(w, h) / 8)  # keep the corner samples a pixel inside the source
+    s = max((w * cos + h * sin) / (w - 2 * m), (w * sin + h * cos) / (h - 2 * m))
+    t = -np.radians(deg)
+    c, sn = float(np.cos(t)) / s, float(np.sin(t)) / s
+    matrix = [c, sn, 0.0, -sn, c, 0.0]
+    matrix[2] = w / 2 - (matrix[0] * w / 2 + matrix[1] * h / 2)
+    matrix[5] = h / 2 - (matrix[3] * w / 2 + matrix[4] * h / 2)
+    return image.transform((w, h), Image.Transform.AFFINE, matrix,
+                           resample=Image.Resampling.BICUBIC, fillcolor=(0, 0, 0))
+
+
+_PHONE_THEMES = {
+    "light": {"bg": (255, 255, 255), "ink": (20, 20, 20), "dim": (142, 142, 142),
+              "line": (219, 219, 219), "accent": (237, 73, 86), "link": (0, 149, 246)},
+    "dark": {"bg": (0, 0, 0), "ink": (245, 245, 245), "dim": (168, 168, 168),
+             "line": (54, 54, 54), "accent": (255, 48, 64), "link": (0, 149, 246)},
+}
+
+
+def _text_at(d: ImageDraw.ImageDraw, x: float, ymid: float, text: str,
+             fill: tuple[int, int, int], size: int, *, right: bool = False,
+             stroke: float = 0.0) -> None:
+    """Draw ``text`` vertically centred on ``ymid``, starting at ``x`` (or ending there)."""
+    font = _font(max(6, size))
+    sw = int(round(size * stroke)) if isinstance(font, ImageFont.FreeTypeFont) else 0
+    x0, y0, x1, y1 = d.textbbox((0, 0), text, font=font, stroke_width=sw)
+    px = x - (x1 - x0) - x0 if right else x - x0
+    py = ymid - (y1 - y0) / 2 - y0
+    if sw:
+        d.text((px, py), text, fill=fill, font=font, stroke_width=sw, stroke_fill=fill)
+    else:
+        d.text((px, py), text, fill=fill, font=font)
+
+
+def _heart(d: ImageDraw.ImageDraw, cx: float, cy: float, r: float,
+           fill: tuple[int, int, int]) -> None:
+    d.ellipse((cx - r, cy - r * 0.75, cx, cy + r * 0.25), fill=fill)
+    d.ellipse((cx, cy - r * 0.75, cx + r, cy + r * 0.25), fill=fill)
+    d.polygon([(cx - r * 0.97, cy - r * 0.1), (cx + r * 0.97, cy - r * 0.1),
+               (cx, cy + r * 0.95)], fill=fill)
+
+
+def _phone(image, rng, theme, scale, ratio):
+    """The photo in a phone app's feed post: status bar (time, signal, wifi, battery), app
+    header (avatar, account name, menu), the photo at screen width, an action row (like,
+    comment, share, save), likes and caption lines, and the bottom tab bar. Portrait canvas
+    ``ratio`` = width/height (9:19.5 by default), ``scale`` x the photo width wide."""
+    w, h = image.size
+    cw = max(48, int(round(w * scale)))
+    ch = max(cw, int(round(cw / ratio)))
+    t = _PHONE_THEMES[theme]
+    shot = Image.new("RGB", (cw, ch), t["bg"])
+    d = ImageDraw.Draw(shot)
+    u = cw / 100.0  # layout unit: 1% of the screen width
+    stroke = max(1, int(round(0.55 * u)))
+    ink, dim = t["ink"], t["dim"]
+
+    # status bar: time on the left; signal bars, wifi fan and battery on the right
+    status = int(round(11 * u))
+    sy = status / 2
+    _text_at(d, 6 * u, sy, "9:41", ink, int(4.2 * u), stroke=0.05)
+    bx0, bx1 = cw - 10 * u, cw - 4 * u
+    d.rounded_rectangle((bx0, sy - 1.5 * u, bx1, sy + 1.5 * u), radius=0.6 * u, outline=ink,
+                        width=max(1, int(round(0.35 * u))))
+    d.rectangle((bx0 + 0.7 * u, sy - 0.8 * u, bx0 + 0.7 * u + 3.6 * u, sy + 0.8 * u), fill=ink)
+    d.rectangle((bx1 + 0.2 * u, sy - 0.6 * u, bx1 + 0.8 * u, sy + 0.6 * u), fill=ink)
+    wx = cw - 15 * u
+    d.pieslice((wx - 2.6 * u, sy - 1.6 * u, wx + 2.6 * u, sy + 3.6 * u), 225, 315, fill=ink)
+    for i in range(4):
+        x = cw - 25 * u + i * 1.6 * u
+        d.rectangle((x, sy + 1.5 * u - (1.0 + 0.65 * i) * u, x + 1.0 * u, sy + 1.5 * u),
+                    fill=ink)
+
+    # app header: avatar with a ring, account name, "more" dots
+    header = int(round(13 * u))
+    hy = status + header / 2
+    d.ellipse((4 * u, hy - 4 * u, 12 * u, hy + 4 * u), outline=t["accent"], width=stroke)
+    d.ellipse((5.3 * u, hy - 2.7 * u, 10.7 * u, hy + 2.7 * u), fill=dim)
+    _text_at(d, 15 * u, hy, "hashlib.ext", ink, int(3.8 * u), stroke=0.04)
+    for i in range(3):
+        x = cw - 6 * u - i * 1.8 * u
+        d.ellipse((x - 0.55 * u, hy - 0.55 * u, x + 0.55 * u, hy + 0.55 * u), fill=ink)
+
+    # the photo at screen width (or smaller, centred, when a tall one would not leave room)
+    nav = int(round(14 * u))
+    actions = int(round(12 * u))
+    y0 = status + header
+    room = ch - y0 - actions - nav - int(round(14 * u))
+    pw, ph = cw, max(1, int(round(h * cw / w)))
+    if ph > room:
+        ph = max(1, room)
+        pw = max(1, min(cw, int(round(w * ph / h))))
+    shot.paste(image.resize((pw, ph), Image.Resampling.BICUBIC), ((cw - pw) // 2, y0))
+
+    # action row: heart (liked), comment bubble, share arrow; page dots; bookmark
+    ay = y0 + ph + actions / 2
+    _heart(d, 7 * u, ay, 2.9 * u, t["accent"])
+    d.ellipse((13.5 * u, ay - 2.7 * u, 19 * u, ay + 2.7 * u), outline=ink, width=stroke)
+    d.polygon([(14 * u, ay + 1.5 * u), (13.2 * u, ay + 3.2 * u), (15.6 * u, ay + 2.4 * u)],
+              fill=ink)
+    d.polygon([(23 * u, ay - 2.4 * u), (29.5 * u, ay - 2.4 * u), (25.5 * u, ay + 3 * u)],
+              outline=ink, width=stroke)
+    for i, colour in enumerate((t["link"], dim, dim)):
+        x = cw / 2 + (i - 1) * 2 * u
+        d.ellipse((x - 0.6 * u, ay - 0.6 * u, x + 0.6 * u, ay + 0.6 * u), fill=colour)
+    d.polygon([(cw - 9 * u, ay - 2.8 * u), (cw - 4.5 * u, ay - 2.8 * u),
+               (cw - 4.5 * u, ay + 2.8 * u), (cw - 6.75 * u, ay + 1 * u),
+               (cw - 9 * u, ay + 2.8 * u)], outline=ink, width=stroke)
+
+    # likes and caption lines, as many as fit above the tab bar
+    lines = [("1,024 likes", ink, 0.06), ("hashlib.ext  a day by the sea", ink, 0.0),
+             ("View all 48 comments", dim, 0.0), ("2 HOURS AGO", dim, 0.0)]
+    y = y0 + ph + actions + 3 * u
+    for text, colour, bold in lines:
+        if y + 3 * u > ch - nav:
+            break
+        _text_at(d, 4 * u, y, text, colour, int(3.6 * u), stroke=bold)
+        y += 6 * u
+
+    # the next post starts below: its header and the top of its (placeholder) picture
+    y += 2 * u
+    if y + header + 4 * u < ch - nav:
+        hy = y + header / 2
+        d.ellipse((4 * u, hy - 4 * u, 12 * u, hy + 4 * u), fill=dim)
+        _text_at(d, 15 * u, hy, "another.account", ink, int(3.8 * u), stroke=0.04)
+        for i in range(3):
+            x = cw - 6 * u - i * 1.8 * u
+            d.ellipse((x - 0.55 * u, hy - 0.55 * u, x + 0.55 * u, hy + 0.55 * u), fill=ink)
+        top0, top1 = int(round(y + header)), ch - nav
+        lo, hi = t["line"], dim
+        for yy in range(top0, top1):  # a plain vertical gradient, no picture content
+            d.line((0, yy, cw - 1, yy), fill=_mix(lo, hi, (yy - top0) / max(1, top1 - top0)))
+
+    # bottom tab bar: home, search, new post, clips, profile; home indicator
+    top = ch - nav
+    d.rectangle((0, top, cw - 1, ch - 1), fill=t["bg"])
+    d.line((0, top, cw - 1, top), fill=t["line"], width=max(1, int(round(0.2 * u))))
+    ny = top + nav * 0.42
+    r = 2.6 * u
+    xs = [cw * (i + 0.5) / 5 for i in range(5)]
+    d.polygon([(xs[0] - r, ny), (xs[0], ny - r), (xs[0] + r, ny), (xs[0] + r * 0.75, ny),
+               (xs[0] + r * 0.75, ny + r), (xs[0] - r * 0.75, ny + r), (xs[0] - r * 0.75, ny)],
+              fill=ink)
+    d.ellipse((xs[1] - r, ny - r, xs[1] + r * 0.5, ny + r * 0.5), outline=ink, width=stroke)
+    d.line((xs[1] + r * 0.3, ny + r * 0.3, xs[1] + r, ny + r), fill=ink, width=stroke)
+    d.rounded_rectangle((xs[2] - r, ny - r, xs[2] + r, ny + r), radius=0.8 * u, outline=ink,
+                        width=stroke)
+    d.line((xs[2] - r * 0.5, ny, xs[2] + r * 0.5, ny), fill=ink, width=stroke)
+    d.line((xs[2], ny - r * 0.5, xs[2], ny + r * 0.5), fill=ink, width=stroke)
+    d.rounded_rectangle((xs[3] - r, ny - r, xs[3] + r, ny + r), radius=0.8 * u, outline=ink,
+                        width=stroke)
+    d.polygon([(xs[3] - r * 0.35, ny - r * 0.45), (xs[3] + r * 0.5, ny),
+               (xs[3] - r * 0.35, ny + r * 0.45)], fill=ink)
+    d.ellipse((xs[4] - r, ny - r, xs[4] + r, ny + r), fill=dim)
+    d.rounded_rectangle((cw / 2 - 17 * u, ch - 2.2 * u, cw / 2 + 17 * u, ch - 1.2 * u),
+                        radius=0.5 * u, fill=ink)
+    return shot
+
+
+_STICKERS = (  # (badge, stripes, disc, star, text colour, text)
+    ((255, 214, 0), (25, 25, 25), (230, 30, 60), (255, 255, 255), (25, 25, 25), "WOW"),
+    ((20, 160, 220), (255, 255, 255), (255, 90, 30), (255, 230, 0), (20, 20, 60), "NEW"),
+    ((120, 40, 200), (255, 120, 200), (30, 30, 30), (0, 230, 180), (255, 255, 255), "LOL"),
+    ((40, 180, 70), (250, 250, 250), (250, 250, 250), (240, 40, 40), (20, 20, 20), "HOT"),
+)
+
+
+@lru_cache(maxsize=32)
+def _sticker_rgb(side: int, design: int) -> Image.Image:
+    """A synthetic opaque sticker, ``side`` px square: a white die-cut edge around a badge
+    with diagonal stripes, a disc, a starburst and bold text. The same (side, design) always
+    gives the same pixels."""
+    badge, stripes, disc, star, ink, word = _STICKERS[design]
+    s = 4 * side  # draw large, then downsample for smooth edges
+    art = Image.new("RGB", (s, s), (255, 255, 255))
+    mask = Image.new("L", (s, s), 0)
+    edge = 0.05 * s
+    ImageDraw.Draw(mask).rounded_rectangle((edge, edge, s - 1 - edge, s - 1 - edge),
+                                           radius=0.16 * s, fill=255)
+    texture = Image.new("RGB", (s, s), badge)
+    td = ImageDraw.Draw(texture)
+    step = max(2, s // 9)
+    for x in range(-s, s, step):  # diagonal stripes
+        td.polygon([(x, 0), (x + step // 2, 0), (x + step // 2 + s, s), (x + s, s)], fill=stripes)
+    art.paste(texture, (0, 0), mask)
+    d = ImageDraw.Draw(art)
+    c = s / 2
+    d.ellipse((c - 0.36 * s, c - 0.36 * s, c + 0.36 * s, c + 0.36 * s), fill=disc,
+              outline=(255, 255, 255), width=max(1, s // 40))
+    points = []
+    for i in range(32):  # a 16-point starburst
+        rad = (0.31 if i % 2 == 0 else 0.24) * s
+        ang = np.pi * i / 16
+        points.append((c + rad * float(np.cos(ang)), c + rad * float(np.sin(ang))))
+    d.polygon(points, fill=star)
+    _draw_text_centred(d, (int(0.2 * s), int(0.2 * s), int(0.8 * s), int(0.8 * s)), word, ink,
+                       int(0.22 * s), stroke=0.08)
+    return art.resize((side, side), Image.Resampling.LANCZOS)
+
+
+def _corner_xy(w: int, h: int, side: int, pos: str, rng: np.random.Generator) -> tuple[int, int]:
+    """Top-left corner for a ``side`` px square at ``pos``, with a 3% margin."""
+    margin = int(round(min(w, h) * 0.03))
+    free_x, free_y = max(0, w - side - 2 * margin), max(0, h - side - 2 * margin)
+    if pos == "random":
+        return margin + int(rng.integers(free_x + 1)), margin + int(rng.integers(free_y + 1))
+    fx = {"l": 0.0, "c": 0.5, "r": 1.0}["c" if pos == "center" else pos[1]]
+    fy = {"t": 0.0, "c": 0.5, "b": 1.0}["c" if pos == "center" else pos[0]]
+    return margin + int(round(free_x * fx)), margin + int(round(free_y * fy))
+
+
+def _sticker(image, rng, size, pos, design):
+    """Paste an opaque synthetic sticker: identical pixels on any photo at the same size."""
+    w, h = image.size
+    side = max(1, min(w, h, int(round(min(w, h) * size))))
+    out = image.copy()
+    out.paste(_sticker_rgb(side, design), _corner_xy(w, h, side, pos, rng))
+    return out
+
+
 def _f(default: float | None, lo: float | None, hi: float | None, help: str = "", *,
        lo_open: bool = False, hi_open: bool = False) -> Param:
     return Param(float, default, lo, hi, lo_open=lo_open, hi_open=hi_open, help=help)
@@ -645,7 +1055,9 @@ def _register_builtins() -> None:
         "side": _f(None, 0.0, 0.95, "cut this fraction of the width/height off one edge"),
         "edge": _choice("left", "left", "right", "top", "bottom", "random",
                         help="which edge side= cuts (random: drawn from the seed)"),
-    }, "centre crop (center=F) or one-side crop (side=F,edge=E)", check=_crop_check)
+        "square": Param(bool, False, help="centre crop to the largest square"),
+    }, "centre crop (center=F), one-side crop (side=F,edge=E) or square centre crop "
+       "(square=true)", check=_crop_check)
     reg("rotate", _rotate, {"deg": _f(5.0, -180.0, 180.0, "degrees counter-clockwise"),
                             "expand": Param(bool, False, help="grow the canvas to fit"),
                             "fill": _COLOUR_PARAM},
@@ -699,6 +1111,41 @@ def _register_builtins() -> None:
         "canvas": _f(1.25, 0.5, 4.0, "window size as a factor of the image size"),
         "theme": _choice("light", *_THEMES),
     }, "the image rescaled inside a window-like frame (title bar, sidebar), as a screenshot")
+    reg("pad", _pad, {
+        "ratio": _f(0.5625, 0.1, 10.0, "target width/height (0.5625 = 9:16 story)"),
+        "fill": _choice("blur", "blur", *_COLOURS,
+                        help="bars: a blurred, enlarged copy of the photo, or a colour"),
+        "radius": _f(0.04, 0.0, 0.5, "blur sigma as a fraction of the canvas's longer side",
+                     lo_open=True),
+    }, "pad to an aspect ratio, photo centred and unscaled; blurred-photo or solid bars")
+    reg("frame", _frame, {
+        "width": _f(0.06, 0.0, 0.5, "frame width on each side, fraction of the shorter side",
+                    lo_open=True),
+        "color": _choice("black", *_FRAME_COLOURS, help="moulding colour"),
+        "style": _choice("solid", "solid", "double", "mat",
+                         help="solid band + inner line, two bands, or moulding + mat"),
+    }, "decorative picture frame around the full image")
+    reg("meme", _meme, {
+        "top": _f(0.18, 0.0, 0.9, "top band height, fraction of the image height (0 = none)"),
+        "bottom": _f(0.0, 0.0, 0.9, "bottom band height (0 = none)"),
+        "extend": Param(bool, True, help="add the bands outside the picture (false: cover)"),
+        "bg": _choice("white", "white", "black", help="band colour; text in the other"),
+        "text": Param(str, "WHEN THE PHOTO GETS RESHARED", help="top caption (no , + : =)"),
+        "text2": Param(str, "AND STILL MATCHES", help="bottom caption (no , + : =)"),
+    }, "meme caption bands, top and/or bottom, big bold text", check=_meme_check)
+    reg("rotzoom", _rotzoom, {"deg": _f(4.0, -45.0, 45.0, "degrees counter-clockwise")},
+        "rotate and zoom in to fill the frame (same size, no empty corners), like straightening")
+    reg("phone", _phone, {
+        "theme": _choice("light", *_PHONE_THEMES),
+        "scale": _f(1.0, 0.05, 4.0, "screen width as a fraction of the photo width"),
+        "ratio": _f(0.4615, 0.2, 1.0, "screen width/height (0.4615 = 9:19.5)"),
+    }, "the photo in a phone app's feed post (status bar, header, action row, captions, tabs)")
+    reg("sticker", _sticker, {
+        "size": _f(0.25, 0.0, 1.0, "sticker side as a fraction of the shorter image side",
+                   lo_open=True),
+        "pos": _choice("br", "br", "bl", "tr", "tl", "center", "random"),
+        "design": Param(int, 0, 0, len(_STICKERS) - 1, help="which synthetic sticker"),
+    }, "opaque synthetic sticker pasted on the photo (same pixels on every photo)")
 
 
 _register_builtins()
@@ -726,4 +1173,119 @@ DEFAULT_SUITE: list[str] = REFERENCE_SUITE + [
     "logo:size=0.15",
     "screenshot:scale=0.8",
     "jpeg:q=50+crop:center=0.9",
+]
+
+# Everyday re-share edits, by family: what a photo goes through when it is reposted, cropped
+# for a feed, turned into a story or a meme, or screenshotted. A method can be tuned on these
+# settings; ROBUST_UNSEEN_SUITE holds the same families at other settings, for measuring on
+# edits it was not tuned on. Where the bars of `pad` go depends on the photo: 9:16 letterboxes
+# a landscape photo (bars above and below); 16:9 and 21:9 pillarbox it (bars at the sides).
+ROBUST_SUITE: dict[str, list[str]] = {
+    "crop": [
+        "crop:side=0.1",
+        "crop:side=0.15,edge=top",
+        "crop:side=0.2,edge=right",
+        "crop:side=0.25,edge=bottom",
+        "crop:square=true",
+    ],
+    "pad": [
+        "pad:ratio=0.5625",
+        "pad:ratio=0.5625,fill=black",
+        "letterbox:ratio=1.7778,color=white",
+        "pad:ratio=2.3333,fill=gray",
+    ],
+    "frame": [
+        "frame:width=0.06",
+        "frame:width=0.1,color=white,style=mat",
+        "frame:width=0.05,color=gold,style=double",
+    ],
+    "caption": [
+        "meme:top=0.18",
+        "meme:top=0,bottom=0.18",
+        "meme:top=0.15,bottom=0.15",
+        "meme:top=0.2,extend=false,bg=black",
+        "meme:top=0,bottom=0.15,extend=false",
+    ],
+    "rotzoom": [
+        "rotzoom:deg=3",
+        "rotzoom:deg=-5",
+        "rotzoom:deg=10",
+    ],
+    "screenshot": [
+        "phone:theme=light",
+        "phone:theme=dark",
+        "screenshot:scale=0.8",
+    ],
+    "combo": [
+        "crop:side=0.15+jpeg:q=50",
+        "hflip+crop:side=0.2",
+        "pad:ratio=0.5625+meme:top=0.12,extend=false",
+        "rotzoom:deg=3+jpeg:q=60",
+    ],
+}
+
+# The same families at settings ROBUST_SUITE does not use (other fractions, edges, angles,
+# ratios, colours, themes and band heights).
+ROBUST_UNSEEN_SUITE: dict[str, list[str]] = {
+    "crop": [
+        "crop:side=0.12,edge=bottom",
+        "crop:side=0.18",
+        "crop:side=0.22,edge=top",
+        "crop:side=0.24,edge=right",
+        "crop:center=0.8",
+    ],
+    "pad": [
+        "pad:ratio=0.8",
+        "pad:ratio=0.5625,fill=white",
+        "pad:ratio=1,fill=black",
+        "pad:ratio=1.7778,radius=0.08",
+        "letterbox:ratio=0.5625,color=gray",
+    ],
+    "frame": [
+        "frame:width=0.04,color=walnut",
+        "frame:width=0.08,color=navy,style=mat",
+        "frame:width=0.03,color=red,style=double",
+    ],
+    "caption": [
+        "meme:top=0.12",
+        "meme:top=0,bottom=0.25,bg=black",
+        "meme:top=0.1,bottom=0.1,bg=black",
+        "meme:top=0,bottom=0.22,extend=false",
+        "meme:top=0.12,bottom=0.12,extend=false,bg=black",
+    ],
+    "rotzoom": [
+        "rotzoom:deg=-2",
+        "rotzoom:deg=6",
+        "rotzoom:deg=-8",
+    ],
+    "screenshot": [
+        "phone:theme=dark,scale=0.75",
+        "phone:theme=light,scale=1.5,ratio=0.5",
+        "screenshot:scale=0.6,theme=dark",
+    ],
+    "combo": [
+        "crop:side=0.1,edge=top+webp:q=40",
+        "hflip+crop:side=0.12,edge=bottom",
+        "pad:ratio=0.8,fill=white+meme:top=0,bottom=0.1",
+        "rotzoom:deg=-4+jpeg:q=40",
+    ],
+}
+
+# The edits most hashes already survive: recompression, rescaling, colour, blur, noise, a
+# small overlay, mirroring and quarter turns.
+EASY_SUITE: list[str] = [
+    "jpeg:q=30",
+    "webp:q=50",
+    "resize:scale=0.5",
+    "resize:scale=0.25",
+    "brightness:f=1.3",
+    "saturation:f=0.5",
+    "gamma:g=1.5",
+    "blur:radius=2",
+    "noise:sigma=10",
+    "logo:size=0.15",
+    "hflip",
+    "rotate90:k=1",
+    "rotate90:k=2",
+    "rotate90:k=3",
 ]
