@@ -10,12 +10,19 @@ from .batch import BatchResult, hash_images
 from .dedup import find_duplicates
 from .errors import (
     AlgorithmMismatchError,
+    ChecksumMismatchError,
+    DatasetDownloadError,
+    DatasetError,
     HashFormatError,
     HashlibExtError,
     ImageDecodeError,
     ImageTooLargeError,
     IndexFileError,
+    TransformSpecError,
+    UnknownAlgorithmError,
+    UnsafeArchiveError,
     UnsupportedImageError,
+    WorkerCrashedError,
 )
 from .hash import Hash, HashArray
 from .hashers import algorithms, default_threshold, hash_image
@@ -27,6 +34,9 @@ __version__ = "0.1.0"
 __all__ = [
     "AlgorithmMismatchError",
     "BatchResult",
+    "ChecksumMismatchError",
+    "DatasetDownloadError",
+    "DatasetError",
     "Hash",
     "HashArray",
     "HashFormatError",
@@ -35,7 +45,11 @@ __all__ = [
     "ImageDecodeError",
     "ImageTooLargeError",
     "IndexFileError",
+    "TransformSpecError",
+    "UnknownAlgorithmError",
+    "UnsafeArchiveError",
     "UnsupportedImageError",
+    "WorkerCrashedError",
     "algorithms",
     "default_threshold",
     "find_duplicates",

@@ -26,7 +26,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from .errors import HashlibExtError
+from .errors import WorkerCrashedError
 from .hash import HashArray
 
 Item = tuple[int, Any]
@@ -42,10 +42,6 @@ _MAX_CHUNKSIZE = 16
 # Inputs in a row that each kill a worker before we conclude workers cannot run at all
 # (rather than recording a crash for every remaining input).
 _MAX_CRASH_STREAK = 16
-
-
-class WorkerCrashedError(HashlibExtError):
-    """A worker process died while hashing this input (killed, out of memory, crashed)."""
 
 
 @dataclass
@@ -273,7 +269,7 @@ def _validate(algorithm: str | Sequence[str], fast: bool) -> tuple[list[str], bo
     if len(set(names)) != len(names):
         raise ValueError(f"algorithm names repeat: {names}")
     for n in names:
-        spec = get(n)  # ValueError naming the known algorithms
+        spec = get(n)  # UnknownAlgorithmError naming the known algorithms
         if fast and spec.draft_size is None:
             raise ValueError(f"{n} has no fast mode")
     return names, single
@@ -418,8 +414,8 @@ def hash_images(
     ``max_pixels`` are passed to :func:`~hashlib_ext.hash_image`. ``chunksize``: inputs per
     task (default: shrinking as the known remainder does, at most 16).
 
-    An unknown algorithm name or bad argument raises ``ValueError`` at once; a failing
-    input never does.
+    An unknown algorithm name (:class:`~hashlib_ext.errors.UnknownAlgorithmError`) or a
+    bad argument raises a ``ValueError`` at once; a failing input never does.
     """
     names, single = _validate(algorithm, fast)
     workers = _resolve_workers(workers)

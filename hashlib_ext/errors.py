@@ -27,8 +27,17 @@ class AlgorithmMismatchError(HashlibExtError, ValueError):
     """Two hashes (or a hash and an index) of different algorithms or widths were combined."""
 
 
+class UnknownAlgorithmError(HashlibExtError, ValueError):
+    """An algorithm name that the hasher registry does not know; the message lists the
+    known names."""
+
+
 class IndexFileError(HashlibExtError):
     """An index file is truncated, tampered with, of an unknown version or otherwise unreadable."""
+
+
+class WorkerCrashedError(HashlibExtError):
+    """A worker process died while hashing this input (killed, out of memory, crashed)."""
 
 
 def describe(src: object, limit: int = 80) -> str:

@@ -13,6 +13,7 @@ from typing import Any
 
 import numpy as np
 
+from ..errors import UnknownAlgorithmError
 from ..hash import Hash, HashArray
 from ..pixels import Pixels
 
@@ -54,11 +55,12 @@ def register(spec: HasherSpec) -> HasherSpec:
 
 
 def get(name: str) -> HasherSpec:
-    """The spec for ``name``; a clear error listing the known names otherwise."""
+    """The spec for ``name``; :class:`~hashlib_ext.errors.UnknownAlgorithmError` (a
+    ``ValueError``) listing the known names otherwise."""
     try:
         return _REGISTRY[name]
     except (KeyError, TypeError):
-        raise ValueError(
+        raise UnknownAlgorithmError(
             f"unknown algorithm {name!r}; known: {', '.join(sorted(_REGISTRY))}"
         ) from None
 
