@@ -1,0 +1,105 @@
+"""Local binary features (ORB) on a normalised grey frame, for the robust matching stage.
+
+Images are brought to one working scale before detection (:data:`FRAME_SIDE` on the longer
+side), so keypoint positions and the ORB pyramid mean the same thing for a 4000 px original
+and a 480 px re-share. OpenCV is an optional dependency (the ``robust`` extra); it is
+imported on first use and its absence is reported naming the extra.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from .errors import MissingDependencyError
+
+FRAME_SIDE = 640
+"""Longer side of the grey frame features are detected in (pixels)."""
+EDGE = 15
+"""ORB's border margin and patch size half-width at the finest level: keypoints closer
+than this to the edge cannot be described, so frames smaller than 4 * EDGE have none."""
+
+OVERSAMPLE = 3
+"""Corners detected per keypoint kept (the surplus lets :func:`spread` choose)."""
+SPREAD = 8
+"""Keypoints are spread over a SPREAD x SPREAD grid of the frame."""
+FAST_THRESHOLD = 12
+"""FAST corner threshold (OpenCV's default is 20; lower finds corners in flat photos)."""
+
+_ORB: dict[int, Any] = {}
+
+
+def require_cv2() -> Any:
+    try:
+        import cv2
+    except ImportError as e:  # pragma: no cover - depends on the environment
+        raise MissingDependencyError(
+            "robust matching needs OpenCV: pip install 'hashlib-ext[robust]' "
+            f"(opencv-python-headless) ({e})") from None
+    return cv2
+
+
+def frame(image: Image.Image, side: int = FRAME_SIDE) -> np.ndarray:
+    """The grey ``(h, w)`` uint8 working frame of ``image``: longer side ``side`` pixels."""
+    w, h = image.size
+    f = side / max(w, h)
+    size = (max(1, round(w * f)), max(1, round(h * f)))
+    grey = image if image.mode == "L" else image.convert("L")
+    if size != grey.size:
+        grey = grey.resize(size, Image.Resampling.BILINEAR,
+                           reducing_gap=None if f > 0.5 else 2.0)
+    return np.asarray(grey)
+
+
+def orb(grey: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Up to ``n`` ORB keypoints of a grey frame, spread over the picture: ``(xy, desc)``,
+    ``xy`` ``(k, 2)`` float32 pixel positions, ``desc`` ``(k, 32)`` uint8 (256-bit rBRIEF).
+
+    :data:`OVERSAMPLE` times ``n`` corners are detected, then each cell of a
+    :data:`SPREAD` x :data:`SPREAD` grid keeps its strongest ones up to an equal share, and
+    the rest of the budget goes to the strongest left over. Without this, text (a caption
+    band, an app's chrome) takes most keypoints of a frame, and a crop loses them all."""
+    cv2 = require_cv2()
+    empty = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
+    if grey.shape[0] < 4 * EDGE or grey.shape[1] < 4 * EDGE or n < 1:
+        return empty
+    detector = _ORB.get(n)
+    if detector is None:
+        detector = _ORB[n] = cv2.ORB_create(nfeatures=OVERSAMPLE * n, edgeThreshold=EDGE,
+                                            patchSize=31, fastThreshold=FAST_THRESHOLD)
+    grey = np.ascontiguousarray(grey)
+    kps = detector.detect(grey, None)
+    if not kps:
+        return empty
+    xy = np.array([k.pt for k in kps], np.float32)
+    keep = spread(xy, np.array([k.response for k in kps], np.float32), grey.shape, n)
+    kps, desc = detector.compute(grey, [kps[i] for i in keep.tolist()])
+    if desc is None or not kps:
+        return empty
+    return np.array([k.pt for k in kps], np.float32), np.ascontiguousarray(desc)
+
+
+def spread(xy: np.ndarray, response: np.ndarray, shape: tuple[int, ...], n: int,
+           grid: int | None = None) -> np.ndarray:
+    """Indices of at most ``n`` points, strongest first within an equal share per grid
+    cell, then the strongest of the rest; returned strongest first."""
+    grid = SPREAD if grid is None else grid
+    h, w = shape[:2]
+    cell = (np.minimum((xy[:, 1] * grid / h).astype(np.int64), grid - 1) * grid
+            + np.minimum((xy[:, 0] * grid / w).astype(np.int64), grid - 1))
+    order = np.lexsort((-response, cell))
+    sorted_cells = cell[order]
+    first = np.searchsorted(sorted_cells, sorted_cells, "left")
+    rank = np.empty(len(xy), np.int64)
+    rank[order] = np.arange(len(xy)) - first
+    quota = max(1, n // (grid * grid))
+    chosen = rank < quota
+    rest = np.flatnonzero(~chosen)
+    extra = max(0, n - int(chosen.sum()))
+    if extra and len(rest):
+        chosen[rest[np.argsort(-response[rest], kind="stable")[:extra]]] = True
+    idx = np.flatnonzero(chosen)
+    idx = idx[np.argsort(-response[idx], kind="stable")]
+    return idx[:n]
