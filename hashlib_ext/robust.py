@@ -15,7 +15,8 @@ A query runs a two-stage cascade (docs/robust.md has the measurements behind it)
    grid cells covered by consistent matches).
 
 Each match is ``(id, score, stage)``: stage 1 scores ``256 - PDQ distance``; stage 2 the
-verified cell count. The default operating points (:data:`PDQ_THRESHOLD`,
+verified cell count of the first query feature set (best-voting first) that reaches the
+operating point, or the best of them when none does. The default operating points (:data:`PDQ_THRESHOLD`,
 :data:`MIN_SCORE`) were chosen from the distinct-pair score distributions on COCO for a
 modelled per-pair false-match rate of at most 1e-9.
 """
@@ -34,7 +35,7 @@ from .descriptor import Descriptor, FeatureSet, describe, describe_global, with_
 from .descriptor import MIN_QUALITY
 from .errors import HashlibExtError, IndexFileError
 from .imageio import load
-from .index import HashIndex
+from .index import AUTO_MIH_MIN, HashIndex
 from .wordindex import WORD_BITS, WordIndex, word_keys
 
 PDQ_THRESHOLD = 31
@@ -46,6 +47,10 @@ CANDIDATES = 10
 """Stage 2 verifies this many of the best-voted images."""
 MIN_VOTES = 3
 """Images with fewer word votes are not verified."""
+SMALL_SCAN = AUTO_MIH_MIN
+"""Below this many stored PDQ codes stage 1 scans them in one thread
+(:func:`hashlib_ext.verify.within`); from here on the HashIndex answers (multi-index
+hashing tables from 30k codes)."""
 
 FORMAT = "hashlib_ext.RobustIndex"
 VERSION = 1
@@ -78,7 +83,7 @@ class RobustIndex:
     def __init__(self, *, pdq_threshold: int = PDQ_THRESHOLD, min_score: int = MIN_SCORE):
         self.pdq_threshold = int(pdq_threshold)
         self.min_score = int(min_score)
-        self._global = HashIndex("pdq", kind="flat")
+        self._global = HashIndex("pdq")
         self._words = WordIndex()
         self._ids: list[int] = []
         self._pos: dict[int, int] = {}
@@ -215,10 +220,15 @@ class RobustIndex:
         if not len(codes):
             return []
         best: dict[int, int] = {}
-        for hits in self._global.search(codes, t):
-            for n, dist in hits:
-                if dist < best.get(n, 1 << 30):
-                    best[n] = dist
+        if len(self._global) < SMALL_SCAN:
+            good = self._quality.view() >= MIN_QUALITY
+            _, rows, dist = verify.within(codes, self._pdq.view()[good], t)
+            pairs = zip(self._pdq_owner.view()[good][rows].tolist(), dist.tolist(), strict=True)
+        else:
+            pairs = ((n, dist) for hits in self._global.search(codes, t) for n, dist in hits)
+        for n, dist in pairs:
+            if dist < best.get(n, 1 << 30):
+                best[n] = dist
         out = [RobustMatch(self._ids[n], 256 - dist, 1) for n, dist in best.items()]
         return sorted(out, key=lambda m: (-m.score, m.id))
 
@@ -226,12 +236,18 @@ class RobustIndex:
         sets = [s for s in d.local if len(s)]
         if not sets or not len(self._ids):
             return []
-        cands = self._words.top([s.desc for s in sets], CANDIDATES, MIN_VOTES)
+        cands, votes = self._words.top([s.desc for s in sets], CANDIDATES, MIN_VOTES)
         out = []
-        for n in cands.tolist():
-            sc = max(self._verify(s, n) for s in sets)
-            if sc >= min_score:
-                out.append(RobustMatch(self._ids[n], sc, 2))
+        for n, v in zip(cands.tolist(), votes, strict=True):
+            best = 0
+            for j in np.argsort(-v, kind="stable").tolist():  # best-voting set first
+                if v[j] < MIN_VOTES and best:
+                    break
+                best = max(best, self._verify(sets[j], n))
+                if best >= min_score:
+                    break
+            if best >= min_score:
+                out.append(RobustMatch(self._ids[n], best, 2))
         return sorted(out, key=lambda m: (-m.score, m.id))
 
     def _verify(self, q: FeatureSet, n: int) -> int:

@@ -61,6 +61,47 @@ def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
     return best, second, arg
 
 
+@numba.njit(cache=True, nogil=True)
+def _within(q: np.ndarray, c: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every ``(query row, code row, distance)`` with distance <= ``t`` (uint64 words)."""
+    n, m, w = q.shape[0], c.shape[0], q.shape[1]
+    qi = np.empty(16, np.int64)
+    ci = np.empty(16, np.int64)
+    dd = np.empty(16, np.int64)
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            d = 0
+            for x in range(w):
+                v = q[i, x] ^ c[j, x]
+                v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+                v = (v & np.uint64(0x3333333333333333)) + \
+                    ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+                v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+                d += np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+            if d <= t:
+                if k == len(qi):
+                    qi = np.concatenate((qi, np.empty(k, np.int64)))
+                    ci = np.concatenate((ci, np.empty(k, np.int64)))
+                    dd = np.concatenate((dd, np.empty(k, np.int64)))
+                qi[k] = i
+                ci[k] = j
+                dd[k] = d
+                k += 1
+    return qi[:k], ci[:k], dd[:k]
+
+
+def within(queries: np.ndarray, codes: np.ndarray, t: int
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Exact scan: ``(query rows, code rows, distances)`` of every pair of ``(n, 32)``
+    uint8 codes within Hamming distance ``t``. One thread and no set-up cost, for the
+    small code sets where a FAISS scan's thread start-up dominates."""
+    if not len(queries) or not len(codes):
+        e = np.zeros(0, np.int64)
+        return e, e, e
+    return _within(words(queries), words(codes), int(t))
+
+
 def words(desc: np.ndarray) -> np.ndarray:
     """``(k, 32)`` uint8 descriptors as ``(k, 4)`` uint64 words for the matching kernel."""
     return np.ascontiguousarray(desc).view(np.uint64).reshape(len(desc), -1)

@@ -92,37 +92,44 @@ class WordIndex:
             idx._segments = [(keys.astype(np.uint32), owners.astype(np.uint32))]
         return idx
 
-    def votes(self, desc_sets: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+    def votes(self, desc: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """``(images, counts)``: every image with at least one probe hit from the query
-        descriptors (over all sets), and its number of hits."""
+        descriptors ``desc``, and its number of hits."""
+        if len(desc) == 0:
+            return np.zeros(0, np.int64), np.zeros(0, np.int64)
+        pr = probes(word_keys(desc, self.bits), len(self.bits)).ravel()
         hits = []
-        for desc in desc_sets:
-            if len(desc) == 0:
-                continue
-            pr = probes(word_keys(desc, self.bits), len(self.bits)).ravel()
-            for keys, owners in self._segments:
-                lo = np.searchsorted(keys, pr, "left")
-                n = np.searchsorted(keys, pr, "right") - lo
-                keep = (n > 0) & (n <= MAX_POSTING)
-                lo, n = lo[keep], n[keep]
-                if len(n):
-                    starts = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
-                    hits.append(owners[starts])
+        for keys, owners in self._segments:
+            lo = np.searchsorted(keys, pr, "left")
+            n = np.searchsorted(keys, pr, "right") - lo
+            keep = (n > 0) & (n <= MAX_POSTING)
+            lo, n = lo[keep], n[keep]
+            if len(n):
+                starts = np.repeat(lo - np.cumsum(n) + n, n) + np.arange(int(n.sum()))
+                hits.append(owners[starts])
         if not hits:
             return np.zeros(0, np.int64), np.zeros(0, np.int64)
         images, counts = np.unique(np.concatenate(hits), return_counts=True)
         return images.astype(np.int64), counts.astype(np.int64)
 
-    def top(self, desc_sets: list[np.ndarray], k: int, min_votes: int = 1) -> np.ndarray:
-        """Image numbers of the ``k`` images with most votes (at least ``min_votes``),
-        most votes first."""
-        images, counts = self.votes(desc_sets)
-        keep = counts >= min_votes
-        images, counts = images[keep], counts[keep]
-        if len(images) > k:
-            part = np.argpartition(-counts, k - 1)[:k]
-            images, counts = images[part], counts[part]
-        return images[np.lexsort((images, -counts))]
+    def top(self, desc_sets: list[np.ndarray], k: int, min_votes: int = 1
+            ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` images with most votes summed over the query's descriptor sets (at
+        least ``min_votes``), most first: ``(images, per_set)`` with ``per_set[i, j]`` the
+        votes of set ``j`` for ``images[i]``."""
+        per = [self.votes(d) for d in desc_sets]
+        if not per or not any(len(im) for im, _ in per):
+            return np.zeros(0, np.int64), np.zeros((0, len(desc_sets)), np.int64)
+        images = np.unique(np.concatenate([im for im, _ in per]))
+        table = np.zeros((len(images), len(per)), np.int64)
+        for j, (im, c) in enumerate(per):
+            table[np.searchsorted(images, im), j] = c
+        total = table.sum(axis=1)
+        keep = np.flatnonzero(total >= min_votes)
+        if len(keep) > k:
+            keep = keep[np.argpartition(-total[keep], k - 1)[:k]]
+        keep = keep[np.lexsort((images[keep], -total[keep]))]
+        return images[keep], table[keep]
 
 
 def _sorted(keys: np.ndarray, owners: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

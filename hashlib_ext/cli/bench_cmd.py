@@ -11,6 +11,18 @@ import sys
 from pathlib import Path
 
 DEFAULT_OUT = "hashlib-ext-report"
+SUITES = ("default", "reference", "easy", "robust", "unseen", "all")
+
+
+def suite(name: str) -> list[str]:
+    """The transform specs of a named suite."""
+    from ..evaluate import transforms as T
+
+    robust = [s for fam in T.ROBUST_SUITE.values() for s in fam]
+    unseen = [s for fam in T.ROBUST_UNSEEN_SUITE.values() for s in fam]
+    return {"default": T.DEFAULT_SUITE, "reference": T.REFERENCE_SUITE, "easy": T.EASY_SUITE,
+            "robust": robust, "unseen": unseen,
+            "all": T.EASY_SUITE + robust + unseen}[name]
 
 
 def _threshold(text: str) -> tuple[str, int]:
@@ -69,6 +81,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--transforms", nargs="+", action="extend", metavar="SPEC",
                    help="transform specs, e.g. jpeg:q=30 crop:center=0.9 rotate:deg=5 "
                         "(default: the standard suite; see the transforms documentation)")
+    p.add_argument("--suite", choices=SUITES, default=None,
+                   help="a named transform suite instead of --transforms: default (the "
+                        "standard suite), reference, easy (recompress, resize, colour, blur, "
+                        "overlay, mirror, turns), robust (crops, padding, frames, captions, "
+                        "rotate+zoom, screenshots, combinations), unseen (the robust families "
+                        "with other settings), all (easy + robust + unseen)")
+    p.add_argument("--robust", action=argparse.BooleanOptionalAction, default=None,
+                   help="measure RobustIndex beside the hashes (default: when the 'robust' "
+                        "extra, OpenCV, is installed)")
     p.add_argument("--target-fpr", type=_rate, default=1e-3,
                    help="per-pair false-positive budget for the empirical threshold "
                         "(default 1e-3)")
@@ -96,10 +117,15 @@ def run(args: argparse.Namespace) -> int:
     from ..evaluate.run import DEFAULT_ALGORITHMS, BenchConfig, run_benchmark
 
     algos = DEFAULT_ALGORITHMS
+    if args.suite and args.transforms:
+        print("hashlib-ext bench: error: give --suite or --transforms, not both",
+              file=sys.stderr)
+        return 2
+    transforms = suite(args.suite) if args.suite else args.transforms
     if args.algorithms:
         algos = tuple(a for item in args.algorithms for a in item.split(",") if a)
     cfg = BenchConfig(
-        dataset=args.dataset, algorithms=algos, transforms=args.transforms,
+        dataset=args.dataset, algorithms=algos, transforms=transforms, robust=args.robust,
         target_fpr=args.target_fpr, model_target_fpr=args.model_target_fpr,
         thresholds=dict(args.threshold_for), seed=args.seed, workers=args.workers,
         progress=args.progress if args.progress is not None else sys.stderr.isatty(),

@@ -58,18 +58,72 @@ def _thr(t: int) -> str:
     return "none" if t < 0 else str(t)
 
 
+def _robust(res: dict) -> dict | None:
+    """The robust column's results, None when it was not measured."""
+    rob = res.get("robust")
+    return rob if rob and "transforms" in rob else None
+
+
 def _recall_table(res: dict, key: str) -> tuple[list[str], list[list[str]]]:
     algos = res["meta"]["algorithms"]
-    head = ["transform"] + algos
+    rob = _robust(res) if key.startswith("recall") else None
+    head = ["transform"] + algos + (["robust (default operating point)"] if rob else [])
     rows = []
     for spec in res["meta"]["transforms"]:
         rows.append([f"`{spec}`"] + [
             _fmt(res["algorithms"][a]["transforms"][spec].get(key)) for a in algos
-        ])
+        ] + ([_fmt(rob["transforms"][spec]["recall"])] if rob else []))
     pooled = "recall_pooled_at_target" if key == "recall_at_target" else "recall_pooled_at_default"
     if key in ("recall_at_target", "recall_at_default"):
-        rows.append(["**all transforms**"] + [_fmt(res["algorithms"][a][pooled]) for a in algos])
+        rows.append(["**all transforms**"] + [_fmt(res["algorithms"][a][pooled]) for a in algos]
+                    + ([_fmt(_mean_recall(rob))] if rob else []))
     return head, rows
+
+
+def _mean_recall(rob: dict) -> float | None:
+    found = sum(t["found_by_stage1"] + t["found_by_stage2"] for t in rob["transforms"].values())
+    return found / rob["queries"] if rob["queries"] else None
+
+
+def _robust_tables(rob: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
+    out: dict[str, tuple[list[str], list[list[str]]]] = {}
+    out["robust_transforms"] = (
+        ["transform", "recall", "found by stage 1 (PDQ)", "found by stage 2 (local)",
+         "false matches"],
+        [[f"`{spec}`", _fmt(t["recall"], 3), str(t["found_by_stage1"]),
+          str(t["found_by_stage2"]), str(t["false_matches"])]
+         for spec, t in rob["transforms"].items()])
+    m, dist, d = rob["model"], rob["distinct"], rob["defaults"]
+    s1, s2 = m["stage1"], m["stage2"]
+    out["robust_operating"] = (
+        ["stage", "default", "empirical FPR @ default (distinct pairs)",
+         "model FPR @ default (MODEL)", f"model choice for {_rate(m['target_fpr'] / 2)}"],
+        [["1: PDQ distance <=", str(d["pdq_threshold"]),
+          _rate(dist["empirical_fpr_at_pdq_threshold"]), _rate(s1["fpr_at_default"]),
+          _thr(s1["pdq_threshold_for_target"])],
+         ["2: verified score >=", str(d["min_score"]),
+          _rate(dist["empirical_fpr_at_min_score"]), _rate(s2["fpr_at_default"]),
+          str(s2["min_score_for_target"])]])
+    out["robust_false"] = (
+        ["false-match check", "pairs", "false matches", "rate"],
+        [["every query vs every other indexed image", str(rob["false_pairs"]),
+          str(rob["false_matches"]), _rate(rob["empirical_fpr"])]] +
+        [[f"same sticker, different photos: `{x['indexed']}` vs `{x['query']}`",
+          str(x["pairs"]), str(x["false_matches"]),
+          _rate(x["false_matches"] / x["pairs"] if x["pairs"] else None)]
+         for x in rob["stickers"]])
+    c, ms = rob["costs"], rob["match_ms"]
+    out["robust_costs"] = (
+        ["cost (one process)", "ms"],
+        [["describe an image for the index (from file)", _fmt(c.get("index_describe_ms"))],
+         ["query: global part (PDQ of boxes, 8 variants)", _fmt(c.get("query_global_ms"))],
+         ["query: global + local part", _fmt(c.get("query_full_ms"))],
+         [f"match, decided by stage 1 (median of {ms['stage1']['queries']})",
+          _fmt(ms["stage1"]["median"], 3)],
+         [f"match, ran both stages (median of {ms['stage2']['queries']})",
+          _fmt(ms["stage2"]["median"], 3)],
+         ["match, ran both stages (p99)", _fmt(ms["stage2"]["p99"], 3)]])
+    return out
 
 
 def tables(res: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
@@ -107,6 +161,9 @@ def tables(res: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
         gof_rows.append([a, f"a={m['alpha']:.3g}, b={m['beta']:.3g}", str(m["cutoff"]),
                          _fmt(g["chi2"], 1) + f" / {g['dof']}", _fmt(g["p_value"], 3),
                          _fmt(g["max_abs_log10_ratio"], 2), _rate(g["empirical_floor"])])
+    rob = _robust(res)
+    if rob:
+        out.update(_robust_tables(rob))
     out["model_fit"] = (
         ["algorithm", "beta-binomial", "fitted up to distance", "chi² / dof (tail)", "p",
          "max |log10(model/empirical)|", "empirical FPR floor (3/pairs)"], gof_rows)
@@ -119,8 +176,39 @@ def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
     return "\n".join(lines)
 
 
+def _robust_sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
+    rob = res.get("robust")
+    if not rob:
+        return []
+    if "skipped" in rob:
+        return [("Robust matching", f"Not measured: {rob['skipped']}", None, None)]
+    return [
+        ("Robust matching (RobustIndex)",
+         f"The 'robust' column: RobustIndex over the {rob['images']} originals, every edited "
+         "copy as a query, at the library's default operating point (stage 1: PDQ of the "
+         "whole image and its content boxes, 8 rotations/flips; stage 2, only when stage 1 "
+         "finds nothing: local features verified geometrically). A copy counts as found "
+         "when its original is among the matches.", "robust_transforms", None),
+        ("Robust operating point",
+         f"Distinct pairs scored without retrieval ({rob['distinct']['pairs']} pairs: every "
+         "original and a sample of edited queries against other images). The model columns "
+         "are **extrapolated by fitted tail models, not measured**: stage 1 a beta-binomial "
+         "per PDQ code pair combined over the "
+         f"{rob['distinct']['code_pairs_per_image_pair']:.1f} code pairs of an image pair "
+         "on average; stage 2 a geometric tail of the verified score.",
+         "robust_operating", None),
+        ("Robust false matches", "Every image returned for a query other than its original "
+         "counts as a false match.", "robust_false", None),
+        ("Robust costs", "", "robust_costs", None),
+    ]
+
+
 def _sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
     """(title, text, table name, plot name) in report order; shared by Markdown and HTML."""
+    return _hash_sections(res) + _robust_sections(res)
+
+
+def _hash_sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
     meta = res["meta"]
     tf, mtf = _rate(meta["target_fpr"]), _rate(meta["model_target_fpr"])
     return [

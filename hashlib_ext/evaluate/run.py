@@ -55,6 +55,9 @@ class BenchConfig:
     """How many images the single-process throughput measurement hashes per algorithm."""
     tail_fraction: float = 0.02
     """Share of distinct pairs (smallest distances) the FPR model is fitted to."""
+    robust: bool | None = None
+    """Measure :class:`~hashlib_ext.robust.RobustIndex` beside the hashes (the 'robust'
+    column). None: when OpenCV (the ``robust`` extra) is installed."""
 
 
 def split_algorithms(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -287,8 +290,29 @@ def run_benchmark(config: BenchConfig | None = None, **kwargs: Any) -> dict:
     }
     for name in names:
         results["algorithms"][name] = _algorithm_metrics(name, good, specs, cfg)
+    results["robust"] = _robust(items, specs, cfg, workers)
     results["meta"]["elapsed_seconds"] = time.perf_counter() - started
     return results
+
+
+def _robust(items: list[tuple[Any, Any]], specs: list[str], cfg: BenchConfig,
+            workers: int) -> dict | None:
+    """The robust column, or None where it is switched off (or OpenCV is missing and it
+    was not asked for explicitly)."""
+    from ..errors import MissingDependencyError
+    from ..features import require_cv2
+
+    if cfg.robust is False:
+        return None
+    try:
+        require_cv2()
+    except MissingDependencyError as e:
+        if cfg.robust:
+            raise
+        return {"skipped": str(e)}
+    from .robust_eval import run_robust
+
+    return run_robust(items, specs, seed=cfg.seed, workers=workers, progress=cfg.progress)
 
 
 def _algorithm_metrics(name: str, rows: list[dict], specs: list[str], cfg: BenchConfig) -> dict:
