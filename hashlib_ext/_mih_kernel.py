@@ -3,6 +3,7 @@
 One pass per query: for each planned table, walk the buckets of every key within the
 table's radius and verify each stored code with a word-wise popcount that stops as soon as
 the distance exceeds the threshold. Matches found through several tables are kept once.
+Every kernel releases the GIL (``nogil``), so searches from several threads run in parallel.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ import numpy as np
 from numba import njit
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _popcount64(x):
     x = np.uint64(x)
     x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
@@ -20,7 +21,7 @@ def _popcount64(x):
     return np.int64((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _touch(row, los, nm):
     """Xor of the first entry of each bucket (clamped in range): pulls them into cache."""
     last = row.shape[0] - 1
@@ -30,7 +31,7 @@ def _touch(row, los, nm):
     return acc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _gather_bucket(row, lo, hi, pmask, pbits, tag, rem, cand, nc):
     """Append the positions of entries ``row[lo:hi]`` whose tag is within ``rem`` bits of
     ``tag``; returns the new fill level (the caller guarantees room)."""
@@ -41,7 +42,7 @@ def _gather_bucket(row, lo, hi, pmask, pbits, tag, rem, cand, nc):
     return nc
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
     """Append (position, distance) of candidates within ``t`` of ``q``, branch-free."""
     nw = data.shape[1]
@@ -56,7 +57,7 @@ def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
     return cnt
 
 
-@njit(cache=True, inline="always")
+@njit(cache=True, nogil=True, inline="always")
 def _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his):
     """Fill los/his with the [start, end) of the nm buckets probed around key ``pre``;
     return the total number of entries they hold."""
@@ -69,7 +70,7 @@ def _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his):
     return total
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_pc, offsets,
                  off_base, entries, pbits, t):
     """Return (query, position, distance) int64/int64/int32 arrays of all matches <= t,
@@ -144,7 +145,7 @@ def range_kernel(data, qdata, qpre, qtag, tables, radii, mask_lims, masks, mask_
     return out_q[:cnt].copy(), out_p[:cnt].copy(), out_d[:cnt].copy()
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def _scan_bucket(row, pos_row, lo, hi, q, t, buf_p, buf_d, nb):
     """Append (position, distance) of every entry of ``row[lo:hi]`` within ``t`` of ``q``;
     returns the new fill level (the caller guarantees room)."""
@@ -157,7 +158,7 @@ def _scan_bucket(row, pos_row, lo, hi, q, t, buf_p, buf_d, nb):
     return nb
 
 
-@njit(cache=True)
+@njit(cache=True, nogil=True)
 def inline_kernel(qw, qpre, tables, mask_lims, masks, offsets, off_base, codes, positions, t):
     """Inline tables (codes of <= 64 bits stored in each table): every entry of every probed
     bucket is verified in place. Same output as :func:`range_kernel`."""

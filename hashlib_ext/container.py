@@ -8,7 +8,9 @@ each array section in header order, then the SHA-256 of everything before it::
 
 No pickle: sections are plain little-endian arrays of a few fixed dtypes, the header is
 JSON. Writing goes through :func:`hashlib_ext.atomic.atomic_open` (temp file, fsync,
-rename), so a crash leaves the old file or the new one. Reading refuses anything that is
+rename), so a crash leaves the old file or the new one; the temporary file is held under an
+advisory lock (``flock``) while it is written, so :func:`remove_stale_temps` can tell the
+leftovers of a killed writer (no lock) from a save in progress. Reading refuses anything that is
 not a regular file before opening it, bounds the header and every declared size against
 the real file size before allocating, and checks the checksum before returning, so a
 truncated, extended, tampered or foreign file raises :class:`IndexFileError` naming the
@@ -17,16 +19,20 @@ path and never allocates more than the file holds.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import hashlib
+import io
 import json
 import os
+import re
 import stat
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, BinaryIO
 
 import numpy as np
 
-from .atomic import atomic_open
+from .atomic import atomic_path
 from .errors import IndexFileError
 
 MAGIC = b"HXINDEX\n"
@@ -50,11 +56,108 @@ def write(path: str | os.PathLike[str], kind: str, version: int, meta: Mapping[s
     if len(head) > MAX_HEADER:
         raise ValueError(f"header of {len(head)} bytes exceeds {MAX_HEADER}")
     digest = hashlib.sha256()
-    with atomic_open(path, "wb") as f:
-        for chunk in _chunks(head, arrays.values()):
-            f.write(chunk)
-            digest.update(chunk)
-        f.write(digest.digest())
+    f: BinaryIO | None = None
+    try:
+        with atomic_path(path) as tmp:
+            f = _open_locked(os.fspath(tmp))
+            for chunk in _chunks(head, arrays.values()):
+                f.write(chunk)
+                digest.update(chunk)
+            f.write(digest.digest())
+            f.flush()
+        # atomic_path has fsynced and renamed the file; the lock goes with the close below
+    finally:
+        if f is not None:
+            f.close()
+
+
+def _open_locked(tmp: str) -> BinaryIO:
+    """Open the temporary file ``tmp`` for writing under an exclusive ``flock`` held until
+    it is closed. Should a cleaner have removed the name between its creation and the lock,
+    the file is created again (a cleaner only removes files nobody holds locked)."""
+    for _ in range(100):
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_NOFOLLOW | os.O_CLOEXEC,
+                     0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            st = os.fstat(fd)
+            try:
+                now = os.lstat(tmp)
+            except FileNotFoundError:
+                now = None
+            if st.st_nlink and now is not None and \
+                    (now.st_dev, now.st_ino) == (st.st_dev, st.st_ino):
+                os.ftruncate(fd, 0)
+                return os.fdopen(fd, "wb")
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)  # removed under us: create it again
+    raise OSError(f"{tmp}: temporary file keeps disappearing")
+
+
+def remove_stale_temps(path: str | os.PathLike[str]) -> list[str]:
+    """Remove the temporary files that killed or failed writes of ``path`` left beside it;
+    returns their names.
+
+    Only names that :func:`hashlib_ext.atomic.atomic_path` makes for ``path`` (or for the
+    ``path + ".keys.sqlite"`` side file of older index files) are considered, only regular
+    files, and only those no process holds locked: a save in progress (by any process)
+    keeps its file locked until it is renamed into place, while the lock of a killed
+    process is released by the kernel. Never raises for a file it cannot remove."""
+    full = os.path.abspath(os.fspath(path))
+    folder, name = os.path.split(full)
+    pattern = re.compile(r"\." + re.escape(name) + r"\.(?:keys\.sqlite\.)?[a-z0-9_]{8}\.tmp")
+    removed: list[str] = []
+    try:
+        entries = [e.name for e in os.scandir(folder)]
+    except OSError:
+        return removed
+    for entry in entries:
+        if pattern.fullmatch(entry) and _remove_if_unlocked(os.path.join(folder, entry)):
+            removed.append(entry)
+    return removed
+
+
+def _remove_if_unlocked(tmp: str) -> bool:
+    try:
+        fd = os.open(tmp, os.O_RDONLY | os.O_NONBLOCK | os.O_NOFOLLOW | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            return False
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except OSError:
+            return False  # a writer holds it: a save in progress
+        try:
+            now = os.lstat(tmp)
+        except OSError:
+            return False
+        if (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
+            return False
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+            return True
+        return False
+    finally:
+        os.close(fd)
+
+
+def open_regular(path: str | os.PathLike[str]) -> tuple[io.BufferedReader, int]:
+    """Open ``path`` for reading if it is a regular file: ``(file, size)``. A FIFO, device
+    or directory is refused before anything could block on it (``OSError``)."""
+    fd = os.open(os.fspath(path), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    try:
+        st = os.fstat(fd)
+        if not stat.S_ISREG(st.st_mode):
+            raise IndexFileError(f"{os.fspath(path)}: not a regular file")
+        return os.fdopen(fd, "rb"), st.st_size
+    except BaseException:
+        os.close(fd)
+        raise
 
 
 def read(path: str | os.PathLike[str], kind: str, max_version: int,
@@ -68,13 +171,19 @@ def read(path: str | os.PathLike[str], kind: str, max_version: int,
     """
     path = os.fspath(path)
     try:
-        st = os.stat(path)
-        if not stat.S_ISREG(st.st_mode):
-            raise IndexFileError(f"{path}: not a regular file")
-        with open(path, "rb") as f:
-            return _read(f, st.st_size, path, kind, max_version, expected)
+        f, size = open_regular(path)
+        with f:
+            return _read(f, size, path, kind, max_version, expected)
     except OSError as e:
         raise IndexFileError(f"{path}: cannot read index file: {e.strerror or e}") from e
+
+
+def read_open(f: io.BufferedReader, size: int, path: str, kind: str, max_version: int,
+              expected: Mapping[str, str] | None = None
+              ) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
+    """:func:`read` on a file already opened (e.g. by :func:`open_regular`) and positioned
+    at its start; ``size`` is its size, ``path`` names it in errors."""
+    return _read(f, size, path, kind, max_version, expected)
 
 
 def read_header(f: BinaryIO, size: int, path: str) -> tuple[bytes, dict[str, Any]]:
@@ -95,7 +204,7 @@ def read_header(f: BinaryIO, size: int, path: str) -> tuple[bytes, dict[str, Any
     return prefix + raw, head
 
 
-def _read(f: BinaryIO, size: int, path: str, kind: str, max_version: int,
+def _read(f: io.BufferedReader, size: int, path: str, kind: str, max_version: int,
           expected: Mapping[str, str] | None
           ) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:
     def bad(msg: str) -> IndexFileError:
@@ -121,7 +230,7 @@ def _read(f: BinaryIO, size: int, path: str, kind: str, max_version: int,
     arrays: dict[str, np.ndarray] = {}
     for name, dt, shape, nb in plan:
         arr = np.empty(nb // dt.itemsize, dtype=dt)
-        view = memoryview(arr.view(np.uint8))
+        view = arr.view(np.uint8).data
         for lo in range(0, nb, _READ_CHUNK):
             part = view[lo:lo + _READ_CHUNK]
             if f.readinto(part) != len(part):
@@ -175,7 +284,7 @@ def _chunks(head: bytes, arrays: Iterable[np.ndarray]) -> Iterable[bytes | memor
         dt = DTYPES[_dtype_name(arr.dtype)]
         data = np.ascontiguousarray(arr, dtype=dt)
         if data.size:
-            yield memoryview(data.reshape(-1).view(np.uint8))
+            yield data.reshape(-1).view(np.uint8).data
 
 
 # -- strings as sections ------------------------------------------------------------------

@@ -10,12 +10,19 @@ Exact duplicates are collapsed before the join (one representative per distinct 
 corpus with many identical hashes (blank frames, one logo) costs one query per distinct
 code rather than a quadratic number of pairs. Edges are merged into components as they
 arrive, so memory stays proportional to the number of hashes, not the number of pairs.
+
+When the index answers through MIH tables (whose compiled kernel releases the GIL), query
+batches are searched by several threads, one per CPU up to :data:`MAX_THREADS`; a flat scan
+is already spread over the CPUs by FAISS, so it runs from one thread.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from collections.abc import Sequence
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
 
@@ -26,6 +33,8 @@ QUERY_BATCH = 4096
 """Queries per range search: large enough for FAISS's threads, small enough for a smooth bar."""
 _MAX_PENDING_EDGES = 4_000_000
 """Edges held before they are folded into components (bounds memory for dense clusters)."""
+MAX_THREADS = 8
+"""Most threads searching query batches at once (MIH tables only)."""
 
 
 def find_duplicates(
@@ -113,26 +122,59 @@ def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[first[order]], rank[inverse.reshape(-1)]
 
 
-def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str):
+def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str
+           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """Yield (rows, cols) int64 arrays of all pairs i < j with distance <= threshold."""
     from tqdm import tqdm
 
-    search = _range_searcher(codes, threshold, kind)
+    search, threaded = _range_searcher(codes, threshold, kind)
     n = codes.shape[0]
+
+    def batch(start: int) -> tuple[int, np.ndarray, np.ndarray]:
+        stop = min(n, start + batch_size)
+        lims, labels = search(codes[start:stop])
+        rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(lims))
+        keep = labels > rows
+        return stop - start, rows[keep], labels[keep]
+
+    starts = range(0, n, batch_size)
+    threads = _threads(len(starts)) if threaded else 1
     with tqdm(total=n, unit="hash", desc="dedup", file=sys.stderr, disable=not progress,
               mininterval=0.5) as bar:
-        for start in range(0, n, batch_size):
-            stop = min(n, start + batch_size)
-            lims, labels = search(codes[start:stop])
-            counts = np.diff(lims)
-            rows = np.repeat(np.arange(start, stop, dtype=np.int64), counts)
-            keep = labels > rows
-            yield rows[keep], labels[keep]
-            bar.update(stop - start)
+        if threads == 1:
+            for start in starts:
+                done, rows, cols = batch(start)
+                bar.update(done)
+                yield rows, cols
+            return
+        # A few batches in flight per thread, taken in order: memory stays bounded.
+        with ThreadPoolExecutor(threads, thread_name_prefix="dedup") as pool:
+            pending: deque[Future[tuple[int, np.ndarray, np.ndarray]]] = deque()
+            todo = iter(starts)
+            for start in todo:
+                pending.append(pool.submit(batch, start))
+                if len(pending) >= 2 * threads:
+                    break
+            while pending:
+                done, rows, cols = pending.popleft().result()
+                nxt = next(todo, None)
+                if nxt is not None:
+                    pending.append(pool.submit(batch, nxt))
+                bar.update(done)
+                yield rows, cols
+
+
+def _threads(batches: int) -> int:
+    try:
+        cpus = len(os.sched_getaffinity(0))
+    except AttributeError:  # not on Linux
+        cpus = os.cpu_count() or 1
+    return max(1, min(cpus, MAX_THREADS, batches))
 
 
 def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
-    """A function queries -> (lims, positions) over ``codes`` (distance <= threshold).
+    """A function queries -> (lims, positions) over ``codes`` (distance <= threshold), and
+    whether it searches through MIH tables (then threads may call it at once).
 
     Goes through :meth:`HashIndex.search_arrays` (FAISS-style arrays, inclusive threshold),
     so dedup gets whatever exact structure HashIndex picks for this size and threshold.
@@ -142,12 +184,13 @@ def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
     index = HashIndex(bits=codes.shape[1] * 8, kind=kind,  # type: ignore[arg-type]
                       design_threshold=threshold)
     index.add(codes)  # ids 0..n-1 == positions
+    index.prepare()
 
     def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         lims, found, _dist = index.search_arrays(queries, threshold)
         return lims, found
 
-    return search
+    return search, index._plan(min(threshold, index.bits)) is not None
 
 
 class _Components:

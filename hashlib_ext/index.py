@@ -1,32 +1,47 @@
-"""HashIndex: exact Hamming-distance search over perceptual hashes, with ids and persistence.
+"""HashIndex: exact Hamming-distance search over perceptual hashes, with ids, keys,
+per-hash metadata and persistence in one checksummed file.
 
-Codes live in a FAISS ``IndexBinaryFlat`` (brute-force scan, k-NN, FAISS serialisation).
-For large sets a multi-index-hashing structure (:mod:`hashlib_ext.mih`) answers threshold
-queries exactly without scanning everything. ``kind="auto"`` uses it from
-``AUTO_MIH_MIN`` codes up, and only for thresholds where its cost model beats a scan.
-See docs/matching.md for the measurements behind these choices.
+Codes live in a FAISS ``IndexBinaryFlat`` (brute-force scan, k-NN). For large sets a
+multi-index-hashing structure (:mod:`hashlib_ext.mih`) answers threshold queries exactly
+without scanning everything. ``kind="auto"`` uses it from ``AUTO_MIH_MIN`` codes up, and
+only for thresholds where its cost model beats a scan. See docs/matching.md for the
+measurements behind these choices.
+
+Thread safety: one HashIndex may be shared by threads. Searches (``search``,
+``search_arrays``, ``search_dihedral``, ``knn``) and lookups run concurrently under a
+shared lock; ``add``, ``remove``, ``prepare`` and building MIH tables take it exclusively,
+so every search sees the index entirely before or entirely after each change.
 """
 
 from __future__ import annotations
 
 import contextlib
 import hashlib
-import json
+import io
 import os
+import shutil
 import sqlite3
-from collections.abc import Iterable, Sequence
-from typing import Any, BinaryIO, Literal
+import stat
+import tempfile
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import faiss
 import numpy as np
 
-from . import mih
-from .atomic import atomic_open, atomic_path
-from .errors import AlgorithmMismatchError, HashFormatError, IndexFileError
+from . import container, mih
+from .errors import (
+    AlgorithmMismatchError,
+    HashFormatError,
+    IndexFileError,
+    UnknownAlgorithmError,
+)
 from .hash import Hash, HashArray
+from .rwlock import RWLock
 
 Kind = Literal["auto", "flat", "mih"]
 QueryLike = Hash | HashArray | np.ndarray
+MetadataLike = Mapping[str, Sequence[str | None]] | Sequence[Mapping[str, str | None] | None]
 
 AUTO_MIH_MIN = 30_000
 """``kind="auto"`` builds MIH tables from this many codes up (see docs/matching.md)."""
@@ -43,14 +58,28 @@ the tables are rebuilt over everything once the tail exceeds
 ``max(TAIL_MIN, min(TAIL_FRACTION * indexed, TAIL_MAX))`` codes (and on
 :meth:`HashIndex.prepare` / :meth:`HashIndex.save`), so adding a few hashes between
 searches costs no rebuild, while the scan stays below about 50 us per query (256 bits)."""
+MAX_BITS = 1 << 16
+"""Widest code an index holds."""
+MAX_METADATA_COLUMNS = 256
+MAX_COLUMN_NAME = 256
+MAX_NAME = 256
+"""Longest algorithm name an index records."""
 
-MAGIC = b"HXINDEX\n"
-FORMAT_VERSION = 1
-_FAISS_FOURCC = b"IBxF"  # FAISS's tag for a serialised IndexBinaryFlat
-_MAX_HEADER = 1 << 20
-_SECTION_DTYPES = {"u1": np.dtype("u1"), "<i4": np.dtype("<i4"), "<u4": np.dtype("<u4"),
-                   "<u8": np.dtype("<u8"), "<i8": np.dtype("<i8")}
+MAGIC = container.MAGIC
+FORMAT = "hashlib_ext.HashIndex"
+FORMAT_VERSION = 2
+"""Version 2: one :mod:`hashlib_ext.container` file holding codes, ids, MIH tables, keys and
+metadata. Version 1 (a FAISS section, with keys in a ``PATH.keys.sqlite`` side file) is
+still read; saving always writes version 2 and removes the side file."""
+LEGACY_KEYS_SUFFIX = ".keys.sqlite"
+_FAISS_FOURCC = b"IBxF"  # FAISS's tag for a serialised IndexBinaryFlat (version 1 files)
+_V1_DTYPES: dict[str, np.dtype] = {name: np.dtype(name)
+                                   for name in ("u1", "<i4", "<u4", "<u8", "<i8")}
 _READ_CHUNK = 1 << 26
+_LEGACY_KEYS_BYTES_PER_CODE = 8192
+"""A version-1 keys database larger than 1 MiB plus this much per code is refused unread."""
+_ID_RANGE = (-(1 << 63), 1 << 63)  # next_id may be one past the largest int64 id
+_MAX_DESIGN_T = 1 << 20
 
 
 class HashIndex:
@@ -62,6 +91,11 @@ class HashIndex:
     ``"mih"`` (always use MIH tables, whatever the size). ``design_threshold`` is the
     threshold the MIH layout is tuned for (default: the algorithm's default threshold);
     every threshold is still answered exactly.
+
+    Safe to share between threads: searches and lookups run concurrently, while ``add``,
+    ``remove`` and ``prepare`` wait for running searches and hold new ones back until they
+    are done (a reader-writer lock), so each search is exact against the index as it was
+    before or after any change, never in between.
     """
 
     def __init__(
@@ -74,21 +108,26 @@ class HashIndex:
     ):
         known = None
         if algorithm is not None:
-            if not isinstance(algorithm, str) or not algorithm:
-                raise HashFormatError(f"algorithm must be a non-empty string, got {algorithm!r}")
+            if not isinstance(algorithm, str) or not 0 < len(algorithm) <= MAX_NAME:
+                raise HashFormatError(f"algorithm must be a non-empty string of at most "
+                                      f"{MAX_NAME} characters, got {str(algorithm)[:80]!r}")
             from .hashers import expected_bits
 
             known = expected_bits(algorithm)
         if bits is None:
             if known is None:
-                raise HashFormatError(
-                    f"unknown algorithm {algorithm!r}: pass bits= to index raw codes"
-                    if algorithm else "HashIndex needs an algorithm or bits="
-                )
+                if algorithm:
+                    from .hashers import algorithms
+
+                    raise UnknownAlgorithmError(
+                        f"unknown algorithm {algorithm!r} (known: {', '.join(algorithms())}): "
+                        "pass bits= to index raw codes")
+                raise HashFormatError("HashIndex needs an algorithm or bits=")
             bits = known
         if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits <= 0 \
-                or bits % 8:
-            raise HashFormatError(f"bits must be a positive multiple of 8, got {bits!r}")
+                or bits % 8 or bits > MAX_BITS:
+            raise HashFormatError(
+                f"bits must be a positive multiple of 8 up to {MAX_BITS}, got {bits!r}")
         if known is not None and known != bits:
             raise AlgorithmMismatchError(f"{algorithm} hashes have {known} bits, not {bits}")
         if kind not in ("auto", "flat", "mih"):
@@ -98,12 +137,14 @@ class HashIndex:
         self._kind: Kind = kind
         if design_threshold is None:
             design_threshold = _default_threshold(algorithm, self._bits)
-        self._design_t = int(design_threshold)
+        self._design_t = min(_check_threshold(design_threshold), _MAX_DESIGN_T)
         self._flat = faiss.IndexBinaryFlat(self._bits)
         self._ids: np.ndarray | None = None  # None: id == position (the common default case)
         self._next_id = 0
         self._tables: mih.MIHTables | None = None
         self._keys: dict[int, str] = {}
+        self._meta: dict[str, dict[int, str]] = {}
+        self._lock = RWLock()
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -128,29 +169,37 @@ class HashIndex:
     @property
     def ids(self) -> np.ndarray:
         """The ids of the stored hashes, in storage order (a copy)."""
-        return self._id_array().copy()
+        with self._lock.read():
+            return self._id_array().copy()
 
     @property
     def codes(self) -> np.ndarray:
         """The stored codes, ``(n, bits/8)`` uint8, in storage order (a copy)."""
-        return self._codes().copy()
+        with self._lock.read():
+            return self._codes().copy()
 
     @property
     def nbytes(self) -> int:
         """Memory held: codes, ids and MIH tables (when built)."""
+        with self._lock.read():
+            return self._nbytes()
+
+    def _nbytes(self) -> int:
         n = self._codes().nbytes + (0 if self._ids is None else self._ids.nbytes)
         return n + (0 if self._tables is None else self._tables.nbytes)
 
     def stats(self) -> dict[str, Any]:
         """Size, memory and the MIH layout, for reports and benchmarks."""
-        return {
-            "count": len(self), "bits": self._bits, "kind": self._kind,
-            "nbytes": self.nbytes, "raw_nbytes": self._codes().nbytes,
-            "mih_widths": None if self._tables is None else list(self._tables.widths),
-            "mih_slack": None if self._tables is None else self._tables.slack,
-            "mih_inline": None if self._tables is None else self._tables.inline,
-            "mih_indexed": None if self._tables is None else self._tables.n,
-        }
+        with self._lock.read():
+            tb = self._tables
+            return {
+                "count": len(self), "bits": self._bits, "kind": self._kind,
+                "nbytes": self._nbytes(), "raw_nbytes": self._codes().nbytes,
+                "mih_widths": None if tb is None else list(tb.widths),
+                "mih_slack": None if tb is None else tb.slack,
+                "mih_inline": None if tb is None else tb.inline,
+                "mih_indexed": None if tb is None else tb.n,
+            }
 
     # -- adding and removing ------------------------------------------------------------
     def add(
@@ -159,39 +208,60 @@ class HashIndex:
         ids: Sequence[int] | np.ndarray | None = None,
         *,
         keys: Sequence[str] | None = None,
+        metadata: MetadataLike | None = None,
     ) -> np.ndarray:
         """Add hashes; returns their ids. Default ids continue ``0, 1, ...`` after the last
         default or largest given id. ``keys`` optionally maps each id to a string (a path),
-        looked up with :meth:`keys` and saved beside the index."""
+        looked up with :meth:`keys`. ``metadata`` optionally records string fields per id
+        (e.g. ThreatExchange's ``collab``, ``category``, ``tags``, or any payload): either a
+        mapping ``column -> one str-or-None per hash`` or one mapping (or None) per hash;
+        None records no value (and clears an earlier one for that id). Read back with
+        :meth:`metadata`. Keys and metadata are saved in the index file."""
         codes = self._as_codes(hashes, "hashes")
         n = codes.shape[0]
-        if ids is None:
-            new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
-        else:
-            new_ids = np.asarray(ids)
-            if new_ids.ndim != 1 or new_ids.shape[0] != n or (
-                    n and not np.issubdtype(new_ids.dtype, np.integer)):
+        given_ids = None
+        if ids is not None:
+            given_ids = np.asarray(ids)
+            if given_ids.ndim != 1 or given_ids.shape[0] != n or (
+                    n and not np.issubdtype(given_ids.dtype, np.integer)):
                 raise HashFormatError(
                     f"ids must be a 1-D integer array of length {n}, "
-                    f"got shape {new_ids.shape} dtype {new_ids.dtype}"
+                    f"got shape {given_ids.shape} dtype {given_ids.dtype}"
                 )
-            new_ids = new_ids.astype(np.int64)
+            given_ids = given_ids.astype(np.int64)
         if keys is not None:
             keys = list(keys)
             if len(keys) != n or not all(isinstance(k, str) for k in keys):
                 raise HashFormatError(f"keys must be {n} strings, one per hash")
-        if n == 0:
+        columns = _check_metadata(metadata, n)
+        with self._lock.write():
+            if given_ids is None:
+                new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
+            else:
+                new_ids = given_ids
+            if n == 0:
+                return new_ids
+            if len(set(self._meta) | set(columns)) > MAX_METADATA_COLUMNS:
+                raise HashFormatError(
+                    f"an index holds at most {MAX_METADATA_COLUMNS} metadata columns")
+            start = len(self)
+            identity = self._ids is None and bool(
+                np.array_equal(new_ids, np.arange(start, start + n, dtype=np.int64)))
+            if not identity:
+                self._ids = np.concatenate([self._id_array(), new_ids])
+            self._flat.add(codes)  # MIH tables (if any) stay valid: new codes join the tail
+            self._next_id = max(self._next_id, int(new_ids.max()) + 1)
+            id_list = new_ids.tolist()
+            if keys is not None:
+                self._keys.update(zip(id_list, keys, strict=True))
+            for name, values in columns.items():
+                col = self._meta.setdefault(name, {})
+                for i, v in zip(id_list, values, strict=True):
+                    if v is None:
+                        col.pop(i, None)
+                    else:
+                        col[i] = v
             return new_ids
-        start = len(self)
-        identity = self._ids is None and bool(
-            np.array_equal(new_ids, np.arange(start, start + n, dtype=np.int64)))
-        if not identity:
-            self._ids = np.concatenate([self._id_array(), new_ids])
-        self._flat.add(codes)  # MIH tables (if any) stay valid: new codes join the tail
-        self._next_id = max(self._next_id, int(new_ids.max()) + 1)
-        if keys is not None:
-            self._keys.update(zip(new_ids.tolist(), keys, strict=True))
-        return new_ids
 
     def remove(self, ids: Iterable[int] | np.ndarray) -> int:
         """Remove every stored hash whose id is in ``ids``; returns how many were removed.
@@ -200,30 +270,54 @@ class HashIndex:
         tables; removing an indexed code drops them (positions shift), so the next search
         rebuilds them."""
         ids = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, dtype=np.int64)
-        current = self._id_array()
-        gone = np.flatnonzero(np.isin(current, ids))
-        if gone.size == 0:
-            return 0
-        self._flat.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
-        self._ids = np.delete(current, gone)
-        # FAISS compacts in order: positions below the first removed one are unchanged.
-        if self._tables is not None and int(gone[0]) < self._tables.n:
-            self._tables = None
-        for i in np.unique(ids).tolist():
-            self._keys.pop(i, None)
-        return int(gone.size)
+        with self._lock.write():
+            current = self._id_array()
+            gone = np.flatnonzero(np.isin(current, ids))
+            if gone.size == 0:
+                return 0
+            self._flat.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
+            self._ids = np.delete(current, gone)
+            # FAISS compacts in order: positions below the first removed one are unchanged.
+            if self._tables is not None and int(gone[0]) < self._tables.n:
+                self._tables = None
+            for i in np.unique(ids).tolist():
+                self._keys.pop(i, None)
+                for col in self._meta.values():
+                    col.pop(i, None)
+            return int(gone.size)
 
     def keys(self, ids: Iterable[int] | np.ndarray) -> list[str | None]:
         """The external keys recorded for ``ids`` (None where none was given)."""
-        return [self._keys.get(int(i)) for i in ids]
+        with self._lock.read():
+            return [self._keys.get(int(i)) for i in ids]
+
+    @property
+    def metadata_columns(self) -> list[str]:
+        """Names of the metadata columns recorded so far, in order of first use."""
+        with self._lock.read():
+            return list(self._meta)
+
+    def metadata(self, ids: Iterable[int] | np.ndarray,
+                 columns: Sequence[str] | None = None) -> list[dict[str, str]]:
+        """Per id, ``{column: value}`` for the columns (default: all) that have a value
+        recorded for it (an empty dict where none has)."""
+        with self._lock.read():
+            names = list(self._meta) if columns is None else list(columns)
+            cols = [(c, self._meta.get(c, {})) for c in names]
+            out = []
+            for i in ids:
+                i = int(i)
+                out.append({c: col[i] for c, col in cols if i in col})
+            return out
 
     def prepare(self) -> None:
         """Build the MIH tables now if this index's kind and size call for them (otherwise
         the first search builds them), e.g. before :meth:`save` so a loaded index is ready.
         Tables already built are rebuilt to cover the tail of codes added since."""
-        if len(self):
-            self._mih_plan(self._design_t)
-            self._index_tail()
+        with self._lock.write():
+            if self._wants_tables():
+                if self._tables is None or self._tables.n < len(self):
+                    self._build_tables()
 
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int) -> list[list[tuple[int, int]]]:
@@ -240,30 +334,9 @@ class HashIndex:
         nearest first, ties by id (like FAISS's ``range_search``, but inclusive)."""
         q = self._as_codes(queries, "queries")
         t = min(_check_threshold(threshold), self._bits)  # no distance exceeds the width
-        nq = q.shape[0]
-        if nq == 0 or len(self) == 0:
-            return np.zeros(nq + 1, dtype=np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
-        plan = self._mih_plan(t)
-        if plan is None:
-            lims, dist, pos = self._flat.range_search(q, t + 1)  # FAISS: strictly < radius
-            lims = lims.astype(np.int64)
-            qof = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
-            dist = dist.astype(np.int32)
-        else:
-            tb = self._tables
-            assert tb is not None
-            codes = self._codes()
-            qof, pos, dist = tb.range_search(codes[:tb.n], q, t, plan)
-            if tb.n < len(self):  # the tail: scanned exactly, merged by the sort below
-                tq, tp, td = _scan(codes[tb.n:], q, t, self._bits)
-                qof = np.concatenate([qof.astype(np.int64, copy=False), tq])
-                pos = np.concatenate([pos.astype(np.int64, copy=False), tp + tb.n])
-                dist = np.concatenate([dist.astype(np.int32, copy=False), td])
-            lims = np.zeros(nq + 1, dtype=np.int64)
-            np.cumsum(np.bincount(qof, minlength=nq), out=lims[1:])
-        ids = self._positions_to_ids(pos)
-        order = np.lexsort((ids, dist, qof))
-        return lims, ids[order], dist[order]
+        self._ensure_tables()
+        with self._lock.read():
+            return self._search(q, t)
 
     def search_dihedral(
         self, variants: HashArray | np.ndarray, threshold: int
@@ -299,27 +372,59 @@ class HashIndex:
         q = self._as_codes(queries, "queries")
         if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
             raise ValueError(f"k must be a positive integer, got {k!r}")
-        nq, n = q.shape[0], len(self)
-        if nq == 0 or n == 0:
-            return [[] for _ in range(nq)]
-        k = min(int(k), n)
-        dk, _ = self._flat.search(q, k)
-        kth = dk[:, k - 1].astype(np.int64)
-        out: list[list[tuple[int, int]]] = [[] for _ in range(nq)]
-        # Exact tie handling: everything within the k-th distance, then the first k.
-        for radius in np.unique(kth).tolist():
-            rows = np.flatnonzero(kth == radius)
-            found = self.search(q[rows], radius)
-            for r, res in zip(rows.tolist(), found, strict=True):
-                out[r] = res[:k]
-        return out
+        nq = q.shape[0]
+        self._ensure_tables()
+        with self._lock.read():
+            n = len(self)
+            if nq == 0 or n == 0:
+                return [[] for _ in range(nq)]
+            k = min(int(k), n)
+            dk, _ = self._flat.search(q, k)
+            kth = dk[:, k - 1].astype(np.int64)
+            out: list[list[tuple[int, int]]] = [[] for _ in range(nq)]
+            # Exact tie handling: everything within the k-th distance, then the first k.
+            for radius in np.unique(kth).tolist():
+                rows = np.flatnonzero(kth == radius)
+                found = _to_lists(*self._search(q[rows], radius))
+                for r, res in zip(rows.tolist(), found, strict=True):
+                    out[r] = res[:k]
+            return out
 
-    # -- internals ------------------------------------------------------------------------
+    # -- internals (callers hold the lock) ---------------------------------------------------
+    def _search(self, q: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The range search itself; the caller holds the lock (shared or exclusive)."""
+        nq = q.shape[0]
+        if nq == 0 or len(self) == 0:
+            return np.zeros(nq + 1, dtype=np.int64), np.empty(0, np.int64), np.empty(0, np.int32)
+        plan = self._plan(t)
+        if plan is None:
+            lims, dist, pos = self._flat.range_search(q, t + 1)  # FAISS: strictly < radius
+            lims = lims.astype(np.int64)
+            qof = np.repeat(np.arange(nq, dtype=np.int64), np.diff(lims))
+            dist = dist.astype(np.int32)
+        else:
+            tb = self._tables
+            assert tb is not None
+            codes = self._codes()
+            qof, pos, dist = tb.range_search(codes[:tb.n], q, t, plan)
+            if tb.n < len(self):  # the tail: scanned exactly, merged by the sort below
+                tq, tp, td = _scan(codes[tb.n:], q, t, self._bits)
+                qof = np.concatenate([qof.astype(np.int64, copy=False), tq])
+                pos = np.concatenate([pos.astype(np.int64, copy=False), tp + tb.n])
+                dist = np.concatenate([dist.astype(np.int32, copy=False), td])
+            lims = np.zeros(nq + 1, dtype=np.int64)
+            np.cumsum(np.bincount(qof, minlength=nq), out=lims[1:])
+        ids = self._positions_to_ids(pos)
+        order = np.lexsort((ids, dist, qof))
+        return lims, ids[order], dist[order]
+
     def _codes(self) -> np.ndarray:
+        """A view of FAISS's code storage: valid only while the caller holds the lock."""
         n, nb = len(self), self._bits // 8
         if n == 0:
             return np.zeros((0, nb), dtype=np.uint8)
-        return faiss.rev_swig_ptr(self._flat.xb.data(), n * nb).reshape(n, nb)
+        xb = self._flat.xb  # type: ignore[attr-defined]  # (missing from FAISS's stubs)
+        return faiss.rev_swig_ptr(xb.data(), n * nb).reshape(n, nb)
 
     def _id_array(self) -> np.ndarray:
         if self._ids is None:
@@ -330,16 +435,34 @@ class HashIndex:
         pos = pos.astype(np.int64, copy=False)
         return pos.copy() if self._ids is None else self._ids[pos]
 
-    def _mih_plan(self, t: int) -> mih.SearchPlan | None:
-        """The MIH plan to use for threshold ``t``, or None to scan."""
+    def _wants_tables(self) -> bool:
         n = len(self)
-        if self._kind == "flat" or (self._kind == "auto" and n < AUTO_MIH_MIN):
-            return None
-        if self._tables is None or n - self._tables.n > \
-                max(TAIL_MIN, min(TAIL_FRACTION * self._tables.n, TAIL_MAX)):
-            self._build_tables()
+        return n > 0 and (self._kind == "mih" or (self._kind == "auto" and n >= AUTO_MIH_MIN))
+
+    def _needs_build(self) -> bool:
+        """Whether this index's kind and size call for MIH tables that are missing, or whose
+        tail has outgrown the rebuild rule."""
+        if not self._wants_tables():
+            return False
         tb = self._tables
-        assert tb is not None
+        return tb is None or len(self) - tb.n > \
+            max(TAIL_MIN, min(TAIL_FRACTION * tb.n, TAIL_MAX))
+
+    def _ensure_tables(self) -> None:
+        """Build the tables (exclusive lock) before a search when they are due."""
+        with self._lock.read():
+            due = self._needs_build()
+        if due:
+            with self._lock.write():
+                if self._needs_build():
+                    self._build_tables()
+
+    def _plan(self, t: int) -> mih.SearchPlan | None:
+        """The MIH plan to use for threshold ``t``, or None to scan (also when tables are not
+        built: a scan is exact too)."""
+        tb = self._tables
+        if tb is None or not self._wants_tables():
+            return None
         plan = mih.plan_radii(tb.widths, t, tb.n, self._bits // 8, tb.slack, tb.inline)
         if not plan.probes or (self._kind == "auto" and plan.use_scan):
             return None
@@ -349,11 +472,6 @@ class HashIndex:
         """(Re)build the MIH tables over every stored code (the tail becomes empty)."""
         widths, slack, inline = self._layout(len(self))
         self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
-
-    def _index_tail(self) -> None:
-        """Rebuild tables that exist but do not cover every code."""
-        if self._tables is not None and self._tables.n < len(self):
-            self._build_tables()
 
     def _layout(self, n: int) -> mih.Layout:
         raw = n * self._bits // 8
@@ -388,106 +506,179 @@ class HashIndex:
 
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
-        """Write the index to ``path`` atomically (temp file, fsync, rename): a crash
-        mid-save leaves any previous file intact. MIH tables that do not cover codes added
-        since they were built are rebuilt first, so the file's tables cover every code.
-        External keys, if any, go to ``path + ".keys.sqlite"`` (also written atomically)."""
+        """Write the index, with its keys and metadata, to the one file ``path``, atomically
+        (temp file, fsync, rename): a crash or kill mid-save leaves the previous file intact,
+        and the temp file it leaves behind is removed by the next save or load of ``path``.
+        MIH tables that do not cover codes added since they were built are rebuilt first.
+        An old ``path + ".keys.sqlite"`` side file (format version 1) is removed once the
+        new file is in place. Searches may run while the file is written; adds wait."""
         path = os.fspath(path)
-        self._index_tail()  # the file's tables always cover every code (format version 1)
-        sections: list[tuple[str, str, np.ndarray]] = [
-            ("faiss", "u1", faiss.serialize_index_binary(self._flat))]
-        if self._ids is not None:
-            sections.append(("ids", "<i8", self._ids))
+        with self._lock.write():
+            if self._tables is not None and self._tables.n < len(self):
+                self._build_tables()
+        with self._lock.read():
+            meta, arrays = self._sections()
+            container.remove_stale_temps(path)
+            container.write(path, FORMAT, FORMAT_VERSION, meta, arrays)
+        with contextlib.suppress(OSError):  # (a version 2 file never reads it anyway)
+            os.unlink(path + LEGACY_KEYS_SUFFIX)
+
+    def _sections(self) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+        """Header fields and array sections of the file (caller holds the lock)."""
         tb = self._tables
+        arrays: dict[str, np.ndarray] = {"codes": self._codes()}
+        if self._ids is not None:
+            arrays["ids"] = self._ids
         if tb is not None:
-            sections.append(("entries", "<u8" if tb.inline else "<u4", tb.entries))
+            arrays["mih.entries"] = tb.entries
             if tb.positions is not None:
-                sections.append(("positions", "<i4", tb.positions))
-            sections.append(("offsets", "<i4", tb.offsets))
-        header = {
-            "format": "hashlib_ext.HashIndex", "version": FORMAT_VERSION,
+                arrays["mih.positions"] = tb.positions
+            arrays["mih.offsets"] = tb.offsets
+        _put_strings(arrays, "keys", self._keys)
+        for j, col in enumerate(self._meta.values()):
+            _put_strings(arrays, f"meta.{j}", col)
+        meta = {
             "algorithm": self._algorithm, "bits": self._bits, "count": len(self),
             "kind": self._kind, "design_threshold": self._design_t, "next_id": self._next_id,
-            "mih_widths": None if self._tables is None else list(self._tables.widths),
-            "mih_slack": None if tb is None else tb.slack,
-            "mih_inline": None if tb is None else tb.inline,
-            "sections": [{"name": nm, "dtype": dt, "nbytes": int(a.nbytes)}
-                         for nm, dt, a in sections],
+            "mih": None if tb is None else {"widths": list(tb.widths), "slack": tb.slack,
+                                             "inline": tb.inline, "indexed": tb.n},
+            "metadata_columns": list(self._meta),
         }
-        head = json.dumps(header, sort_keys=True).encode("utf-8")
-
-        def chunks() -> Iterable[bytes | memoryview]:
-            yield MAGIC
-            yield len(head).to_bytes(8, "little")
-            yield head
-            for _, dt, arr in sections:
-                data = np.ascontiguousarray(arr, dtype=_SECTION_DTYPES[dt])
-                yield memoryview(data.reshape(-1).view(np.uint8))
-
-        _atomic_write(path, chunks(), checksum=True)
-        _save_keys(path + ".keys.sqlite", self._keys)
+        return meta, arrays
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> HashIndex:
-        """Read an index written by :meth:`save`. A truncated, modified, foreign or
-        newer-version file raises :class:`~hashlib_ext.errors.IndexFileError`."""
+        """Read an index written by :meth:`save` (format version 2, or version 1 with its
+        ``.keys.sqlite`` side file). A truncated, modified, foreign or newer-version file,
+        or anything but a regular file, raises :class:`~hashlib_ext.errors.IndexFileError`.
+        Temp files that killed saves of ``path`` left behind are removed."""
         path = os.fspath(path)
+        container.remove_stale_temps(path)
         try:
-            size = os.path.getsize(path)
-            with open(path, "rb") as f:
-                return cls._read(f, size, path)
+            f, size = container.open_regular(path)
+            with f:
+                _, head = container.read_header(f, size, path)
+                version = head.get("version")
+                f.seek(0)
+                if head.get("format") == FORMAT and type(version) is int and version == 1:
+                    return cls._read_v1(f, size, path)
+                _, meta, arrays = container.read_open(f, size, path, FORMAT, FORMAT_VERSION)
         except OSError as e:
-            raise IndexFileError(f"{path}: cannot read index file: {e}") from e
+            raise IndexFileError(f"{path}: cannot read index file: {e.strerror or e}") from e
+        return cls._from_sections(meta, arrays, path)
 
     @classmethod
-    def _read(cls, f: BinaryIO, size: int, path: str) -> HashIndex:
+    def _from_sections(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray],
+                       path: str) -> HashIndex:
         def bad(msg: str) -> IndexFileError:
             return IndexFileError(f"{path}: {msg}")
 
-        digest = hashlib.sha256()
-        prefix = f.read(16)
-        if len(prefix) < 16 or prefix[:8] != MAGIC:
-            raise bad("not a hashlib_ext index file (bad magic)")
-        hlen = int.from_bytes(prefix[8:], "little")
-        if hlen > _MAX_HEADER or 16 + hlen + 32 > size:
-            raise bad("truncated or corrupt header")
-        raw_head = f.read(hlen)
-        digest.update(prefix)
-        digest.update(raw_head)
+        bits = _int_field(meta, "bits", 8, MAX_BITS, bad)
+        count = _int_field(meta, "count", 0, 1 << 40, bad)
+        design_t = _int_field(meta, "design_threshold", 0, _MAX_DESIGN_T, bad)
+        next_id = _int_field(meta, "next_id", *_ID_RANGE, bad)
+        algorithm, kind = meta.get("algorithm"), meta.get("kind")
+        if not _algorithm_ok(algorithm):
+            raise bad("invalid header: algorithm")
+        if kind not in ("auto", "flat", "mih"):
+            raise bad("invalid header: kind")
+        columns = meta.get("metadata_columns", [])
+        if not isinstance(columns, list) or len(columns) > MAX_METADATA_COLUMNS or \
+                len(set(map(str, columns))) != len(columns) or \
+                any(not _column_name_ok(c) for c in columns):
+            raise bad("invalid header: metadata columns")
+        table = meta.get("mih")
+        nb = bits // 8
+        expected: dict[str, tuple[str, tuple[int, ...] | None]] = {
+            "codes": ("u1", (count, nb)), "ids": ("<i8", (count,))}
+        if table is not None:
+            if not isinstance(table, dict) or not isinstance(table.get("inline"), bool) or \
+                    not isinstance(table.get("widths"), list):
+                raise bad("invalid MIH description in header")
+            indexed = _int_field(table, "indexed", 0, count, bad)
+            m = len(table["widths"])
+            inline = table["inline"]
+            if inline and bits > 64:
+                raise bad("invalid MIH description in header (inline tables of wide codes)")
+            expected["mih.entries"] = ("<u8" if inline else "<u4", (m, indexed))
+            expected["mih.offsets"] = ("<i4", None)
+            if inline:
+                expected["mih.positions"] = ("<i4", (m, indexed))
+        groups = ["keys"] + [f"meta.{j}" for j in range(len(columns))]
+        for g in groups:
+            expected[f"{g}.ids"] = ("<i8", None)
+            expected[f"{g}.offsets"] = ("<i8", None)
+            expected[f"{g}.data"] = ("u1", None)
+        for name, arr in arrays.items():
+            want = expected.get(name)
+            if want is None or arr.dtype != np.dtype(want[0]) or \
+                    (want[1] is not None and arr.shape != want[1]) or \
+                    (want[1] is None and arr.ndim != 1):
+                raise bad(f"unexpected or mis-shaped section {name[:40]!r}")
+        codes = arrays.get("codes")
+        if codes is None:
+            raise bad("missing codes section")
         try:
-            head = json.loads(raw_head.decode("utf-8"))
-        except (UnicodeDecodeError, json.JSONDecodeError):
-            raise bad("corrupt header (not JSON)") from None
-        if not isinstance(head, dict) or head.get("format") != "hashlib_ext.HashIndex":
-            raise bad("not a hashlib_ext index file (unknown format)")
-        version = head.get("version")
-        if not isinstance(version, int) or version > FORMAT_VERSION or version < 1:
-            raise bad(f"format version {version!r} is not supported (this hashlib_ext "
-                      f"reads version {FORMAT_VERSION}; upgrade hashlib_ext)")
+            idx = cls(algorithm, bits=bits, kind=kind, design_threshold=design_t)
+        except (HashFormatError, AlgorithmMismatchError, ValueError) as e:
+            raise bad(f"invalid header: {e}") from None
+        if count:
+            idx._flat.add(np.ascontiguousarray(codes))
+        del codes
+        idx._next_id = next_id
+        ids = arrays.get("ids")
+        if ids is not None:
+            idx._ids = ids
+        if table is not None:
+            ent, off = arrays.get("mih.entries"), arrays.get("mih.offsets")
+            pos = arrays.get("mih.positions")
+            if ent is None or off is None or (table["inline"] != (pos is not None)):
+                raise bad("incomplete MIH tables")
+            idx._tables = _checked_tables(table["widths"], table.get("slack"), bits,
+                                          ent.shape[1], ent, off, pos, bad)
+        all_ids = idx._id_array()
+        idx._keys = _get_strings(arrays, "keys", all_ids, bad)
+        for j, name in enumerate(columns):
+            idx._meta[name] = _get_strings(arrays, f"meta.{j}", all_ids, bad)
+        return idx
+
+    @classmethod
+    def _read_v1(cls, f: io.BufferedReader, size: int, path: str) -> HashIndex:
+        """Format version 1: a FAISS section and MIH tables in the file, keys in the
+        ``path + ".keys.sqlite"`` side database."""
+        def bad(msg: str) -> IndexFileError:
+            return IndexFileError(f"{path}: {msg}")
+
+        raw_head, head = container.read_header(f, size, path)
+        digest = hashlib.sha256(raw_head)
         try:
-            sections = [(str(s["name"]), _SECTION_DTYPES[s["dtype"]], int(s["nbytes"]))
+            sections: list[tuple[str, np.dtype, int]] = [
+                (str(s["name"]), _V1_DTYPES[s["dtype"]], int(s["nbytes"]))
                         for s in head["sections"]]
-            bits, count = int(head["bits"]), int(head["count"])
             algorithm, kind = head["algorithm"], head["kind"]
             widths, slack = head["mih_widths"], head["mih_slack"]
             inline = bool(head.get("mih_inline"))
-            next_id, design_t = int(head["next_id"]), int(head["design_threshold"])
         except (KeyError, TypeError, ValueError):
             raise bad("corrupt header (missing or invalid fields)") from None
-        expected = {"faiss": np.uint8, "ids": np.dtype("<i8"), "offsets": np.dtype("<i4"),
+        bits = _int_field(head, "bits", 8, MAX_BITS, bad)
+        count = _int_field(head, "count", 0, 1 << 40, bad)
+        next_id = _int_field(head, "next_id", *_ID_RANGE, bad)
+        design_t = _int_field(head, "design_threshold", 0, _MAX_DESIGN_T, bad)
+        expected: dict[str, np.dtype] = {
+                    "faiss": np.dtype("u1"), "ids": np.dtype("<i8"), "offsets": np.dtype("<i4"),
                     "entries": np.dtype("<u8" if inline else "<u4"),
                     "positions": np.dtype("<i4")}
         names = [nm for nm, _, _ in sections]
         if len(set(names)) != len(names) or any(
-                expected.get(nm) != np.dtype(dt) for nm, dt, _ in sections):
+                expected.get(nm) != dt for nm, dt, _ in sections):
             raise bad("corrupt header (unknown, repeated or mistyped sections)")
-        if any(nb < 0 or nb % np.dtype(dt).itemsize for _, dt, nb in sections) or \
-                16 + hlen + sum(nb for _, _, nb in sections) + 32 != size:
+        if any(nb < 0 or nb % dt.itemsize for _, dt, nb in sections) or \
+                len(raw_head) + sum(nb for _, _, nb in sections) + 32 != size:
             raise bad("file size does not match its header (truncated or extended)")
         arrays: dict[str, np.ndarray] = {}
         for name, dt, nb in sections:
-            arr = np.empty(nb // np.dtype(dt).itemsize, dtype=dt)
-            view = memoryview(arr.view(np.uint8))
+            arr = np.empty(nb // dt.itemsize, dtype=dt)
+            view = arr.view(np.uint8).data
             for lo in range(0, nb, _READ_CHUNK):
                 part = view[lo:lo + _READ_CHUNK]
                 if f.readinto(part) != len(part):
@@ -497,13 +688,12 @@ class HashIndex:
         if f.read(32) != digest.digest():
             raise bad("checksum mismatch: the file is corrupted or was modified")
 
+        if not _algorithm_ok(algorithm):
+            raise bad("invalid header: algorithm")
         try:
-            idx = cls(algorithm, bits=bits, kind=kind, design_threshold=design_t) \
-                if algorithm is None or isinstance(algorithm, str) else None
+            idx = cls(algorithm, bits=bits, kind=kind, design_threshold=design_t)
         except (HashFormatError, AlgorithmMismatchError, ValueError) as e:
             raise bad(f"invalid header: {e}") from None
-        if idx is None:
-            raise bad("invalid header: algorithm")
         blob = arrays.pop("faiss", None)
         if blob is None or not _flat_blob_ok(blob, bits, count):
             raise bad("missing or unexpected FAISS section (not a flat binary index of "
@@ -528,9 +718,9 @@ class HashIndex:
             raise bad("incomplete MIH tables")
         if (ent is None) != (off is None) or (ent is not None and not widths):
             raise bad("incomplete MIH tables")
-        if ent is not None:
+        if ent is not None and off is not None:
             idx._tables = _checked_tables(widths, slack, bits, count, ent, off, pos, bad)
-        idx._keys = _load_keys(path + ".keys.sqlite", bad)
+        idx._keys = _read_legacy_keys(path + LEGACY_KEYS_SUFFIX, idx._id_array(), path)
         return idx
 
 
@@ -542,6 +732,174 @@ def _default_threshold(algorithm: str | None, bits: int) -> int:
         with contextlib.suppress(ValueError, KeyError):
             return int(default_threshold(algorithm))
     return max(1, bits * 5 // 32)  # 10 of 64 bits, 40 of 256
+
+
+def _algorithm_ok(name: Any) -> bool:
+    return name is None or (isinstance(name, str) and 0 < len(name) <= MAX_NAME)
+
+
+def _column_name_ok(name: Any) -> bool:
+    return isinstance(name, str) and 0 < len(name) <= MAX_COLUMN_NAME
+
+
+def _check_metadata(metadata: MetadataLike | None, n: int) -> dict[str, list[str | None]]:
+    """``metadata`` as ``{column: n values}``, every value a str or None."""
+    if metadata is None:
+        return {}
+    if isinstance(metadata, Mapping):
+        columns: dict[str, list[str | None]] = {}
+        for name, values in metadata.items():
+            if not _column_name_ok(name):
+                raise HashFormatError(f"metadata column names must be strings of 1 to "
+                                      f"{MAX_COLUMN_NAME} characters, got {str(name)[:60]!r}")
+            if isinstance(values, (str, bytes)):
+                raise HashFormatError(f"metadata column {name!r}: one value per hash, "
+                                      "not a single string")
+            columns[name] = list(values)
+    else:
+        if isinstance(metadata, (str, bytes)):
+            raise HashFormatError("metadata must be a mapping of columns or one mapping "
+                                  "per hash")
+        rows = list(metadata)
+        if len(rows) != n:
+            raise HashFormatError(f"metadata has {len(rows)} rows for {n} hashes")
+        columns = {}
+        for row in rows:
+            if row is None:
+                continue
+            if not isinstance(row, Mapping):
+                raise HashFormatError("metadata rows must be mappings (or None)")
+            for name in row:
+                if name not in columns:
+                    if not _column_name_ok(name):
+                        raise HashFormatError(
+                            f"metadata column names must be strings of 1 to "
+                            f"{MAX_COLUMN_NAME} characters, got {str(name)[:60]!r}")
+                    columns[name] = []
+        for name, values in columns.items():
+            values.extend(None if row is None else row.get(name) for row in rows)
+    if len(columns) > MAX_METADATA_COLUMNS:
+        raise HashFormatError(f"at most {MAX_METADATA_COLUMNS} metadata columns")
+    for name, values in columns.items():
+        if len(values) != n:
+            raise HashFormatError(
+                f"metadata column {name!r} has {len(values)} values for {n} hashes")
+        if not all(v is None or isinstance(v, str) for v in values):
+            raise HashFormatError(f"metadata column {name!r}: values must be str or None")
+    return columns
+
+
+def _put_strings(arrays: dict[str, np.ndarray], group: str, values: dict[int, str]) -> None:
+    """Sections ``group.ids`` (sorted int64), ``group.offsets`` and ``group.data``."""
+    if not values and group == "keys":
+        return
+    ids = np.fromiter(values.keys(), dtype=np.int64, count=len(values))
+    order = np.argsort(ids, kind="stable")
+    texts = list(values.values())
+    offsets, data = container.pack_strings([texts[i] for i in order.tolist()])
+    arrays[f"{group}.ids"] = ids[order]
+    arrays[f"{group}.offsets"] = offsets
+    arrays[f"{group}.data"] = data
+
+
+def _get_strings(arrays: dict[str, np.ndarray], group: str, index_ids: np.ndarray,
+                 bad: Any) -> dict[int, str]:
+    """Inverse of :func:`_put_strings`: ids must be unique and ids of the index."""
+    parts = [arrays.get(f"{group}.{p}") for p in ("ids", "offsets", "data")]
+    if all(p is None for p in parts):
+        return {}
+    ids, offsets, data = parts
+    if ids is None or offsets is None or data is None:
+        raise bad(f"incomplete {group} sections")
+    if ids.size > index_ids.size or offsets.size != ids.size + 1 or \
+            np.any(ids[1:] <= ids[:-1]) or not np.all(np.isin(ids, index_ids)):
+        raise bad(f"{group} sections do not match the index's ids")
+    texts = container.unpack_strings(offsets, data, bad)
+    return {i: t for i, t in zip(ids.tolist(), texts, strict=True) if t is not None}
+
+
+def _int_field(head: Mapping[str, Any], name: str, lo: int, hi: int, bad: Any) -> int:
+    value = head.get(name)
+    if type(value) is not int or not lo <= value <= hi:
+        raise bad(f"invalid header: {name}")
+    return value
+
+
+def _read_legacy_keys(side: str, index_ids: np.ndarray, path: str) -> dict[int, str]:
+    """Keys of a version-1 index from its SQLite side file, read from a private copy (never
+    opened by URI, never written), bounded: only a plain table ``keys(id, key)`` is read, at
+    most one row per code, under a cap on the file size and on SQLite's work."""
+    def bad(msg: str) -> IndexFileError:
+        return IndexFileError(
+            f"{path}: keys file {side}: {msg}. Move it aside to load the index without "
+            "keys, or load and save the index with a hashlib_ext that reads it, which "
+            "converts it to a single file")
+
+    count = int(index_ids.size)
+    try:
+        fd = os.open(side, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+    except FileNotFoundError:
+        return {}
+    except OSError as e:
+        raise bad(f"cannot open ({e.strerror or e})") from None
+    limit = (1 << 20) + _LEGACY_KEYS_BYTES_PER_CODE * count
+    with os.fdopen(fd, "rb") as src, \
+            tempfile.TemporaryDirectory(prefix="hashlib_ext-keys-") as tmp:
+        copy = os.path.join(tmp, "keys.sqlite")
+        try:
+            st = os.fstat(src.fileno())
+            if not stat.S_ISREG(st.st_mode):
+                raise bad("not a regular file")
+            if st.st_size > limit:
+                raise bad(f"{st.st_size} bytes is too large for {count} keys")
+            with open(copy, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+                if dst.tell() > limit:
+                    raise bad("grew too large while it was read")
+        except OSError as e:
+            raise bad(f"cannot read ({e.strerror or e})") from None
+        return _query_legacy_keys(copy, index_ids, bad)
+
+
+def _query_legacy_keys(copy: str, index_ids: np.ndarray, bad: Any) -> dict[int, str]:
+    count = int(index_ids.size)
+    budget = [1000 + count // 20]  # calls of 1000 SQLite instructions (about 5 per row)
+
+    def progress() -> int:
+        budget[0] -= 1
+        return 1 if budget[0] < 0 else 0
+
+    con = None
+    try:
+        con = sqlite3.connect(copy, uri=False, isolation_level=None)
+        con.set_progress_handler(progress, 1000)
+        con.setlimit(sqlite3.SQLITE_LIMIT_LENGTH, 1 << 20)
+        con.execute("PRAGMA trusted_schema=OFF")
+        con.execute("PRAGMA query_only=ON")
+        schema = con.execute("SELECT type, name FROM sqlite_master LIMIT 3").fetchall()
+        if schema != [("table", "keys")]:
+            raise bad("not a keys database (expected only a table 'keys')")
+        cols = [(r[1], str(r[2]).upper())
+                for r in con.execute("PRAGMA table_info(keys)").fetchall()]
+        if cols != [("id", "INTEGER"), ("key", "TEXT")]:
+            raise bad("unexpected columns in table 'keys'")
+        rows = con.execute("SELECT id, key FROM keys LIMIT ?", (count + 1,)).fetchall()
+    except sqlite3.Error as e:
+        raise bad(f"unreadable ({e})") from None
+    finally:
+        if con is not None:
+            con.close()
+    if len(rows) > count:
+        raise bad(f"more keys than the index's {count} codes")
+    keys: dict[int, str] = {}
+    for i, k in rows:
+        if type(i) is not int or not (k is None or isinstance(k, str)):
+            raise bad("keys must be integer ids and text")
+        if k is not None:
+            keys[i] = k
+    if keys and not np.all(np.isin(np.fromiter(keys, np.int64, len(keys)), index_ids)):
+        raise bad("keys for ids the index does not hold")
+    return keys
 
 
 def _flat_blob_ok(blob: np.ndarray, bits: int, count: int) -> bool:
@@ -585,10 +943,14 @@ def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.
                     off: np.ndarray, positions: np.ndarray | None, bad: Any) -> mih.MIHTables:
     """Rebuild MIH tables from file arrays, refusing any that could index out of bounds."""
     if not isinstance(widths, list) or not widths or sum(widths) != bits or \
-            any(not isinstance(w, int) or not 1 <= w <= mih.MAX_KEY_BITS for w in widths):
+            any(type(w) is not int or not 1 <= w <= mih.MAX_KEY_BITS for w in widths):
         raise bad("invalid MIH layout in header")
-    if slack not in mih.SLACKS:
+    if type(slack) is not int or slack not in mih.SLACKS:
         raise bad("invalid MIH bucket slack in header")
+    if count < 1 or count >= 2**31:
+        raise bad("invalid MIH table size in header")
+    if positions is not None and bits > 64:
+        raise bad("invalid MIH layout in header (inline tables of wide codes)")
     m = len(widths)
     if entries.size != m * count or (positions is not None and positions.size != m * count):
         raise bad("MIH tables do not match the layout")
@@ -602,48 +964,3 @@ def _checked_tables(widths: Any, slack: Any, bits: int, count: int, entries: np.
     if problem:
         raise bad(problem)
     return tables
-
-
-def _atomic_write(path: str, chunks: Iterable[bytes | memoryview], checksum: bool) -> None:
-    """Write chunks (and, with ``checksum``, their sha256) atomically to ``path``."""
-    with atomic_open(path, "wb") as f:
-        digest = hashlib.sha256()
-        for c in chunks:
-            _write_chunk(f, c)
-            if checksum:
-                digest.update(c)
-        if checksum:
-            _write_chunk(f, digest.digest())
-
-
-def _write_chunk(f: BinaryIO, chunk: bytes | memoryview) -> None:
-    f.write(chunk)
-
-
-def _save_keys(path: str, keys: dict[int, str]) -> None:
-    if not keys:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(path)  # no stale keys from an earlier save
-        return
-    with atomic_path(path) as tmp:
-        con = sqlite3.connect(tmp)
-        try:
-            con.execute("CREATE TABLE keys (id INTEGER PRIMARY KEY, key TEXT NOT NULL)")
-            con.executemany("INSERT INTO keys VALUES (?, ?)", keys.items())
-            con.commit()
-        finally:
-            con.close()
-
-
-def _load_keys(path: str, bad: Any) -> dict[int, str]:
-    if not os.path.exists(path):
-        return {}
-    try:
-        con = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
-        try:
-            rows = con.execute("SELECT id, key FROM keys").fetchall()
-        finally:
-            con.close()
-    except sqlite3.Error as e:
-        raise bad(f"keys file {path} unreadable: {e}") from None
-    return {int(i): str(k) for i, k in rows}

@@ -271,7 +271,8 @@ class MIHTables:
         self.prefix = tuple(prefix_width(w, self.n, self.slack, self.inline)
                             for w in self.widths)
         self.positions = positions
-        if self.inline and (positions.shape != entries.shape or entries.dtype != np.uint64):
+        if positions is not None and (positions.shape != entries.shape
+                                      or entries.dtype != np.uint64):
             raise ValueError("inline MIH tables need uint64 codes and matching positions")
         self.starts = tuple(int(s) for s in np.cumsum((0,) + self.widths[:-1]))
         sizes = [(1 << p) + 1 for p in self.prefix]
@@ -302,7 +303,7 @@ class MIHTables:
             counts = np.bincount(keys >> np.uint32(w - pw), minlength=1 << pw)
             offsets[ob] = 0
             np.cumsum(counts, out=offsets[ob + 1:ob + (1 << pw) + 1])
-            if inline:
+            if positions is not None and padded is not None:
                 entries[i] = padded[order]
                 positions[i] = order
             else:
@@ -326,7 +327,7 @@ class MIHTables:
     def check(self) -> str | None:
         """Why these arrays cannot be searched safely (out-of-range positions, inconsistent
         offsets), or None. Used on arrays read from files."""
-        if self.inline:
+        if self.positions is not None:
             if self.n and (int(self.positions.min()) < 0 or int(self.positions.max()) >= self.n):
                 return "MIH positions out of range"
         elif self.n and int((self.entries & np.uint32((1 << self.pbits) - 1)).max()) >= self.n:

@@ -12,7 +12,12 @@ from hypothesis import strategies as st
 
 from hashlib_ext import index as index_mod
 from hashlib_ext import mih
-from hashlib_ext.errors import AlgorithmMismatchError, HashFormatError, IndexFileError
+from hashlib_ext.errors import (
+    AlgorithmMismatchError,
+    HashFormatError,
+    IndexFileError,
+    UnknownAlgorithmError,
+)
 from hashlib_ext.hash import Hash, HashArray
 from hashlib_ext.index import HashIndex
 
@@ -285,6 +290,123 @@ def test_keys_lookup():
     assert ix.keys([0]) == [None]
 
 
+def test_metadata_columns_and_rows():
+    ix = HashIndex(bits=64)
+    codes = np.arange(32, dtype=np.uint8).reshape(4, 8)
+    ix.add(codes[:2], metadata={"collab": ["c1", None], "tags": ["a b", "c"]})
+    ix.add(codes[2:], [10, 11], metadata=[{"category": "x", "tags": "t"}, None])
+    assert ix.metadata_columns == ["collab", "tags", "category"]
+    assert ix.metadata([0, 1, 10, 11, 99]) == [
+        {"collab": "c1", "tags": "a b"}, {"tags": "c"}, {"tags": "t", "category": "x"}, {}, {}]
+    assert ix.metadata([0, 10], columns=["tags", "nope"]) == [{"tags": "a b"}, {"tags": "t"}]
+    ix.add(codes[:1], [0], metadata={"collab": [None]})  # None clears an id's value
+    assert ix.metadata([0]) == [{"tags": "a b"}]
+    ix.remove([10])
+    assert ix.metadata([10]) == [{}]
+    for bad in ({"c": "one string"}, {"c": ["a"]}, {"": ["a", "b"]}, {"c": [1, 2]},
+                [{"c": "a"}], ["row", "row"], "text", {5: ["a", "b"]}):
+        with pytest.raises(HashFormatError):
+            ix.add(codes[:2], metadata=bad)
+    assert len(ix) == 4  # 4 added, 1 more, 1 removed, none of the refused adds
+
+
+def test_keys_and_metadata_round_trip_in_one_file(tmp_path):
+    rng = np.random.default_rng(4)
+    db = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    ix = HashIndex("pdq")
+    ids = np.arange(1000, 1300)
+    ix.add(HashArray(db, "pdq"), ids, keys=[f"dir/{i} \udcff\u00e9.jpg" for i in ids],
+           metadata={"collab": [None if i % 3 else f"c{i}" for i in ids],
+                     "tags": ["" for _ in ids]})
+    ix.add(HashArray(db[:2], "pdq"), metadata=[{"payload": '{"a": [1]}'}, None])
+    path = tmp_path / "a #b?c%41.hxidx"
+    ix.save(path)
+    assert os.listdir(tmp_path) == [path.name]  # one file: no side database
+    back = HashIndex.load(path)
+    assert np.array_equal(back.ids, ix.ids) and np.array_equal(back.codes, ix.codes)
+    assert back.keys(ix.ids) == ix.keys(ix.ids)
+    assert back.metadata_columns == ["collab", "tags", "payload"]
+    assert back.metadata(ix.ids) == ix.metadata(ix.ids)
+    assert back.add(db[:1]).tolist() == [1302]
+
+
+def test_extreme_ids_and_names_round_trip(tmp_path):
+    ix = HashIndex("x" * 256, bits=64, design_threshold=3)
+    ix.add(np.zeros((2, 8), np.uint8), ids=[-(2**63), 2**63 - 1], keys=["lo", "hi"])
+    ix.save(tmp_path / "e.hxidx")
+    back = HashIndex.load(tmp_path / "e.hxidx")
+    assert back.keys([2**63 - 1, -(2**63)]) == ["hi", "lo"] and back.algorithm == "x" * 256
+    with pytest.raises(HashFormatError):
+        HashIndex("x" * 257, bits=64)
+    with pytest.raises(ValueError):
+        HashIndex(bits=64, design_threshold=-1)
+
+
+def test_index_file_that_is_not_a_regular_file(tmp_path):
+    fifo = tmp_path / "fifo.hxidx"
+    os.mkfifo(fifo)  # a plain open() for reading would block
+    with pytest.raises(IndexFileError, match="regular file"):
+        HashIndex.load(fifo)
+    with pytest.raises(IndexFileError):
+        HashIndex.load(tmp_path)
+
+
+def _rewrite(path, edit) -> None:
+    """Apply ``edit(header)`` to a saved file and re-checksum it (a crafted file)."""
+    import hashlib
+
+    data = path.read_bytes()
+    hlen = int.from_bytes(data[8:16], "little")
+    head = json.loads(data[16:16 + hlen])
+    edit(head)
+    raw = json.dumps(head).encode()
+    body = data[:8] + len(raw).to_bytes(8, "little") + raw + data[16 + hlen:-32]
+    path.write_bytes(body + hashlib.sha256(body).digest())
+
+
+@pytest.mark.parametrize("edit", [
+    lambda h: h["meta"].update(bits=10**40),
+    lambda h: h["meta"].update(bits=12),
+    lambda h: h["meta"].update(count=True),
+    lambda h: h["meta"].update(next_id=2**64),
+    lambda h: h["meta"].update(design_threshold=-1),
+    lambda h: h["meta"].update(algorithm=["pdq"]),
+    lambda h: h["meta"].update(algorithm="phash"),
+    lambda h: h["meta"].update(kind="ivf"),
+    lambda h: h["meta"].update(metadata_columns=["a", "a"]),
+    lambda h: h["meta"].update(metadata_columns=["a"] * 300),
+    lambda h: h["meta"].update(mih=[]),
+    lambda h: h["meta"]["mih"].update(inline=True),
+    lambda h: h["meta"]["mih"].update(indexed=10**6),
+    lambda h: h["meta"]["mih"].update(slack=7),
+    lambda h: h["meta"]["mih"].update(widths=[256]),
+    lambda h: h["sections"][0].update(name="other"),
+    lambda h: h["sections"].reverse(),
+    lambda h: h.update(meta=None),
+    lambda h: h.update(version=True),
+], ids=lambda e: "")
+def test_crafted_headers_are_index_file_errors(tmp_path, edit):
+    _, path = _saved(tmp_path)
+    _rewrite(path, edit)
+    with pytest.raises(IndexFileError, match=path.name):
+        HashIndex.load(path)
+
+
+def test_keys_sections_must_match_the_ids(tmp_path):
+    from hashlib_ext import container
+
+    ix = HashIndex(bits=64)
+    ix.add(np.zeros((3, 8), np.uint8), keys=["a", "b", "c"])
+    path = tmp_path / "k.hxidx"
+    ix.save(path)
+    version, meta, arrays = container.read(path, "hashlib_ext.HashIndex", 2)
+    for ids in ([0, 0, 1], [0, 1, 7], [2, 1, 0]):
+        arrays["keys.ids"] = np.array(ids, "<i8")
+        container.write(path, "hashlib_ext.HashIndex", 2, meta, arrays)
+        with pytest.raises(IndexFileError, match="keys sections"):
+            HashIndex.load(path)
+
+
 # -- errors ---------------------------------------------------------------------------------
 def test_wrong_width_and_algorithm_are_clear_errors():
     ix = HashIndex("pdq")
@@ -301,7 +423,7 @@ def test_wrong_width_and_algorithm_are_clear_errors():
         ix.search(np.zeros(32, np.uint8), -1)
     with pytest.raises(AlgorithmMismatchError):
         HashIndex("pdq", bits=64)
-    with pytest.raises(HashFormatError):
+    with pytest.raises(UnknownAlgorithmError, match="pass bits="):
         HashIndex("no-such-algorithm")
     with pytest.raises(HashFormatError):
         HashIndex(bits=12)
@@ -362,27 +484,29 @@ def test_save_load_empty_and_raw(tmp_path):
 
 
 def test_crash_during_save_keeps_old_file(tmp_path, monkeypatch):
+    from hashlib_ext import container
+
     path = tmp_path / "a.hxidx"
     ix = HashIndex(bits=64)
-    ix.add(np.zeros((10, 8), np.uint8))
+    ix.add(np.zeros((10, 8), np.uint8), keys=[f"k{i}" for i in range(10)])
     ix.save(path)
     old = path.read_bytes()
     ix.add(np.ones((10, 8), np.uint8))
-    calls = {"n": 0}
-    real = index_mod._write_chunk
+    real = container._chunks
 
-    def failing(f, chunk):
-        calls["n"] += 1
-        if calls["n"] == 4:
-            raise OSError("disk full")
-        real(f, chunk)
+    def failing(head, arrays):
+        for i, chunk in enumerate(real(head, arrays)):
+            if i == 4:
+                raise OSError("disk full")
+            yield chunk
 
-    monkeypatch.setattr(index_mod, "_write_chunk", failing)
+    monkeypatch.setattr(container, "_chunks", failing)
     with pytest.raises(OSError, match="disk full"):
         ix.save(path)
     assert path.read_bytes() == old
     assert sorted(os.listdir(tmp_path)) == ["a.hxidx"]  # no temp file left behind
-    assert len(HashIndex.load(path)) == 10
+    back = HashIndex.load(path)
+    assert len(back) == 10 and back.keys([9]) == ["k9"]
 
 
 def _saved(tmp_path) -> tuple[bytes, os.PathLike]:
@@ -445,9 +569,9 @@ def test_tampered_tables_with_valid_checksum_are_refused(tmp_path):
     head = json.loads(data[16:16 + hlen])
     offset = 16 + hlen
     for s in head["sections"]:
-        if s["name"] == "entries":
+        if s["name"] == "mih.entries":
             break
-        offset += s["nbytes"]
+        offset += int(np.prod(s["shape"])) * np.dtype(s["dtype"]).itemsize
     b = bytearray(data[:-32])
     b[offset:offset + 4] = b"\xff\xff\xff\xff"
     path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
@@ -511,20 +635,6 @@ def test_auto_kind_switches_to_mih_and_stays_exact(monkeypatch):
     assert ix.stats()["mih_widths"] is not None
     # a threshold where probing would cost more than a scan still answers exactly
     assert ix.search(q[:3], 120) == ref_search(q[:3], db, np.arange(5000), 120)
-
-
-def test_crafted_faiss_section_is_refused_before_parsing(tmp_path):
-    """A FAISS section claiming another size (valid checksum) never reaches FAISS."""
-    import hashlib
-
-    data, path = _saved(tmp_path)
-    hlen = int.from_bytes(data[8:16], "little")
-    start = 16 + hlen  # the faiss section comes first
-    b = bytearray(data[:-32])
-    b[start + 12:start + 20] = (2**40).to_bytes(8, "little")  # ntotal
-    path.write_bytes(bytes(b) + hashlib.sha256(bytes(b)).digest())
-    with pytest.raises(IndexFileError, match="FAISS section"):
-        HashIndex.load(path)
 
 
 def test_prepare_builds_tables_before_save(tmp_path, monkeypatch):
