@@ -4,10 +4,14 @@
     h = hx.hash_image("photo.jpg", "pdq")
     idx = hx.HashIndex("pdq"); idx.add(hx.hash_images(paths, "pdq").hashes)
     idx.search(h, threshold=hx.default_threshold("pdq"))
+
+    robust = hx.RobustIndex(); robust.add(paths)       # crops, padding, captions, ...
+    robust.match("reshared.jpg")                        # [(id, score, stage), ...]
 """
 
 from .batch import BatchResult, hash_images
 from .dedup import find_duplicates
+from .descriptor import Descriptor, describe
 from .errors import (
     AlgorithmMismatchError,
     ChecksumMismatchError,
@@ -18,6 +22,7 @@ from .errors import (
     ImageDecodeError,
     ImageTooLargeError,
     IndexFileError,
+    MissingDependencyError,
     TransformSpecError,
     UnknownAlgorithmError,
     UnsafeArchiveError,
@@ -28,10 +33,17 @@ from .hash import Hash, HashArray
 from .hashers import algorithms, default_threshold, hash_image
 from .imageio import load
 from .index import HashIndex
+from .robust import AddResult, RobustIndex, RobustMatch
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "AddResult",
+    "Descriptor",
+    "MissingDependencyError",
+    "RobustIndex",
+    "RobustMatch",
+    "describe",
     "AlgorithmMismatchError",
     "BatchResult",
     "ChecksumMismatchError",

@@ -33,6 +33,10 @@ INDEX_FEATURES = 200
 docs/robust.md for recall against this count)."""
 QUERY_FEATURES = 500
 """Keypoints taken from each query frame (the full frame, its mirror, each content box)."""
+INDEX_THUMB = 16
+"""Side of the thumbnail stored per indexed image (256 bytes)."""
+QUERY_THUMB = 48
+"""Side of the thumbnail of each query frame (sampled after alignment)."""
 MIN_QUALITY = 50
 """PDQ codes below this quality (flat, low-texture boxes) are not used for matching."""
 
@@ -42,11 +46,13 @@ Box = tuple[int, int, int, int]
 @dataclass(frozen=True)
 class FeatureSet:
     """Keypoints of one grey frame: ``xy`` ``(k, 2)`` float32 pixel positions, ``desc``
-    ``(k, 32)`` uint8 ORB descriptors, ``size`` the frame's ``(w, h)``."""
+    ``(k, 32)`` uint8 ORB descriptors, ``size`` the frame's ``(w, h)``, ``thumb`` the frame
+    shrunk to a square uint8 thumbnail (:data:`INDEX_THUMB` or :data:`QUERY_THUMB` px)."""
 
     xy: np.ndarray
     desc: np.ndarray
     size: tuple[int, int]
+    thumb: np.ndarray
 
     def __len__(self) -> int:
         return len(self.desc)
@@ -72,7 +78,8 @@ class Descriptor:
 
     @property
     def nbytes(self) -> int:
-        return int(self.pdq.nbytes + sum(s.xy.nbytes + s.desc.nbytes for s in self.local))
+        return int(self.pdq.nbytes + sum(s.xy.nbytes + s.desc.nbytes + s.thumb.nbytes
+                                         for s in self.local))
 
 
 def describe(src: Any, *, query: bool = False, max_pixels: int | None = None) -> Descriptor:
@@ -111,15 +118,16 @@ def describe_global(image: Image.Image, *, query: bool) -> Descriptor:
 def with_local(d: Descriptor, image: Image.Image) -> Descriptor:
     """``d`` with its local (ORB) part computed from the same loaded image."""
     n = QUERY_FEATURES if d.query else INDEX_FEATURES
+    side = QUERY_THUMB if d.query else INDEX_THUMB
     grey = features.frame(image)
-    sets = [_features(grey, n)]
+    sets = [_features(grey, n, side)]
     if d.query:
-        sets.append(_features(np.ascontiguousarray(grey[:, ::-1]), n))
+        sets.append(_features(np.ascontiguousarray(grey[:, ::-1]), n, side))
         for box in d.boxes:
-            sets.append(_features(features.frame(image.crop(box)), n))
+            sets.append(_features(features.frame(image.crop(box)), n, side))
     return Descriptor(d.size, d.pdq, d.quality, d.boxes, tuple(sets), d.query)
 
 
-def _features(grey: np.ndarray, n: int) -> FeatureSet:
+def _features(grey: np.ndarray, n: int, side: int) -> FeatureSet:
     xy, desc = features.orb(grey, n)
-    return FeatureSet(xy, desc, (grey.shape[1], grey.shape[0]))
+    return FeatureSet(xy, desc, (grey.shape[1], grey.shape[0]), features.thumbnail(grey, side))

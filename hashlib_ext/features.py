@@ -53,14 +53,22 @@ def frame(image: Image.Image, side: int = FRAME_SIDE) -> np.ndarray:
     return np.asarray(grey)
 
 
+def thumbnail(grey: np.ndarray, side: int) -> np.ndarray:
+    """The frame shrunk to ``(side, side)`` by area averaging (aspect not kept): a coarse
+    picture of the layout, compared after alignment to tell a copy from two photos that
+    only share an object."""
+    cv2 = require_cv2()
+    return cv2.resize(np.ascontiguousarray(grey), (side, side), interpolation=cv2.INTER_AREA)
+
+
 def orb(grey: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     """Up to ``n`` ORB keypoints of a grey frame, spread over the picture: ``(xy, desc)``,
     ``xy`` ``(k, 2)`` float32 pixel positions, ``desc`` ``(k, 32)`` uint8 (256-bit rBRIEF).
 
-    :data:`OVERSAMPLE` times ``n`` corners are detected, then each cell of a
-    :data:`SPREAD` x :data:`SPREAD` grid keeps its strongest ones up to an equal share, and
-    the rest of the budget goes to the strongest left over. Without this, text (a caption
-    band, an app's chrome) takes most keypoints of a frame, and a crop loses them all."""
+    :data:`OVERSAMPLE` times ``n`` corners are detected, then kept round-robin over a
+    :data:`SPREAD` x :data:`SPREAD` grid (:func:`spread`). Without this, text (a caption
+    band, an app's chrome) or a pasted sticker takes most keypoints of a frame, and a crop
+    loses them all."""
     cv2 = require_cv2()
     empty = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     if grey.shape[0] < 4 * EDGE or grey.shape[1] < 4 * EDGE or n < 1:
@@ -83,23 +91,16 @@ def orb(grey: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
 
 def spread(xy: np.ndarray, response: np.ndarray, shape: tuple[int, ...], n: int,
            grid: int | None = None) -> np.ndarray:
-    """Indices of at most ``n`` points, strongest first within an equal share per grid
-    cell, then the strongest of the rest; returned strongest first."""
+    """Indices of at most ``n`` points chosen round-robin over a grid: every cell's
+    strongest point, then every cell's second strongest, and so on (ties by strength);
+    returned strongest first."""
     grid = SPREAD if grid is None else grid
     h, w = shape[:2]
     cell = (np.minimum((xy[:, 1] * grid / h).astype(np.int64), grid - 1) * grid
             + np.minimum((xy[:, 0] * grid / w).astype(np.int64), grid - 1))
     order = np.lexsort((-response, cell))
     sorted_cells = cell[order]
-    first = np.searchsorted(sorted_cells, sorted_cells, "left")
     rank = np.empty(len(xy), np.int64)
-    rank[order] = np.arange(len(xy)) - first
-    quota = max(1, n // (grid * grid))
-    chosen = rank < quota
-    rest = np.flatnonzero(~chosen)
-    extra = max(0, n - int(chosen.sum()))
-    if extra and len(rest):
-        chosen[rest[np.argsort(-response[rest], kind="stable")[:extra]]] = True
-    idx = np.flatnonzero(chosen)
-    idx = idx[np.argsort(-response[idx], kind="stable")]
-    return idx[:n]
+    rank[order] = np.arange(len(xy)) - np.searchsorted(sorted_cells, sorted_cells, "left")
+    idx = np.lexsort((-response, rank))[:n]
+    return idx[np.argsort(-response[idx], kind="stable")]

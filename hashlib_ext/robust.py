@@ -32,7 +32,7 @@ import numpy as np
 
 from . import container, verify
 from .descriptor import Descriptor, FeatureSet, describe, describe_global, with_local
-from .descriptor import MIN_QUALITY
+from .descriptor import INDEX_THUMB, MIN_QUALITY
 from .errors import HashlibExtError, IndexFileError
 from .imageio import load
 from .index import AUTO_MIH_MIN, HashIndex
@@ -56,6 +56,7 @@ FORMAT = "hashlib_ext.RobustIndex"
 VERSION = 1
 _XY_SCALE = 16  # keypoint positions stored in 1/16 px (uint16: frames up to 4095 px)
 _SECTIONS = {"ids": "<i8", "key_offsets": "<i8", "key_data": "u1", "sizes": "<u2",
+             "thumbs": "u1",
              "pdq": "u1", "pdq_owner": "<u4", "quality": "<u2", "kp_offsets": "<i8",
              "kp_xy": "<u2", "kp_desc": "u1"}
 
@@ -89,6 +90,7 @@ class RobustIndex:
         self._pos: dict[int, int] = {}
         self._keys: list[str | None] = []
         self._sizes = _Grow((2,), np.uint16)
+        self._thumbs = _Grow((INDEX_THUMB, INDEX_THUMB), np.uint8)
         self._kp_off = _Grow((), np.int64)
         self._kp_off.extend(np.zeros(1, np.int64))
         self._xy = _Grow((2,), np.float32)
@@ -108,7 +110,7 @@ class RobustIndex:
     @property
     def nbytes(self) -> int:
         """Memory held by the stored codes, keypoints and postings."""
-        parts = (self._sizes, self._kp_off, self._xy, self._desc, self._pdq, self._pdq_owner,
+        parts = (self._sizes, self._thumbs, self._kp_off, self._xy, self._desc, self._pdq, self._pdq_owner,
                  self._quality)
         return int(self._global.nbytes + self._words.nbytes + sum(g.nbytes for g in parts))
 
@@ -167,6 +169,7 @@ class RobustIndex:
             self._ids.append(ident)
             self._keys.append(key)
             self._sizes.extend(np.array([local.size], np.uint16))
+            self._thumbs.extend(local.thumb[None])
             self._xy.extend(np.asarray(local.xy, np.float32))
             self._desc.extend(np.asarray(local.desc, np.uint8))
             self._kp_off.extend(np.array([len(self._desc)], np.int64))
@@ -254,8 +257,8 @@ class RobustIndex:
         off = self._kp_off.view()
         lo, hi = int(off[n]), int(off[n + 1])
         w, h = self._sizes.view()[n].tolist()
-        return verify.score(q.xy, q.desc, self._xy.view()[lo:hi], self._desc.view()[lo:hi],
-                            (w, h))
+        return verify.score(q.xy, q.desc, q.size, q.thumb, self._xy.view()[lo:hi],
+                            self._desc.view()[lo:hi], (w, h), self._thumbs.view()[n])
 
     def pair_score(self, query: Descriptor, n: int) -> int:
         """The stage-2 score of a query descriptor against the ``n``-th indexed image
@@ -281,7 +284,8 @@ class RobustIndex:
         arrays = {
             "ids": np.array(self._ids, "<i8"),
             "key_offsets": key_off, "key_data": key_data,
-            "sizes": self._sizes.view(), "pdq": self._pdq.view(),
+            "sizes": self._sizes.view(), "thumbs": self._thumbs.view(),
+            "pdq": self._pdq.view(),
             "pdq_owner": self._pdq_owner.view(), "quality": self._quality.view(),
             "kp_offsets": self._kp_off.view(),
             "kp_xy": np.rint(self._xy.view() * _XY_SCALE).astype("<u2"),
@@ -323,6 +327,7 @@ class RobustIndex:
         idx._pos = {i: p for p, i in enumerate(idx._ids)}
         idx._keys = keys
         idx._sizes.extend(a["sizes"])
+        idx._thumbs.extend(a["thumbs"])
         idx._kp_off = _Grow((), np.int64)
         idx._kp_off.extend(a["kp_offsets"] if n else np.zeros(1, np.int64))
         idx._xy.extend(a["kp_xy"].astype(np.float32) / _XY_SCALE)
@@ -368,6 +373,7 @@ def _check_layout(a: dict[str, np.ndarray], n: int, bad: Any) -> None:
     off, owner = a["kp_offsets"], a["pdq_owner"]
     total = len(a["kp_desc"])
     if a["ids"].shape != (n,) or a["sizes"].shape != (n, 2) or off.shape != (n + 1,) or \
+            a["thumbs"].shape != (n, INDEX_THUMB, INDEX_THUMB) or \
             a["kp_desc"].ndim != 2 or a["kp_desc"].shape[1:] != (32,) or \
             a["kp_xy"].shape != (total, 2) or a["pdq"].ndim != 2 or \
             a["pdq"].shape[1:] != (32,) or owner.shape != (len(a["pdq"]),) or \

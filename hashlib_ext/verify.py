@@ -24,6 +24,13 @@ MAX_DISTANCE = 64
 """A descriptor match farther than this many bits (of 256) is never used."""
 REPROJ = 0.012
 """RANSAC inlier tolerance, as a fraction of the candidate frame's longer side."""
+MIN_OVERLAP = 0.25
+"""A copy's frame, mapped by the transform, covers at least this share of the other's."""
+MIN_EXPLAINED = 0.25
+"""Of the candidate's cells that query keypoints map into, at least this share must hold
+consistent matches (two photos sharing only a sticker explain a few cells of many)."""
+MIN_CORRELATION = 0.5
+"""Aligned thumbnails of a copy correlate at least this much over their overlap."""
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
 """Similarity transforms scaling outside this range are rejected as degenerate."""
 
@@ -124,30 +131,123 @@ def matches(q_desc: np.ndarray, c_desc: np.ndarray, ratio: float = RATIO,
     return qi[first], ci[first]
 
 
-def score(q_xy: np.ndarray, q_desc: np.ndarray, c_xy: np.ndarray, c_desc: np.ndarray,
-          c_size: tuple[int, int], grid: int | None = None) -> int:
-    """Distinct occupied grid cells (of the candidate frame, ``c_size`` = (w, h)) among
-    the RANSAC-consistent one-to-one matches; 0 when no plausible transform is found."""
+def score(q_xy: np.ndarray, q_desc: np.ndarray, q_size: tuple[int, int], q_thumb: np.ndarray,
+          c_xy: np.ndarray, c_desc: np.ndarray, c_size: tuple[int, int], c_thumb: np.ndarray,
+          grid: int | None = None) -> int:
+    """Distinct occupied grid cells (of the candidate frame, sizes are ``(w, h)``) among
+    the RANSAC-consistent one-to-one matches; 0 when no plausible transform is found or
+    the transform fails the copy tests of :func:`explains`.
+
+    A second transform is fitted to the matches the first leaves out and the better of
+    the two counts: a pasted sticker or logo that moved between the two images has its own
+    consistent transform, which must not hide the photo's."""
     grid = GRID if grid is None else grid
     qi, ci = matches(q_desc, c_desc)
-    if len(qi) < 4:
-        return 0
-    cv2 = require_cv2()
     src = np.ascontiguousarray(q_xy[qi], np.float32)
     dst = np.ascontiguousarray(c_xy[ci], np.float32)
-    tol = REPROJ * max(c_size)
+    best = 0
+    for _ in range(2):
+        if len(src) < 4:
+            break
+        found = _consensus(src, dst, REPROJ * max(c_size))
+        if found is None:
+            break
+        model, inliers = found
+        cells = _cells(dst[inliers], c_size, grid)
+        if cells > best and explains(model, cells, q_xy, q_size, c_xy, c_size, grid) \
+                and agrees(model, dst[inliers], q_thumb, q_size, c_thumb, c_size):
+            best = cells
+        src, dst = src[~inliers], dst[~inliers]
+    return best
+
+
+def explains(model: np.ndarray, cells: int, q_xy: np.ndarray, q_size: tuple[int, int],
+             c_xy: np.ndarray, c_size: tuple[int, int], grid: int) -> bool:
+    """Whether a transform makes one image a copy of the other rather than two pictures
+    sharing an object (a logo, a sticker): the query frame mapped into the candidate frame
+    must cover at least :data:`MIN_OVERLAP` of it, and inliers must occupy at least
+    :data:`MIN_EXPLAINED` of the candidate's grid cells, within that overlap, where either
+    image has keypoints (two photos sharing only a sticker explain a few cells of many)."""
+    cv2 = require_cv2()
+    qw, qh = q_size
+    w, h = c_size
+    corners = np.array([[0, 0], [qw, 0], [qw, qh], [0, qh]], np.float32)
+    mapped = (corners @ model[:, :2].T + model[:, 2]).astype(np.float32)
+    frame = np.array([[0, 0], [w, 0], [w, h], [0, h]], np.float32)
+    area, _ = cv2.intersectConvexConvex(mapped, frame)
+    if area < MIN_OVERLAP * w * h:
+        return False
+    proj = np.asarray(q_xy, np.float32) @ model[:, :2].T + model[:, 2]
+    proj = proj[(proj[:, 0] >= 0) & (proj[:, 0] < w) & (proj[:, 1] >= 0) & (proj[:, 1] < h)]
+    a, t = model[:, :2], model[:, 2]
+    back = (np.asarray(c_xy, np.float32) - t) @ np.linalg.inv(a).T
+    mine = np.asarray(c_xy, np.float32)[(back[:, 0] >= 0) & (back[:, 0] < qw)
+                                        & (back[:, 1] >= 0) & (back[:, 1] < qh)]
+    either = _cells(np.concatenate([proj, mine]), c_size, grid) if len(proj) + len(mine) else 1
+    return cells >= MIN_EXPLAINED * either
+
+
+def agrees(model: np.ndarray, inliers: np.ndarray, q_thumb: np.ndarray,
+           q_size: tuple[int, int], c_thumb: np.ndarray, c_size: tuple[int, int]) -> bool:
+    """Whether the two pictures also look alike *away from* their matched keypoints: each
+    cell of the candidate's thumbnail that holds no inlier (nor borders one) is compared
+    with the query thumbnail sampled at the mapped position, and their correlation over
+    the overlap must reach :data:`MIN_CORRELATION`. Two photos that share a sticker match
+    on the sticker and nowhere else; a copy agrees everywhere. Where inliers leave less
+    than a tenth of the grid free, the matches themselves cover the picture."""
+    w, h = c_size
+    qw, qh = q_size
+    side = c_thumb.shape[0]
+    centres = (np.arange(side, dtype=np.float64) + 0.5) / side
+    gx, gy = np.meshgrid(centres * w, centres * h)
+    pts = np.stack([gx.ravel(), gy.ravel()], axis=1)
+    a, t = model[:, :2].astype(np.float64), model[:, 2].astype(np.float64)
+    back = (pts - t) @ np.linalg.inv(a).T  # candidate cell centres in query pixels
+    qs = q_thumb.shape[0]
+    u, v = back[:, 0] / qw * qs - 0.5, back[:, 1] / qh * qs - 0.5
+    ok = (u >= 0) & (u <= qs - 1) & (v >= 0) & (v <= qs - 1)
+    if ok.sum() < MIN_OVERLAP * side * side:
+        return False
+    used = np.zeros((side + 2, side + 2), bool)
+    ix = np.clip((inliers[:, 0] * side / w).astype(np.int64), 0, side - 1) + 1
+    iy = np.clip((inliers[:, 1] * side / h).astype(np.int64), 0, side - 1) + 1
+    for dy in (-1, 0, 1):
+        for dx in (-1, 0, 1):
+            used[iy + dy, ix + dx] = True
+    ok &= ~used[1:-1, 1:-1].ravel()
+    if ok.sum() < 0.1 * side * side:
+        return True
+    u, v = u[ok], v[ok]
+    x0, y0 = np.minimum(u.astype(np.int64), qs - 2), np.minimum(v.astype(np.int64), qs - 2)
+    fx, fy = u - x0, v - y0
+    q = q_thumb.astype(np.float64)
+    sampled = (q[y0, x0] * (1 - fx) * (1 - fy) + q[y0, x0 + 1] * fx * (1 - fy)
+               + q[y0 + 1, x0] * (1 - fx) * fy + q[y0 + 1, x0 + 1] * fx * fy)
+    c = c_thumb.astype(np.float64).ravel()[ok]
+    sampled, c = sampled - sampled.mean(), c - c.mean()
+    denom = float(np.sqrt((sampled ** 2).sum() * (c ** 2).sum()))
+    return denom > 0 and float((sampled * c).sum()) / denom >= MIN_CORRELATION
+
+
+def _consensus(src: np.ndarray, dst: np.ndarray, tol: float
+               ) -> tuple[np.ndarray, np.ndarray] | None:
+    """The RANSAC similarity transform from ``src`` to ``dst`` (2x3) and its inlier mask,
+    or None when there is none or it scales implausibly."""
+    cv2 = require_cv2()
     model, mask = cv2.estimateAffinePartial2D(src, dst, method=cv2.RANSAC,
                                               ransacReprojThreshold=tol, maxIters=2000,
                                               confidence=0.995, refineIters=10)
     if model is None or mask is None:
-        return 0
+        return None
     s = float(np.hypot(model[0, 0], model[1, 0]))
     if not MIN_SCALE <= s <= MAX_SCALE:
-        return 0
-    inl = dst[mask.ravel().astype(bool)]
-    if len(inl) < 4:
-        return 0
-    w, h = c_size
-    cx = np.clip((inl[:, 0] * grid / w).astype(np.int64), 0, grid - 1)
-    cy = np.clip((inl[:, 1] * grid / h).astype(np.int64), 0, grid - 1)
+        return None
+    inliers = mask.ravel().astype(bool)
+    return (model, inliers) if inliers.sum() >= 4 else None
+
+
+def _cells(pts: np.ndarray, size: tuple[int, int], grid: int) -> int:
+    w, h = size
+    cx = np.clip((pts[:, 0] * grid / w).astype(np.int64), 0, grid - 1)
+    cy = np.clip((pts[:, 1] * grid / h).astype(np.int64), 0, grid - 1)
     return int(np.unique(cy * grid + cx).size)
