@@ -31,9 +31,10 @@ from typing import Any, NamedTuple
 import numpy as np
 
 from . import container, verify
-from .descriptor import Descriptor, FeatureSet, describe, describe_global, with_local
+from .describe_batch import describe_images, input_id
+from .descriptor import Descriptor, FeatureSet, describe_global, with_local
 from .descriptor import INDEX_THUMB, MIN_QUALITY
-from .errors import HashlibExtError, IndexFileError
+from .errors import IndexFileError
 from .imageio import load
 from .index import AUTO_MIH_MIN, HashIndex
 from .wordindex import WORD_BITS, WordIndex, word_keys
@@ -125,12 +126,14 @@ class RobustIndex:
 
     # -- adding ---------------------------------------------------------------------------
     def add(self, srcs: Iterable[Any], ids: Sequence[int] | np.ndarray | None = None,
-            keys: Sequence[str | None] | None = None) -> AddResult:
+            keys: Sequence[str | None] | None = None, *, workers: int | None = 1,
+            progress: bool = False) -> AddResult:
         """Describe and add images. ``srcs``: anything :func:`hashlib_ext.load` takes, or
         :class:`~hashlib_ext.descriptor.Descriptor` objects from :func:`hashlib_ext.describe`.
         ``ids`` default to consecutive integers continuing from the last; ``keys`` are
         optional strings stored with them. An input that fails is reported in the result's
-        ``errors`` (the others are added)."""
+        ``errors`` (the others are added). ``workers`` > 1 describes in that many processes,
+        None in one per CPU (:func:`hashlib_ext.describe_batch.describe_images`)."""
         srcs = list(srcs)
         if ids is not None and len(ids) != len(srcs):
             raise ValueError(f"{len(ids)} ids for {len(srcs)} images")
@@ -145,12 +148,19 @@ class RobustIndex:
         errors: list[tuple[Any, str, str]] = []
         batch: list[Descriptor] = []
         batch_keys: list[str | None] = []
+        raw = [i for i, s in enumerate(srcs) if not isinstance(s, Descriptor)]
+        described = describe_images([srcs[i] for i in raw], workers=workers, progress=progress)
+        done: dict[int, Descriptor | tuple[Any, str, str]] = {
+            raw[p]: d for p, d in zip(described.positions, described.descriptors, strict=True)}
+        for p, (src, kind, msg) in zip(sorted(set(range(len(raw))) - set(described.positions)),
+                                       described.errors, strict=True):
+            done[raw[p]] = (input_id(srcs[raw[p]], raw[p]), kind, msg)
         for i, src in enumerate(srcs):
-            try:
-                d = src if isinstance(src, Descriptor) else describe(src)
-            except HashlibExtError as e:
-                errors.append((_name(src, i), type(e).__name__, str(e)))
+            got = src if isinstance(src, Descriptor) else done[i]
+            if not isinstance(got, Descriptor):
+                errors.append(got)
                 continue
+            d = got
             if d.query or len(d.local) != 1:
                 raise TypeError("add() takes index-side descriptors: describe(src) without "
                                 "query=True")
@@ -195,12 +205,16 @@ class RobustIndex:
 
     # -- matching -------------------------------------------------------------------------
     def match(self, src: Any, *, min_score: int | None = None,
-              pdq_threshold: int | None = None) -> list[RobustMatch]:
+              pdq_threshold: int | None = None,
+              exclude: Iterable[int] = ()) -> list[RobustMatch]:
         """Every indexed image judged a copy of ``src``, best first, as
         ``(id, score, stage)``. ``min_score`` / ``pdq_threshold`` move the operating points
         of stage 2 / stage 1 (defaults: the index's). ``src`` is anything
         :func:`hashlib_ext.load` takes or a :class:`Descriptor` (query-side descriptors
-        use every variant; index-side ones only the whole image)."""
+        use every variant; index-side ones only the whole image). Ids in ``exclude`` are
+        never returned, nor do they stop the cascade after stage 1 (for a collection
+        matched against itself, exclude the query's own id)."""
+        skip = {int(i) for i in exclude}
         t1 = self.pdq_threshold if pdq_threshold is None else int(pdq_threshold)
         s2 = self.min_score if min_score is None else int(min_score)
         image = None
@@ -209,12 +223,12 @@ class RobustIndex:
         else:
             image = load(src)
             d = describe_global(image, query=True)
-        found = self._stage1(d, t1)
+        found = [m for m in self._stage1(d, t1) if m.id not in skip]
         if found:
             return found
         if not d.local and image is not None:
             d = with_local(d, image)
-        return self._stage2(d, s2)
+        return [m for m in self._stage2(d, s2, len(skip)) if m.id not in skip]
 
     def _stage1(self, d: Descriptor, t: int) -> list[RobustMatch]:
         if not len(self._global):
@@ -235,11 +249,11 @@ class RobustIndex:
         out = [RobustMatch(self._ids[n], 256 - dist, 1) for n, dist in best.items()]
         return sorted(out, key=lambda m: (-m.score, m.id))
 
-    def _stage2(self, d: Descriptor, min_score: int) -> list[RobustMatch]:
+    def _stage2(self, d: Descriptor, min_score: int, spare: int = 0) -> list[RobustMatch]:
         sets = [s for s in d.local if len(s)]
         if not sets or not len(self._ids):
             return []
-        cands, votes = self._words.top([s.desc for s in sets], CANDIDATES, MIN_VOTES)
+        cands, votes = self._words.top([s.desc for s in sets], CANDIDATES + spare, MIN_VOTES)
         out = []
         for n, v in zip(cands.tolist(), votes, strict=True):
             best = 0
@@ -389,7 +403,3 @@ def _check_layout(a: dict[str, np.ndarray], n: int, bad: Any) -> None:
 
 def _cat(parts: list[np.ndarray], empty: tuple[int, ...], dtype: Any) -> np.ndarray:
     return np.concatenate(parts).astype(dtype) if parts else np.zeros(empty, dtype)
-
-
-def _name(src: Any, i: int) -> Any:
-    return os.fspath(src) if isinstance(src, (str, os.PathLike)) else i

@@ -53,6 +53,12 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write clusters here, e.g. clusters.json (default stdout)")
     p.add_argument("-f", "--format", choices=("json", "csv"), default="json",
                    help="output format (default json)")
+    p.add_argument("--robust", action="store_true",
+                   help="images only: link copies that whole-image hashes miss (crops, "
+                        "padding, frames, captions, rotate+zoom, screenshots, mirror) with "
+                        "a robust index; JSON output adds the edges with score and stage")
+    p.add_argument("--min-score", type=int, default=None, metavar="S",
+                   help="--robust: smallest verified score of the local stage")
     add_input_options(p)
     p.set_defaults(func=run)
     return p
@@ -66,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     from ..hash import HashArray
     from ..hashers import default_threshold, expected_bits
 
+    if args.robust:
+        return run_robust(args)
+    if args.min_score is not None:
+        error("--min-score needs --robust")
+        return 2
     lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
     failed = len(missing)
     parts: list[HashArray] = []
@@ -152,3 +163,74 @@ def _member(pos: int, ids: np.ndarray, keys: np.ndarray | None) -> dict:
     if keys is not None and keys[pos] is not None:
         m["key"] = keys[pos]
     return m
+
+
+def run_robust(args: argparse.Namespace) -> int:
+    """``dedup --robust``: every image matched against a RobustIndex of all of them; the
+    matches (other than itself) are edges, the connected groups are the clusters."""
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from ..describe_batch import describe_images
+    from ..robust import RobustIndex
+
+    for name, value in (("--threshold", args.threshold), ("--min-score", args.min_score)):
+        if value is not None and value < 0:
+            error(f"{name} must be >= 0, got {value}")
+            return 2
+    if args.algorithm not in (None, "pdq"):
+        error("--robust uses PDQ and local features: drop --algorithm")
+        return 2
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    if lists:
+        error(f"--robust deduplicates images, not hash lists: {lists[0]}")
+        return 2
+    progress = show_progress(args)
+    index = RobustIndex()
+    added = index.add(images, ids=list(range(len(images))), workers=args.workers,
+                      progress=progress)
+    queries = describe_images([images[i] for i in added.ids.tolist()], query=True,
+                              workers=args.workers, progress=progress)
+    errors = added.errors + queries.errors  # an image that fails, fails when added
+    for src, kind, msg in errors:
+        error(f"{src}: {kind}: {msg}")
+    edges = []
+    for pos, d in zip(queries.positions, queries.descriptors, strict=True):
+        me = int(added.ids[pos])
+        for m in index.match(d, min_score=args.min_score, pdq_threshold=args.threshold,
+                             exclude=[me]):
+            edges.append((min(me, m.id), max(me, m.id), m.score, m.stage))
+    best: dict[tuple[int, int], tuple[int, int]] = {}
+    for a, b, score, stage in edges:  # both directions found: keep the stronger
+        if (a, b) not in best or (stage, -score) < (best[(a, b)][1], -best[(a, b)][0]):
+            best[(a, b)] = (score, stage)
+    n = len(images)
+    pairs = np.array(list(best), np.int64).reshape(-1, 2)
+    graph = coo_matrix((np.ones(len(pairs)), (pairs[:, 0], pairs[:, 1])), shape=(n, n))
+    _, label = connected_components(graph, directed=False)
+    groups: dict[int, list[int]] = {}
+    for i in sorted({int(x) for p in pairs for x in p}):
+        groups.setdefault(int(label[i]), []).append(i)
+    clusters = sorted(groups.values(), key=lambda c: c[0])
+    failures = [{"input": str(src), "error": kind, "message": msg} for src, kind, msg in errors]
+    failed = len(missing) + len(errors)
+    try:
+        with output_stream(args.output) as out:
+            if args.format == "json":
+                out.write(json.dumps({
+                    "mode": "robust", "items": n, "failed": failed, "failures": failures,
+                    "clusters": [[{"id": i, "key": images[i]} for i in c] for c in clusters],
+                    "edges": [{"a": a, "b": b, "score": sc, "stage": st}
+                              for (a, b), (sc, st) in sorted(best.items())],
+                }, ensure_ascii=False, indent=1) + "\n")
+            else:
+                w = csv.writer(out, lineterminator="\n")
+                w.writerow(["cluster", "id", "key"])
+                for k, group in enumerate(clusters):
+                    w.writerows([k, i, images[i]] for i in group)
+    except OSError as e:
+        error(f"cannot write {args.output}: {e.strerror or e}")
+        return EXIT_FAILED
+    print(f"{len(clusters)} clusters, {sum(map(len, clusters))} of {n} images have a copy "
+          "(robust)" + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
+    return EXIT_FAILED if failed else 0

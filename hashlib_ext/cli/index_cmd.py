@@ -34,7 +34,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "A malformed line fails the build, naming its line number, unless "
                     "--lenient (then it is skipped and reported).",
     )
-    b.add_argument("hashfile", metavar="HASHFILE", help="hash list to index")
+    b.add_argument("hashfile", metavar="HASHFILE", nargs="+",
+                   help="hash list to index; with --robust: images or folders of images")
     b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index file to write")
     b.add_argument("--algorithm", default=None,
                    help="algorithm of the hashes (default: recorded in the file, else pdq)")
@@ -50,6 +51,15 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     b.add_argument("--key-column", default=None, help="column of the keys (e.g. paths)")
     b.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
                    help="index structure (default auto: chosen by size and threshold)")
+    b.add_argument("--robust", action="store_true",
+                   help="build a robust index from images (PDQ of content boxes and local "
+                        "features), for 'match --robust'; keys are the image paths")
+    b.add_argument("-r", "--recursive", action="store_true",
+                   help="--robust: descend into subfolders")
+    b.add_argument("-j", "--workers", type=int, default=None, metavar="N",
+                   help="--robust: describing processes (default: one per CPU)")
+    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
+                   help="progress bar on stderr (default: when stderr is a terminal)")
     b.set_defaults(func=run_build)
 
     i = sub.add_parser("info", help="describe an index file",
@@ -69,6 +79,12 @@ def run_build(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
     from ..formats import iter_hash_list
 
+    if args.robust:
+        return run_build_robust(args)
+    if len(args.hashfile) != 1:
+        error("index build reads one hash list (several inputs need --robust)")
+        return 2
+    args.hashfile = args.hashfile[0]
     skipped: list[tuple[int, str]] = []
     index = None
     ignored = 0
@@ -145,3 +161,32 @@ def run_info(args: argparse.Namespace) -> int:
         for k, v in info.items():
             print(f"{k:<{width}}  {v}")
     return 0
+
+
+def run_build_robust(args: argparse.Namespace) -> int:
+    """``index build --robust``: describe images into a RobustIndex file."""
+    from ..errors import HashlibExtError
+    from ..robust import RobustIndex
+    from .match_cmd import classify_inputs, show_progress
+
+    lists, images, missing = classify_inputs(args.hashfile, args.recursive, None)
+    if lists:
+        error(f"--robust indexes images, not hash lists: {lists[0]}")
+        return 2
+    if not images:
+        error("no images to index")
+        return EXIT_FAILED
+    index = RobustIndex()
+    res = index.add(images, keys=images, workers=args.workers,
+                    progress=show_progress(args))
+    for src, kind, msg in res.errors:
+        error(f"{src}: {kind}: {msg}")
+    try:
+        index.save(args.output)
+    except (HashlibExtError, OSError) as e:
+        error(f"cannot write {args.output}: {e}")
+        return EXIT_FAILED
+    failed = len(missing) + len(res.errors)
+    print(f"indexed {len(index)} images (robust) into {args.output}"
+          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
+    return EXIT_FAILED if failed else 0

@@ -173,6 +173,14 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write a row with empty id and distance for queries without a match")
     p.add_argument("--algorithm", default=None,
                    help="algorithm to hash images with when the index has none (raw codes)")
+    p.add_argument("--robust", action="store_true",
+                   help="INDEX is a robust index ('index build --robust'): find crops, "
+                        "padding, frames, captions, rotate+zoom and screenshots too; rows "
+                        "give 'score' and 'stage' instead of 'distance'")
+    p.add_argument("--min-score", type=int, default=None, metavar="S",
+                   help="--robust: smallest verified score of the local stage (default: "
+                        "the index's operating point); -t sets the PDQ threshold of the "
+                        "global stage")
     add_input_options(p)
     p.set_defaults(func=run)
     return p
@@ -182,6 +190,12 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
     from ..hashers import default_threshold
     from ..index import HashIndex
+
+    if args.robust:
+        return run_robust(args)
+    if args.min_score is not None:
+        error("--min-score needs --robust")
+        return 2
 
     try:
         index = HashIndex.load(args.index)
@@ -331,3 +345,54 @@ def _hash_dihedral(images: list[str], algorithm: str, progress: bool):
         names.append(path)
     codes = np.concatenate(rows) if rows else np.zeros((0, 0), np.uint8)
     return HashArray(codes, algorithm), names, errors
+
+
+def run_robust(args: argparse.Namespace) -> int:
+    """``match --robust``: every input image against a RobustIndex."""
+    from ..describe_batch import describe_images
+    from ..errors import HashlibExtError
+    from ..robust import RobustIndex
+
+    for name, value in (("--threshold", args.threshold), ("--min-score", args.min_score)):
+        if value is not None and value < 0:
+            error(f"{name} must be >= 0, got {value}")
+            return 2
+    if args.dihedral or args.algorithm:
+        error("--robust matches every rotation/flip already and uses PDQ and local "
+              "features: drop --dihedral/--algorithm")
+        return 2
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    if lists:
+        error(f"--robust matches images, not hash lists: {lists[0]}")
+        return 2
+    try:
+        index = RobustIndex.load(args.index)
+    except HashlibExtError as e:
+        error(str(e))
+        return EXIT_FAILED
+    got = describe_images(images, query=True, workers=args.workers,
+                          progress=show_progress(args))
+    for src, kind, msg in got.errors:
+        error(f"{src}: {kind}: {msg}")
+    failed = len(missing) + len(got.errors)
+    has_keys = any(k is not None for k in index.keys(index.ids.tolist()))
+    columns = ["query", "id"] + (["key"] if has_keys else []) + ["score", "stage"]
+    matched = 0
+    try:
+        with output_stream(args.output) as out:
+            writer = RowWriter(out, args.format, columns)
+            for pos, d in zip(got.positions, got.descriptors, strict=True):
+                found = index.match(d, min_score=args.min_score, pdq_threshold=args.threshold)
+                matched += bool(found)
+                keys = index.keys([m.id for m in found]) if has_keys else [None] * len(found)
+                if not found and args.unmatched:
+                    writer.write([{"query": images[pos]}])
+                writer.write({"query": images[pos], "id": m.id, "key": k, "score": m.score,
+                              "stage": m.stage} for m, k in zip(found, keys, strict=True))
+            writer.close()
+    except OSError as e:
+        error(f"cannot write {args.output}: {e.strerror or e}")
+        return EXIT_FAILED
+    print(f"{matched} of {len(got.descriptors)} images matched (robust); {writer.count} rows"
+          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
+    return EXIT_FAILED if failed else 0
