@@ -8,7 +8,12 @@ arrays. A bad input never aborts the batch: its error is recorded in
 :attr:`BatchResult.errors`. A worker process that dies (killed, out of memory, a crash in a
 decoder) does not lose the batch either: the pool is restarted, the chunks that were in
 flight are re-run one at a time, and the input that kills a worker again is recorded as a
-:class:`WorkerCrashedError`.
+:class:`WorkerCrashedError` — one by one, however many such inputs come in a row (after every
+:data:`_CANARY_AFTER` crashes in a row a trivial task checks that workers can run at all).
+
+Workers are bounded: the default is the number of CPUs this process may use, the maximum
+:func:`max_workers` (twice ``os.cpu_count()``); a larger request is clamped with a warning,
+and no more workers are started than there are inputs.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import itertools
 import multiprocessing as mp
 import os
 import sys
+import warnings
 from collections import deque
 from collections.abc import Generator, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -39,9 +45,10 @@ ErrorRecord = tuple["str | int", str, str]
 # the oldest chunk (results are taken in input order), small enough to bound memory.
 _WINDOW_PER_WORKER = 4
 _MAX_CHUNKSIZE = 16
-# Inputs in a row that each kill a worker before we conclude workers cannot run at all
-# (rather than recording a crash for every remaining input).
-_MAX_CRASH_STREAK = 16
+# Inputs in a row that each kill a worker before a trivial task checks that workers can run
+# at all. If it runs, the inputs were to blame and hashing goes on (each recorded as a
+# WorkerCrashedError); if it cannot run either, workers cannot start here and we stop.
+_CANARY_AFTER = 16
 
 
 @dataclass
@@ -106,6 +113,7 @@ def _hash_chunk(
             errors.append((pos, type(e).__name__, _error_text(e)))
             continue
         positions.append(pos)
+        assert isinstance(hashes, dict)  # a list of names gives a dict name -> Hash
         for n in names:
             h = hashes[n]
             rows[n].append(h.code)
@@ -206,14 +214,33 @@ def _portable(chunk: Chunk) -> Chunk:
     return out
 
 
+def default_workers() -> int:
+    """Worker processes used by default: the CPUs this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def max_workers() -> int:
+    """The most worker processes :func:`hash_images` starts: twice ``os.cpu_count()``
+    (hashing is CPU-bound; the slack covers inputs on slow storage)."""
+    return 2 * max(1, os.cpu_count() or 1)
+
+
 def _resolve_workers(workers: int | None) -> int:
     if workers is None:
-        try:
-            return max(1, len(os.sched_getaffinity(0)))
-        except AttributeError:  # not on Linux
-            return os.cpu_count() or 1
-    if int(workers) < 1:
-        raise ValueError(f"workers must be >= 1 or None, got {workers!r}")
+        return default_workers()
+    if isinstance(workers, bool) or not isinstance(workers, (int, np.integer)):
+        raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
+    if workers < 1:
+        raise ValueError(f"workers must be >= 1 (or None for {default_workers()}, the CPUs "
+                         f"available), got {workers}")
+    cap = max_workers()
+    if workers > cap:
+        warnings.warn(f"workers={workers} is more than {cap} (twice the {os.cpu_count()} "
+                      f"CPUs); using {cap}", RuntimeWarning, stacklevel=3)
+        return cap
     return int(workers)
 
 
@@ -263,7 +290,7 @@ def _validate(algorithm: str | Sequence[str], fast: bool) -> tuple[list[str], bo
     from .hashers import get
 
     single = isinstance(algorithm, str)
-    names = [algorithm] if single else list(algorithm)
+    names: list[str] = [algorithm] if isinstance(algorithm, str) else list(algorithm)
     if not names:
         raise ValueError("no algorithm given")
     if len(set(names)) != len(names):
@@ -281,6 +308,7 @@ class _Pool:
     def __init__(self, workers: int, names: Sequence[str]):
         self.workers = workers
         self.crash_streak = 0  # inputs in a row that killed a worker when run alone
+        self.crashes = 0
         self.ctx = _mp_context()
         _warm_before_fork(names, self.ctx)
         self.executor = ProcessPoolExecutor(workers, mp_context=self.ctx)
@@ -307,11 +335,9 @@ class _Pool:
             self.restart()
             if len(chunk) == 1:
                 self.crash_streak += 1
-                if self.crash_streak >= _MAX_CRASH_STREAK:
-                    raise RuntimeError(
-                        f"{_MAX_CRASH_STREAK} inputs in a row killed a worker process; "
-                        "the workers cannot run (see the messages above)"
-                    ) from None
+                self.crashes += 1
+                if self.crash_streak % _CANARY_AFTER == 0:
+                    self._check_workers_run()
                 pos = chunk[0][0]
                 msg = "a worker process died while hashing this input"
                 return _empty_result(args[0], [(pos, WorkerCrashedError.__name__, msg)])
@@ -322,8 +348,29 @@ class _Pool:
         parts = [self.run_alone([item], args) for item in chunk]
         return _merge(args[0], parts)
 
+    def _check_workers_run(self) -> None:
+        """After many crashes in a row: can a worker run anything at all? (Twice, so that a
+        worker that happens to die once does not end the batch.)"""
+        for _ in range(2):
+            try:
+                if self.executor.submit(_canary).result() == _CANARY_VALUE:
+                    return
+            except BrokenProcessPool:
+                self.restart()
+        raise RuntimeError(
+            f"{self.crash_streak} inputs in a row killed a worker process, and a trivial task "
+            "cannot run in a worker either: worker processes cannot run here"
+        )
+
     def close(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
+
+
+_CANARY_VALUE = 0x5EED
+
+
+def _canary() -> int:
+    return _CANARY_VALUE
 
 
 def _empty_result(names: Sequence[str], errors: list[tuple[int, str, str]]) -> _ChunkResult:
@@ -409,9 +456,12 @@ def hash_images(
     ``srcs``: any iterable of sources :func:`~hashlib_ext.hash_image` accepts (paths are
     sent to the workers as paths and decoded there); it is streamed, so a generator of a
     million paths is fine. ``algorithm``: a name, or a list of names hashed from a single
-    decode per image. ``workers``: processes (default: the CPUs this process may use);
-    ``1`` hashes in this process. ``progress``: a tqdm bar on stderr. ``fast`` and
-    ``max_pixels`` are passed to :func:`~hashlib_ext.hash_image`. ``chunksize``: inputs per
+    decode per image. ``workers``: processes (default: the CPUs this process may use, see
+    :func:`default_workers`); ``1`` hashes in this process; more than :func:`max_workers`
+    is clamped to it with a ``RuntimeWarning``, and never more are started than there are
+    inputs; 0, negative or non-integer values raise ``ValueError`` at once. ``progress``: a
+    tqdm bar on stderr. ``fast`` and ``max_pixels`` are passed to
+    :func:`~hashlib_ext.hash_image`. ``chunksize``: inputs per
     task (default: shrinking as the known remainder does, at most 16).
 
     An unknown algorithm name (:class:`~hashlib_ext.errors.UnknownAlgorithmError`) or a
@@ -423,6 +473,8 @@ def hash_images(
         total: int | None = len(srcs)  # type: ignore[arg-type]
     except TypeError:
         total = None
+    if total is not None:
+        workers = max(1, min(workers, total))
     if chunksize is not None and int(chunksize) < 1:
         raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
     args = (tuple(names), bool(fast), max_pixels)

@@ -215,3 +215,92 @@ def test_a_million_paths_stream_through(tmp_path):
     assert res.ok == 0 and res.failed == n
     assert res.errors[0][0] == str(tmp_path / "0.jpg")
     assert res.errors[-1][0] == str(tmp_path / f"{n - 1}.jpg")
+
+
+# -- bounded resources: worker-killing inputs in a row, worker counts -----------------------
+
+def test_any_number_of_worker_killing_inputs_in_a_row_are_reported_one_by_one(bundled):
+    """40 + 20 inputs in a row that kill their worker (more than the canary interval) are
+    each a WorkerCrashedError; the good inputs before, between and after are all kept."""
+    good = list(bundled[:4])
+    srcs: list[object] = [good[0], *[DiesInWorker() for _ in range(40)], good[1], good[2],
+                          *[KilledInWorker() for _ in range(20)], good[3]]
+    res = hash_images(srcs, "ahash", workers=2, chunksize=4)
+    crashed = [i for i, s in enumerate(srcs) if isinstance(s, (DiesInWorker, KilledInWorker))]
+    assert [e[:2] for e in res.errors] == [(i, "WorkerCrashedError") for i in crashed]
+    assert res.ids == [str(p) for p in good]
+    assert res.hashes == hash_images(good, "ahash", workers=1).hashes
+
+
+def _crashing_load(real):
+    def load(src, *args, **kwargs):
+        name = os.fspath(src) if isinstance(src, (str, os.PathLike)) else ""
+        if "segfault" in name:  # a crash inside a native decoder
+            import ctypes
+
+            ctypes.string_at(0)
+        if "exit" in name:
+            os._exit(3)
+        return real(src, *args, **kwargs)
+
+    return load
+
+
+def test_a_loader_that_kills_its_process_is_reported_per_input(bundled, tmp_path, monkeypatch):
+    import faulthandler
+
+    from hashlib_ext import imageio
+
+    monkeypatch.setattr(imageio, "load", _crashing_load(imageio.load))
+    was = faulthandler.is_enabled()
+    faulthandler.disable()  # the segfaults are expected: no dumps from the workers
+    try:
+        bad = [str(tmp_path / f"{kind}{i}.jpg") for i in range(12) for kind in ("exit",
+                                                                                 "segfault")]
+        srcs = [str(bundled[0]), *bad, str(bundled[1])]
+        res = hash_images(srcs, "dhash", workers=2, chunksize=5)
+    finally:
+        if was:
+            faulthandler.enable()
+    assert [e[0] for e in res.errors] == bad
+    assert {e[1] for e in res.errors} == {"WorkerCrashedError"}
+    assert res.ids == [str(bundled[0]), str(bundled[1])]
+
+
+def _dies() -> int:
+    os._exit(9)
+
+
+def test_workers_that_cannot_run_at_all_stop_the_batch(bundled, monkeypatch):
+    from hashlib_ext import batch
+
+    monkeypatch.setattr(batch, "_canary", _dies)
+    srcs = [DiesInWorker() for _ in range(batch._CANARY_AFTER)] + [bundled[0]]
+    with pytest.raises(RuntimeError, match="cannot run"):
+        hash_images(srcs, "ahash", workers=2, chunksize=1)
+
+
+@pytest.mark.parametrize("workers", [0, -3, True, 2.5, "4"])
+def test_bad_worker_counts_are_refused_at_once(workers):
+    with pytest.raises(ValueError, match="workers"):
+        hash_images(iter(["never read"]), "pdq", workers=workers)
+
+
+def test_huge_worker_counts_are_clamped_with_a_warning(bundled, monkeypatch):
+    from hashlib_ext import batch
+
+    started = []
+    real = batch.ProcessPoolExecutor
+
+    def counting(n, *args, **kwargs):
+        started.append(n)
+        return real(n, *args, **kwargs)
+
+    monkeypatch.setattr(batch, "ProcessPoolExecutor", counting)
+    with pytest.warns(RuntimeWarning, match="using"):
+        res = hash_images((p for p in bundled[:6]), "ahash", workers=10_000)
+    assert res.ok == 6 and started and max(started) == batch.max_workers()
+    assert batch.max_workers() == 2 * (os.cpu_count() or 1)
+    started.clear()
+    res = hash_images(bundled[:3], "ahash", workers=batch.max_workers())
+    assert res.ok == 3 and max(started) == 3  # never more workers than inputs
