@@ -9,8 +9,10 @@ A :class:`Dataset` yields ``(id, source)`` pairs (``source`` is a path or bytes 
 * :func:`shared_coco_sample` - ``../shared/datasets/coco-sample`` next to the checkout, if there.
 
 :func:`get` resolves a name or path as the CLI does. :func:`download` fetches a known archive
-(COCO val2017) with HTTP range resume, checks its checksum, then extracts it, refusing
-members that would land outside the destination.
+(COCO val2017) over http(s) only, with HTTP range resume and at most the archive's expected
+size, checks its checksum, then extracts it into a temporary folder (refusing members that
+would land outside it, and more data than the archive can plausibly hold); only once every
+check has passed does the extracted folder replace an existing one.
 """
 
 from __future__ import annotations
@@ -22,9 +24,12 @@ import os
 import shutil
 import stat
 import sys
+import tempfile
 import urllib.error
+import urllib.parse
 import urllib.request
 import zipfile
+import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
@@ -279,24 +284,77 @@ def _progress_bar(enabled: bool, total: int | None, initial: int, desc: str):
                 desc=desc, file=sys.stderr, leave=True)
 
 
+_SCHEMES = ("http", "https")
+MAX_SIZE_SLACK = 1.05
+"""A download may be at most this times the archive's recorded size (the record is a third
+party's, so a little slack; a server sending more is refused, not followed)."""
+MAX_EXTRACT_RATIO = 4
+"""The files of an archive may declare at most this times the archive's own size (with a
+64 MiB floor): more is a zip bomb, refused before anything is written."""
+MAX_MEMBERS = 1_000_000
+"""Most members an archive may list."""
+
+
+def _check_url(url: str) -> None:
+    """Only http(s) URLs are fetched: file://, ftp:// and the rest are refused at once."""
+    scheme = urllib.parse.urlsplit(url).scheme.lower()
+    if scheme not in _SCHEMES:
+        raise DatasetDownloadError(
+            f"refusing to download {url!r}: only http:// and https:// URLs are supported "
+            f"(got {scheme + '://' if scheme else 'no scheme'})")
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follows redirects only to http(s) URLs."""
+
+    def redirect_request(self, req, fp, code, msg, headers, newurl):  # type: ignore[no-untyped-def]
+        _check_url(newurl)
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def _opener() -> urllib.request.OpenerDirector:
+    """An opener that speaks http(s) only (no file:, ftp: or data: handlers), honouring
+    proxy settings from the environment."""
+    opener = urllib.request.OpenerDirector()
+    for handler in (urllib.request.ProxyHandler(), urllib.request.UnknownHandler(),
+                    urllib.request.HTTPHandler(), urllib.request.HTTPSHandler(),
+                    urllib.request.HTTPDefaultErrorHandler(), _HttpOnlyRedirects(),
+                    urllib.request.HTTPErrorProcessor()):
+        opener.add_handler(handler)
+    return opener
+
+
+def _too_big(url: str, part: Path, got: int, cap: int) -> ChecksumMismatchError:
+    part.unlink(missing_ok=True)
+    return ChecksumMismatchError(
+        f"{url}: the server sends {got} bytes or more, but the archive should be at most "
+        f"{cap} bytes; the download was deleted")
+
+
 def _fetch(url: str, part: Path, *, expected_size: int | None, progress: bool,
-           timeout: float, chunk_size: int) -> None:
+           timeout: float, chunk_size: int, max_size: int | None = None) -> None:
     """Download ``url`` into ``part``, resuming from its current size with an HTTP Range
     request. A server that ignores Range (200 instead of 206) restarts the file cleanly.
-    ``expected_size`` only sizes the progress bar when the server sends no length."""
+    ``expected_size`` sizes the progress bar when the server sends no length; ``max_size``
+    caps the file: a larger Content-Length is refused before any byte is written, and a
+    body that runs past it is cut off (:class:`ChecksumMismatchError`, the part deleted)."""
+    _check_url(url)
     offset = part.stat().st_size if part.exists() else 0
+    if max_size is not None and offset > max_size:
+        raise _too_big(url, part, offset, max_size)
     request = urllib.request.Request(url, headers={"User-Agent": "hashlib-ext"})
     if offset:
         request.add_header("Range", f"bytes={offset}-")
+    retry = {"expected_size": expected_size, "progress": progress, "timeout": timeout,
+             "chunk_size": chunk_size, "max_size": max_size}
     try:
-        response = urllib.request.urlopen(request, timeout=timeout)  # noqa: S310 - http(s) only
+        response = _opener().open(request, timeout=timeout)
     except urllib.error.HTTPError as e:
         if e.code == 416 and offset:  # range not satisfiable: complete already, or not a prefix
             if e.headers.get("Content-Range", "").endswith(f"/{offset}"):
                 return
             part.unlink()
-            return _fetch(url, part, expected_size=expected_size, progress=progress,
-                          timeout=timeout, chunk_size=chunk_size)
+            return _fetch(url, part, **retry)  # type: ignore[arg-type]
         raise DatasetDownloadError(f"could not download {url}: HTTP {e.code} {e.reason}") from e
     except (urllib.error.URLError, OSError) as e:
         cause = getattr(e, "reason", e)
@@ -310,17 +368,22 @@ def _fetch(url: str, part: Path, *, expected_size: int | None, progress: bool,
             if start != offset:  # not the range we asked for: start over
                 response.close()
                 part.unlink()
-                return _fetch(url, part, expected_size=expected_size, progress=progress,
-                              timeout=timeout, chunk_size=chunk_size)
+                return _fetch(url, part, **retry)  # type: ignore[arg-type]
         elif status != 206:
             mode, offset = "wb", 0  # full body: the server ignored Range; start over
         length = response.headers.get("Content-Length")
+        if length and length.isdigit() and max_size is not None \
+                and offset + int(length) > max_size:
+            raise _too_big(url, part, offset + int(length), max_size)
         total = offset + int(length) if length and length.isdigit() else expected_size
         bar = _progress_bar(progress, total, offset, part.name.removesuffix(".part"))
         received = 0
         try:
             with part.open(mode) as out:
                 while chunk := response.read(chunk_size):
+                    if max_size is not None and offset + received + len(chunk) > max_size:
+                        out.close()
+                        raise _too_big(url, part, offset + received + len(chunk), max_size)
                     out.write(chunk)
                     received += len(chunk)
                     if bar is not None:
@@ -373,27 +436,83 @@ def _unsafe_member(info: zipfile.ZipInfo, dest: Path) -> str | None:
     return None
 
 
-def extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[str]) -> list[Path]:
+def extract_zip(archive: str | os.PathLike[str], dest: str | os.PathLike[str], *,
+                max_total: int | None = None, max_members: int = MAX_MEMBERS) -> list[Path]:
     """Extract ``archive`` into ``dest`` after checking every member first: an absolute path,
     a ``..`` component or a symlink (zip-slip) refuses the whole archive with
-    :class:`UnsafeArchiveError`, before anything is written."""
+    :class:`UnsafeArchiveError`, before anything is written; so do more than ``max_members``
+    members or declared sizes adding up to more than ``max_total`` bytes (default
+    :data:`MAX_EXTRACT_RATIO` times the archive's size, at least 64 MiB). A member whose
+    data does not match its declared size or CRC fails the extraction (:class:`DatasetError`).
+    """
     archive, dest = Path(archive), Path(dest)
     dest.mkdir(parents=True, exist_ok=True)
     try:
         zf = zipfile.ZipFile(archive)
-    except (zipfile.BadZipFile, OSError) as e:
+    except (zipfile.BadZipFile, OSError, ValueError, EOFError) as e:
         raise DatasetError(f"{str(archive)!r} is not a readable zip archive: {e}") from e
+    if max_total is None:
+        max_total = max(64 << 20, MAX_EXTRACT_RATIO * archive.stat().st_size)
     with zf:
         members = zf.infolist()
+        if len(members) > max_members:
+            raise UnsafeArchiveError(f"refusing to extract {str(archive)!r}: {len(members)} "
+                                     f"members (at most {max_members})")
+        total = sum(info.file_size for info in members)
+        if total > max_total:
+            raise UnsafeArchiveError(f"refusing to extract {str(archive)!r}: its members "
+                                     f"declare {total} bytes, more than {max_total} "
+                                     "(a zip bomb?)")
         for info in members:
             why = _unsafe_member(info, dest)
             if why:
                 raise UnsafeArchiveError(f"refusing to extract {str(archive)!r}: member "
                                          f"{info.filename!r} is unsafe ({why})")
         written = []
-        for info in members:
-            written.append(Path(zf.extract(info, dest)))
+        try:
+            for info in members:
+                written.append(Path(zf.extract(info, dest)))
+        except (zipfile.BadZipFile, zipfile.LargeZipFile, ValueError, EOFError,
+                NotImplementedError, zlib.error) as e:
+            raise DatasetError(f"{str(archive)!r}: member {info.filename!r} is corrupt "
+                               f"({e})") from e
     return written
+
+
+_STAGING = ".hashlib-ext-extract-"
+
+
+def _clean_staging(dest: Path) -> None:
+    """Remove staging folders a killed earlier run left behind (our prefix only)."""
+    for p in dest.glob(_STAGING + "*"):
+        if p.is_dir() and not p.is_symlink():
+            shutil.rmtree(p, ignore_errors=True)
+
+
+def _install(archive: Path, dest: Path, folder: str) -> Path:
+    """Extract ``archive`` into a staging folder in ``dest``; once it has been checked,
+    move its ``folder`` into place, replacing (and only then removing) an existing one."""
+    _clean_staging(dest)
+    staging = Path(tempfile.mkdtemp(prefix=_STAGING, dir=dest))
+    try:
+        extract_zip(archive, staging)
+        new = staging / folder
+        if not new.is_dir() or new.is_symlink():
+            raise DatasetError(f"{str(archive)!r} did not contain the expected folder "
+                               f"{folder!r}")
+        target = dest / folder
+        old = staging / (folder + ".old")
+        if target.exists() or target.is_symlink():
+            os.replace(target, old)  # same file system: a rename
+        try:
+            os.replace(new, target)
+        except OSError:
+            if old.exists():
+                os.replace(old, target)  # put the user's folder back
+            raise
+        return target
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
 
 
 def download(
@@ -407,6 +526,7 @@ def download(
     keep_archive: bool = False,
     timeout: float = 60.0,
     chunk_size: int = 1 << 20,
+    max_size: int | None = None,
 ) -> Path:
     """Download and extract a known archive (``"coco-val2017"``); returns the image folder.
 
@@ -417,6 +537,13 @@ def download(
     raises :class:`ChecksumMismatchError`. Network problems raise
     :class:`DatasetDownloadError` naming the URL. Extraction refuses zip-slip members.
     A completed earlier run (marker file) is reused without touching the network.
+
+    Only http(s) URLs are fetched (also after redirects). The download may be at most
+    ``max_size`` bytes (default: the recorded size times :data:`MAX_SIZE_SLACK`); a server
+    announcing or sending more is cut off and the partial file deleted. Extraction goes to a
+    temporary folder inside ``dest_dir``; an existing ``DEST/val2017`` is replaced only after
+    the archive was verified and extracted completely, so a refused archive never costs the
+    files already there.
     """
     if name not in ARCHIVES:
         raise DatasetError(f"unknown downloadable dataset {name!r}; known: "
@@ -426,9 +553,15 @@ def download(
         if value is not None and (len(value) != digits
                                   or any(c not in "0123456789abcdefABCDEF" for c in value)):
             raise DatasetError(f"{label} must be {digits} hex digits, got {value!r}")
+    source = url or spec.url
+    _check_url(source)
+    if max_size is not None and (isinstance(max_size, bool) or not isinstance(max_size, int)
+                                 or max_size < 1):
+        raise DatasetError(f"max_size must be a positive number of bytes, got {max_size!r}")
+    if max_size is None and spec.size:
+        max_size = int(spec.size * MAX_SIZE_SLACK)
     dest = Path(dest_dir).expanduser() if dest_dir is not None else default_data_dir() / name
     dest.mkdir(parents=True, exist_ok=True)
-    source = url or spec.url
     official = url is None or url == spec.url
     if sha256 is None and md5 is None:
         if not official:
@@ -447,7 +580,7 @@ def download(
     part = archive.with_name(archive.name + ".part")
     if not archive.exists():
         _fetch(source, part, expected_size=size, progress=progress, timeout=timeout,
-               chunk_size=chunk_size)
+               chunk_size=chunk_size, max_size=max_size)
         try:
             _verify(part, source, md5=md5, sha256=sha256)
         except ChecksumMismatchError as e:
@@ -460,13 +593,11 @@ def download(
             _verify(archive, source, md5=md5, sha256=sha256)
         except ChecksumMismatchError as e:
             raise ChecksumMismatchError(f"{e}; delete {str(archive)!r} and rerun") from None
-    if image_dir.exists():
-        shutil.rmtree(image_dir)  # a half-extracted earlier attempt
-    extract_zip(archive, dest)
-    if not image_dir.is_dir():
-        raise DatasetError(f"{str(archive)!r} did not contain the expected folder "
-                           f"{spec.folder!r}")
-    marker.write_text(expect + "\n")
+    marker.unlink(missing_ok=True)  # it would describe the folder about to be replaced
+    _install(archive, dest, spec.folder)
+    tmp_marker = marker.with_name(marker.name + ".tmp")
+    tmp_marker.write_text(expect + "\n")
+    os.replace(tmp_marker, marker)
     if not keep_archive:
         archive.unlink()
     return image_dir

@@ -336,3 +336,142 @@ def test_shared_sample_via_env(tmp_path, monkeypatch):
 def test_shared_sample_when_present(coco_sample):
     ds = D.shared_coco_sample()
     assert [p for _, p in ds] == coco_sample
+
+
+# -- hostile servers and archives: schemes, sizes, bombs, the user's existing files ----------
+
+class _EvilHandler(http.server.BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.0"
+
+    def do_GET(self):  # noqa: N802 - http.server API
+        mode = self.server.mode
+        self.server.hits += 1
+        if mode == "redirect":
+            self.send_response(302)
+            self.send_header("Location", self.server.location)
+            self.end_headers()
+            return
+        self.send_response(200)
+        if mode == "big-length":
+            self.send_header("Content-Length", str(10**12))
+        self.end_headers()
+        try:  # "endless" and "big-length": data until the client hangs up (capped here)
+            for _ in range(4096):
+                self.wfile.write(b"\0" * 65536)
+        except OSError:
+            pass
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def evil():
+    srv = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _EvilHandler)
+    srv.mode, srv.location, srv.hits = "endless", "", 0
+    srv.daemon_threads = True
+    thread = threading.Thread(target=srv.serve_forever, args=(0.05,), daemon=True)
+    thread.start()
+    srv.url = f"http://127.0.0.1:{srv.server_address[1]}/val2017.zip"
+    yield srv
+    srv.shutdown()
+    srv.server_close()
+
+
+def _users_files(dest: Path) -> Path:
+    old = dest / "val2017"
+    old.mkdir(parents=True)
+    (old / "mine.jpg").write_bytes(b"the user's own file")
+    return old
+
+
+def _intact(dest: Path) -> None:
+    assert (dest / "val2017" / "mine.jpg").read_bytes() == b"the user's own file"
+    assert not list(dest.glob(".hashlib-ext-extract-*"))  # no staging folder left
+
+
+@pytest.mark.parametrize("url", ["file:///dev/zero", "ftp://127.0.0.1/val2017.zip",
+                                 "data:,hello", "/etc/passwd", "gopher://x/"])
+def test_only_http_urls_are_fetched(tmp_path, url):
+    with pytest.raises(DatasetDownloadError, match="only http"):
+        D.download(NAME, tmp_path / "d", url=url, sha256="0" * 64, progress=False)
+    assert not (tmp_path / "d").exists()  # refused before anything was created
+
+
+@pytest.mark.parametrize("location", ["ftp://127.0.0.1/val2017.zip", "file:///etc/passwd"])
+def test_redirect_to_another_scheme_is_refused(evil, tmp_path, location):
+    evil.mode, evil.location = "redirect", location
+    with pytest.raises(DatasetDownloadError, match="only http|not allowed"):
+        D.download(NAME, tmp_path, url=evil.url, sha256="0" * 64, progress=False, timeout=5)
+    assert not (tmp_path / "val2017.zip.part").exists() or \
+        (tmp_path / "val2017.zip.part").stat().st_size == 0
+
+
+@pytest.mark.parametrize("mode", ["endless", "big-length"])
+def test_download_is_capped_by_the_expected_size(evil, tmp_path, mode):
+    evil.mode = mode
+    _users_files(tmp_path)
+    with pytest.raises(ChecksumMismatchError, match="at most 100000 bytes"):
+        D.download(NAME, tmp_path, url=evil.url, sha256="0" * 64, progress=False, timeout=5,
+                   max_size=100_000)
+    assert not (tmp_path / "val2017.zip.part").exists()
+    _intact(tmp_path)
+
+
+def test_default_cap_is_the_recorded_size(server, archive, tmp_path, monkeypatch):
+    server.payload = archive
+    small = D.Archive(NAME, server.url, len(archive) // 2, None, _sha(archive), "val2017",
+                      D.COCO_LICENCE, "test")
+    monkeypatch.setitem(D.ARCHIVES, NAME, small)
+    with pytest.raises(ChecksumMismatchError, match="at most"):
+        D.download(NAME, tmp_path, progress=False, timeout=5)
+    assert not (tmp_path / "val2017.zip.part").exists()
+
+
+@pytest.mark.parametrize("problem", ["checksum", "unsafe", "no-folder", "bomb", "corrupt"])
+def test_a_refused_archive_never_costs_the_existing_folder(server, tmp_path, problem):
+    _users_files(tmp_path)
+    if problem == "unsafe":
+        data = _zip({"val2017/a.jpg": _jpeg((1, 2, 3)), "../evil.txt": b"x"})
+    elif problem == "no-folder":
+        data = _zip({"other/a.jpg": _jpeg((1, 2, 3))})
+    elif problem == "bomb":
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+            zf.writestr("val2017/zeros.jpg", b"\0" * (80 << 20))
+        data = buf.getvalue()
+    elif problem == "corrupt":  # a member whose data do not match its CRC
+        data = bytearray(_zip({"val2017/a.jpg": b"A" * 5000}))
+        i = bytes(data).index(b"A" * 100)
+        data[i + 50] ^= 0xFF
+        data = bytes(data)
+    else:
+        data = _zip({"val2017/a.jpg": _jpeg((1, 2, 3))})
+    server.payload = data
+    sha = "0" * 64 if problem == "checksum" else _sha(data)
+    with pytest.raises(DatasetError):
+        D.download(NAME, tmp_path, url=server.url, sha256=sha, progress=False, timeout=5)
+    _intact(tmp_path)
+
+
+def test_a_good_archive_replaces_the_folder_only_at_the_end(server, archive, tmp_path):
+    _users_files(tmp_path)
+    stale = tmp_path / ".hashlib-ext-extract-stale"  # left by a killed earlier run
+    (stale / "val2017").mkdir(parents=True)
+    server.payload = archive
+    out = _fetch(server, tmp_path, archive)
+    assert sorted(p.name for p in out.iterdir()) == [f"{i:012d}.jpg" for i in range(3)] + [
+        "readme.txt"]
+    assert not list(tmp_path.glob(".hashlib-ext-extract-*"))
+    assert (tmp_path / ".coco-val2017.complete").is_file()
+
+
+def test_extract_zip_limits(tmp_path):
+    data = _zip({f"val2017/{i}.txt": b"x" for i in range(20)})
+    (tmp_path / "a.zip").write_bytes(data)
+    with pytest.raises(UnsafeArchiveError, match="members"):
+        D.extract_zip(tmp_path / "a.zip", tmp_path / "out", max_members=10)
+    with pytest.raises(UnsafeArchiveError, match="declare"):
+        D.extract_zip(tmp_path / "a.zip", tmp_path / "out", max_total=10)
+    assert not (tmp_path / "out" / "val2017").exists()
+    assert len(D.extract_zip(tmp_path / "a.zip", tmp_path / "out")) == 20
