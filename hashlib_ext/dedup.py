@@ -8,8 +8,13 @@ these are copies of each other" needs for edit chains.
 
 Exact duplicates are collapsed before the join (one representative per distinct code), so a
 corpus with many identical hashes (blank frames, one logo) costs one query per distinct
-code rather than a quadratic number of pairs. Edges are merged into components as they
-arrive, so memory stays proportional to the number of hashes, not the number of pairs.
+code rather than a quadratic number of pairs.
+
+Memory follows the number of hashes, not the number of pairs: queries run in a fixed
+pseudo-random order (so a dense group spreads over all batches) in batches sized to return
+about :data:`RESULT_BUDGET` matches in all at the density seen so far, and each batch's edges
+go straight into a union-find over the distinct codes and are dropped. Once every hash is in
+one cluster, the remaining queries cannot change the answer and are skipped.
 
 When the index answers through MIH tables (whose compiled kernel releases the GIL), query
 batches are searched by several threads, one per CPU up to :data:`MAX_THREADS`; a flat scan
@@ -21,7 +26,7 @@ from __future__ import annotations
 import os
 import sys
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 
 import numpy as np
@@ -30,9 +35,13 @@ from .errors import HashFormatError
 from .hash import HashArray
 
 QUERY_BATCH = 4096
-"""Queries per range search: large enough for FAISS's threads, small enough for a smooth bar."""
-_MAX_PENDING_EDGES = 4_000_000
-"""Edges held before they are folded into components (bounds memory for dense clusters)."""
+"""Most queries per range search: large enough for FAISS's threads, small enough for a
+smooth bar."""
+RESULT_BUDGET = 2_000_000
+"""Matches the range searches in flight may return together, about: batches shrink where
+hashes are dense (a match costs some 50 bytes at peak inside a search: about 100 MB)."""
+_COMPRESS_EVERY = 64
+"""Batches between full path compressions of the union-find."""
 MAX_THREADS = 8
 """Most threads searching query batches at once (MIH tables only)."""
 
@@ -84,11 +93,14 @@ def duplicate_labels(
     if n == 0:
         return np.zeros(0, np.int64)
     # Collapse exact duplicates: join distinct codes only, then map back.
+    if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
+            or batch_size < 1:
+        raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
     unique, inverse = _unique_rows(codes)
     m = unique.shape[0]
     uf = _Components(m)
-    for rows, cols in _pairs(unique, threshold, progress=progress, batch_size=batch_size,
-                             kind=kind):
+    for rows, cols in _pairs(unique, threshold, progress=progress, batch_size=int(batch_size),
+                             kind=kind, finished=lambda: uf.count == 1):
         uf.add(rows, cols)
     return uf.labels()[inverse]
 
@@ -122,46 +134,100 @@ def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return codes[first[order]], rank[inverse.reshape(-1)]
 
 
-def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str
+def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str,
+           finished: Callable[[], bool] = lambda: False
            ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (rows, cols) int64 arrays of all pairs i < j with distance <= threshold."""
+    """Yield (rows, cols) int64 arrays of the pairs i != j with distance <= threshold, about
+    :data:`RESULT_BUDGET` pairs at a time; stops early once ``finished()`` (checked after
+    each batch was consumed)."""
     from tqdm import tqdm
 
     search, threaded = _range_searcher(codes, threshold, kind)
     n = codes.shape[0]
+    may_switch = kind == "auto" and threaded
 
-    def batch(start: int) -> tuple[int, np.ndarray, np.ndarray]:
-        stop = min(n, start + batch_size)
-        lims, labels = search(codes[start:stop])
-        rows = np.repeat(np.arange(start, stop, dtype=np.int64), np.diff(lims))
-        keep = labels > rows
-        return stop - start, rows[keep], labels[keep]
+    def observe(done: int, found: int) -> None:
+        """Size the next batches; and where nearly everything matches everything (a dense
+        blob, where MIH's buckets degenerate), go on with a flat scan, which is then far
+        cheaper (exact either way)."""
+        nonlocal search, may_switch
+        sizer.saw(done, found)
+        if may_switch and found >= done * max(256, n // 8):
+            search, _ = _range_searcher(codes, threshold, "flat")
+            may_switch = False
 
-    starts = range(0, n, batch_size)
-    threads = _threads(len(starts)) if threaded else 1
+    # A fixed pseudo-random query order: a dense group is spread over all batches instead of
+    # filling a few, so the density seen so far predicts the next batches' matches.
+    order = np.random.default_rng(0x5EED).permutation(n).astype(np.int64)
+
+    def batch(queries: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
+        lims, labels = search(codes[queries])
+        rows = np.repeat(queries, np.diff(lims))
+        # Both directions of each pair are kept: a query then joins its whole neighbourhood
+        # at once, which is what lets a dense blob end the search early.
+        keep = labels != rows
+        return queries.size, labels.size, rows[keep], labels[keep]
+
+    threads = _threads(-(-n // batch_size)) if threaded else 1
+    in_flight = 2 * threads if threads > 1 else 1
+    sizer = _BatchSizer(n, batch_size, max(1, RESULT_BUDGET // in_flight))
+    taken = 0
+
+    def next_queries() -> np.ndarray | None:
+        nonlocal taken
+        if taken >= n:
+            return None
+        queries = order[taken:taken + sizer.step]
+        taken += queries.size
+        return queries
+
+    seen = 0
     with tqdm(total=n, unit="hash", desc="dedup", file=sys.stderr, disable=not progress,
               mininterval=0.5) as bar:
         if threads == 1:
-            for start in starts:
-                done, rows, cols = batch(start)
+            while (queries := next_queries()) is not None:
+                done, found, rows, cols = batch(queries)
+                observe(done, found)
+                seen += done
                 bar.update(done)
                 yield rows, cols
+                del rows, cols
+                if finished():
+                    bar.update(n - seen)
+                    return
             return
         # A few batches in flight per thread, taken in order: memory stays bounded.
         with ThreadPoolExecutor(threads, thread_name_prefix="dedup") as pool:
-            pending: deque[Future[tuple[int, np.ndarray, np.ndarray]]] = deque()
-            todo = iter(starts)
-            for start in todo:
-                pending.append(pool.submit(batch, start))
-                if len(pending) >= 2 * threads:
-                    break
+            pending: deque[Future[tuple[int, int, np.ndarray, np.ndarray]]] = deque()
+            while len(pending) < in_flight and (queries := next_queries()) is not None:
+                pending.append(pool.submit(batch, queries))
             while pending:
-                done, rows, cols = pending.popleft().result()
-                nxt = next(todo, None)
-                if nxt is not None:
-                    pending.append(pool.submit(batch, nxt))
+                done, found, rows, cols = pending.popleft().result()
+                observe(done, found)
+                seen += done
                 bar.update(done)
                 yield rows, cols
+                del rows, cols
+                if finished():
+                    for f in pending:
+                        f.cancel()
+                    bar.update(n - seen)
+                    return
+                if (queries := next_queries()) is not None:
+                    pending.append(pool.submit(batch, queries))
+
+
+class _BatchSizer:
+    """Queries per batch: the first batch is safe even if every pair matches; later ones
+    aim at ``budget`` matches at the density seen last, growing at most twofold."""
+
+    def __init__(self, n: int, most: int, budget: int):
+        self.most, self.budget = most, budget
+        self.step = max(1, min(most, budget // max(1, n)))
+
+    def saw(self, queries: int, found: int) -> None:
+        per_query = max(1.0, found / max(1, queries))
+        self.step = int(min(self.most, 2 * self.step, max(1.0, self.budget / per_query)))
 
 
 def _threads(batches: int) -> int:
@@ -194,46 +260,54 @@ def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
 
 
 class _Components:
-    """Connected components of a growing edge list, folded periodically to bound memory."""
+    """Union-find over ``n`` nodes fed with batches of edges (numpy-vectorised): memory is
+    O(n) plus one batch, whatever the number of edges."""
 
     def __init__(self, n: int):
         self.n = n
-        self.rows: list[np.ndarray] = []
-        self.cols: list[np.ndarray] = []
-        self.pending = 0
+        self.parent = np.arange(n, dtype=np.int64)
+        self.count = n  # components so far
+        self.batches = 0
+
+    def find(self, x: np.ndarray) -> np.ndarray:
+        """Roots of ``x`` (compressing their paths)."""
+        p = self.parent
+        r = p[x]
+        while True:
+            rr = p[r]
+            if np.array_equal(rr, r):
+                break
+            r = rr
+        p[x] = r
+        return r
 
     def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
-        if rows.size:
-            self.rows.append(rows)
-            self.cols.append(cols)
-            self.pending += rows.size
-            if self.pending > _MAX_PENDING_EDGES:
-                self._fold()
+        if not rows.size:
+            return
+        a, b = self.find(rows), self.find(cols)
+        diff = a != b
+        if diff.any():
+            a, b = a[diff], b[diff]
+            # Components of the graph these edges make between current roots; each root then
+            # points at the smallest root of its component.
+            nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
+            k, m = nodes.size, a.size
+            from scipy.sparse import coo_matrix  # scipy loads only when clustering
+            from scipy.sparse.csgraph import connected_components
 
-    def _fold(self) -> None:
-        """Replace the edges by a star per component (node -> smallest member)."""
-        labels = self._components()
-        first = np.full(labels.max() + 1, self.n, dtype=np.int64)
-        np.minimum.at(first, labels, np.arange(self.n, dtype=np.int64))
-        root = first[labels]
-        nodes = np.flatnonzero(root != np.arange(self.n))
-        self.rows, self.cols = [nodes], [root[nodes]]
-        self.pending = nodes.size
-
-    def _components(self) -> np.ndarray:
-        if not self.rows:
-            return np.arange(self.n, dtype=np.int64)
-        rows = np.concatenate(self.rows)
-        cols = np.concatenate(self.cols)
-        from scipy.sparse import coo_matrix  # scipy loads only when clustering
-        from scipy.sparse.csgraph import connected_components
-
-        graph = coo_matrix((np.ones(rows.size, np.int8), (rows, cols)), shape=(self.n, self.n))
-        _, labels = connected_components(graph.tocsr(), directed=False)
-        return labels.astype(np.int64)
+            graph = coo_matrix((np.ones(m, bool), (inv[:m], inv[m:])), shape=(k, k))
+            ncomp, lab = connected_components(graph.tocsr(), directed=False)
+            first = np.full(ncomp, self.n, dtype=np.int64)
+            np.minimum.at(first, lab, nodes)
+            self.parent[nodes] = first[lab]
+            self.count -= k - ncomp
+        self.batches += 1
+        if self.batches % _COMPRESS_EVERY == 0:
+            self.parent = self.find(np.arange(self.n, dtype=np.int64))
 
     def labels(self) -> np.ndarray:
-        return self._components()
+        """Component label per node: the smallest node of its component."""
+        return self.find(np.arange(self.n, dtype=np.int64))
 
 
 def _clusters(labels: np.ndarray, ids: np.ndarray, include_singletons: bool) -> list[list[int]]:

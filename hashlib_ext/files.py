@@ -7,12 +7,18 @@ extension. Within a directory, entries are visited in name order and a subdirect
 files come where its name sorts, so the output is ``sorted`` by path components
 (deterministic on every file system). Symlinked directories are not followed while walking
 (no cycles); symlinked files are.
+
+:func:`open_regular` opens a data file (a hash list) only if it is a regular file: FIFOs,
+devices, sockets and directories are refused before anything could block on them.
 """
 
 from __future__ import annotations
 
+import errno
 import os
+import stat
 from collections.abc import Callable, Iterable, Iterator
+from typing import BinaryIO
 
 IMAGE_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
@@ -72,3 +78,41 @@ def iter_image_paths(
             yield from _walk(path, recursive, exts, on_error)
         else:
             yield path
+
+
+def file_kind(mode: int) -> str | None:
+    """What a ``st_mode`` describes when it is not a regular file ("FIFO", "directory", ...);
+    None for a regular file."""
+    for test, name in ((stat.S_ISDIR, "directory"), (stat.S_ISFIFO, "FIFO (named pipe)"),
+                       (stat.S_ISCHR, "character device"), (stat.S_ISBLK, "block device"),
+                       (stat.S_ISSOCK, "socket")):
+        if test(mode):
+            return name
+    return None if stat.S_ISREG(mode) else "special file"
+
+
+def open_regular(path: str | os.PathLike[str]) -> BinaryIO:
+    """Open ``path`` for binary reading only if it is a regular file.
+
+    A FIFO, device, socket or directory is refused before it is opened (``os.stat``), and
+    again on the opened descriptor (``os.fstat``, non-blocking open), so a file swapped for a
+    FIFO in between cannot make the read block. Raises ``FileNotFoundError`` for a missing
+    file and ``OSError`` (errno ``EINVAL``, ``strerror`` saying what it is) for the others.
+    """
+    name = os.fspath(path)
+    kind = file_kind(os.stat(name).st_mode)
+    if kind is not None:
+        raise OSError(errno.EINVAL, f"is a {kind}, not a regular file", name)
+    flags = os.O_RDONLY | getattr(os, "O_NONBLOCK", 0) | getattr(os, "O_CLOEXEC", 0) \
+        | getattr(os, "O_BINARY", 0)
+    fd = os.open(name, flags)
+    try:
+        kind = file_kind(os.fstat(fd).st_mode)
+        if kind is not None:
+            raise OSError(errno.EINVAL, f"is a {kind}, not a regular file", name)
+        if getattr(os, "O_NONBLOCK", 0):
+            os.set_blocking(fd, True)
+        return os.fdopen(fd, "rb")
+    except BaseException:
+        os.close(fd)
+        raise

@@ -1,12 +1,19 @@
-"""Hash lists in and out: hex lines, CSV/TSV, JSONL, Parquet and ThreatExchange CSV.
+"""Hash lists in and out: hex lines, CSV/TSV, JSONL, JSON, Parquet and ThreatExchange CSV.
 
 A hash list is a :class:`HashList`: a :class:`~hashlib_ext.hash.HashArray`, an int64 id per
-hash and optionally a string key per hash (a file path, a content id). Readers stream the
-file in chunks and turn each chunk into numpy arrays at once, so a list of millions of
-hashes never exists as millions of Python objects. A malformed record raises
-:class:`~hashlib_ext.errors.HashFormatError` naming the file and line; with ``lenient=True``
-it is skipped and listed in ``HashList.skipped`` instead — never silently dropped or
-truncated. Writers are atomic (temporary file in the same folder, then ``os.replace``).
+hash and optionally a key per hash (a file path, a content id; None where a record has a
+NULL key). Readers stream the file in chunks and turn each chunk into numpy arrays at once,
+so a list of millions of hashes never exists as millions of Python objects. A malformed
+record raises :class:`~hashlib_ext.errors.HashFormatError` naming the file and line; with
+``lenient=True`` it is skipped and listed in ``HashList.skipped`` instead — never silently
+dropped or truncated. Writers are atomic (temporary file in the same folder, then
+``os.replace``).
+
+Hostile input: every failure to read a file — malformed records, bad encodings, corrupt
+gzip or Parquet data, deep nesting, a line or JSON item longer than
+:data:`MAX_LINE_CHARS`, a compression bomb — is a :class:`HashFormatError` naming the file
+(and the line, item or row where there is one); FIFOs, devices and directories are refused
+before they are opened. Memory per record is bounded, whatever the file holds.
 
 The formats (see docs/formats.md):
 
@@ -15,7 +22,8 @@ The formats (see docs/formats.md):
 ``csv/tsv``  a header row naming the columns (``hash``, ``id``, ``key``/``path``, ``quality``)
              or no header (the hash in the first column).
 ``jsonl``    one object per line: ``{"hash": ..., "id": ..., "key": ..., "quality": ...}``.
-``json``     a JSON array of such objects (what ``hashlib-ext hash --format json`` prints).
+``json``     a JSON array of such objects (what ``hashlib-ext hash --format json`` prints),
+             read item by item.
 ``parquet``  ``hash`` as fixed-size binary (or hex strings), ``id`` int64, optional ``key``
              and ``quality``; the algorithm is kept in the schema metadata.
 ``te``       ThreatExchange's CSV export, ``signal_type,signal_str,collab,category,tags``;
@@ -23,6 +31,10 @@ The formats (see docs/formats.md):
 
 Records that name another algorithm (an ``algorithm`` column or field, as the ``hash``
 command writes) are likewise counted in ``HashList.ignored`` and left out.
+
+PDQ quality: writers add a ``quality_ok`` flag (quality >= :data:`PDQ_MIN_QUALITY`) beside
+the quality in CSV/TSV and JSON/JSONL; readers take ``min_quality=`` to leave out hashes of
+lower known quality (counted in ``HashList.low_quality``).
 
 Where a file has no ids, a hash's id is its record number: 0 for the first data record, and
 records skipped in lenient mode keep their numbers (no renumbering of the others).
@@ -37,20 +49,41 @@ import gzip
 import io
 import json
 import os
+import re
+import zlib
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, BinaryIO
 
 import numpy as np
 
 from .atomic import atomic_path
 from .errors import HashFormatError
+from .files import open_regular
 from .hash import HashArray
 
 FORMATS = ("hex", "csv", "tsv", "jsonl", "json", "parquet", "te")
 DEFAULT_ALGORITHM = "pdq"
 CHUNK_ROWS = 65536
+
+MAX_LINE_CHARS = 1 << 20
+"""Longest line (hex, CSV/TSV, JSONL) or JSON array item read, in characters (1 Mi); a
+longer one is a malformed record (strict: an error; lenient: skipped without being held)."""
+MAX_HASH_BYTES = 1024
+"""Widest hash accepted (8192 bits), also when the width is taken from the first hash."""
+MAX_GZIP_RATIO = 500
+"""A ``.gz`` list that decompresses to more than this many times its compressed size (once
+past :data:`GZIP_RATIO_FLOOR` bytes) is refused as a compression bomb. Real lists stay far
+below: identical 256-bit hash lines compress about 300:1, a run of one byte 1030:1."""
+GZIP_RATIO_FLOOR = 8 << 20
+MAX_PARQUET_COLUMN_CHUNK = 1 << 31
+"""Largest uncompressed column chunk (per row group) a Parquet footer may declare (2 GiB)."""
+MAX_PARQUET_ROWS = 1 << 31
+"""Most rows a Parquet row group may declare."""
+PDQ_MIN_QUALITY = 50
+"""PDQ quality below this is unreliable (the policy of the PDQ reference tools and
+ThreatExchange); ``quality_ok`` in written lists and ``min_quality=`` on reading use it."""
 
 _EXTENSIONS = {
     ".txt": "hex", ".hex": "hex", ".hashes": "hex", ".lst": "hex",
@@ -67,6 +100,7 @@ _KEY_NAMES = ("key", "path", "file", "filename", "name", "url", "content_id")
 _QUALITY_NAMES = ("quality",)
 _TE_COLUMNS = ("signal_type", "signal_str", "collab", "category", "tags")
 _PARQUET_META = b"hashlib_ext.algorithm"
+_ALGORITHM_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.+-]{0,63}")
 
 
 @dataclass
@@ -77,14 +111,30 @@ class HashList:
     ids: np.ndarray
     """``(n,)`` int64, the caller's id of each hash."""
     keys: np.ndarray | None = None
-    """``(n,)`` object array of str (e.g. file paths), or None when the file has none."""
+    """``(n,)`` object array of str (e.g. file paths) or None (a NULL key: JSON ``null``, a
+    Parquet null, a JSON record without a key), or None when the file has no keys at all."""
     skipped: list[tuple[int, str]] = field(default_factory=list)
     """Lenient mode: (line number, reason) of every malformed record that was skipped."""
     ignored: int = 0
-    """ThreatExchange CSV: rows of other signal types, which are not hashes of this list."""
+    """Records of other algorithms (ThreatExchange signal types, ``algorithm`` columns)."""
+    low_quality: int = 0
+    """Records left out by ``min_quality`` (a known quality below it)."""
 
     def __len__(self) -> int:
         return len(self.hashes)
+
+
+def quality_ok(qualities: np.ndarray | Sequence[int] | None,
+               min_quality: int = PDQ_MIN_QUALITY) -> np.ndarray | None:
+    """Per hash: True if its quality is known and >= ``min_quality``, False if known and
+    lower, None where unknown (-1); None for no qualities at all. What ``quality_ok`` holds."""
+    if qualities is None:
+        return None
+    q = np.asarray(qualities).reshape(-1)
+    out = np.full(q.shape[0], None, dtype=object)
+    known = q >= 0
+    out[known] = q[known] >= min_quality
+    return out
 
 
 # --------------------------------------------------------------------------------------
@@ -123,6 +173,8 @@ def is_hash_list_path(path: str | os.PathLike[str]) -> bool:
 def _resolve_format(path: Path, fmt: str | None) -> str:
     if fmt is None:
         return detect_format(path)
+    if not isinstance(fmt, str):
+        raise HashFormatError(f"format must be a string, got {fmt!r}")
     fmt = _ALIASES.get(fmt.lower(), fmt.lower())
     if fmt not in FORMATS:
         raise HashFormatError(f"unknown hash-list format {fmt!r}; known: {', '.join(FORMATS)}")
@@ -141,15 +193,84 @@ def _atomic_text(path: Path) -> Iterator[IO[str]]:
                 yield f
 
 
-def _open_text(path: Path) -> IO[str]:
-    _, gz = _strip_gz(path)
+def _open_binary(path: Path) -> BinaryIO:
+    """A regular file opened for reading; anything else is a HashFormatError."""
     try:
-        # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header.
-        if gz:
-            return gzip.open(path, "rt", encoding="utf-8-sig", newline="")
-        return open(path, encoding="utf-8-sig", newline="")
+        return open_regular(path)
+    except FileNotFoundError:
+        raise HashFormatError(f"{path}: no such hash-list file") from None
     except OSError as e:
         raise HashFormatError(f"{path}: cannot open hash list: {e.strerror or e}") from None
+
+
+class _GzipGuard(io.RawIOBase):
+    """Decompresses a gzip stream, refusing one that expands like a compression bomb."""
+
+    def __init__(self, raw: BinaryIO, path: Path):
+        super().__init__()
+        self._raw = raw
+        self._gz = gzip.GzipFile(fileobj=raw, mode="rb")
+        self._path = path
+        self._out = 0
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, b: Any) -> int:
+        n = self._gz.readinto(b)
+        self._out += n
+        if self._out > GZIP_RATIO_FLOOR and self._out > MAX_GZIP_RATIO * max(1, self._raw.tell()):
+            raise HashFormatError(
+                f"{self._path}: decompresses to more than {MAX_GZIP_RATIO} times its compressed "
+                f"size ({self._out} bytes from {self._raw.tell()}): refused as a compression "
+                "bomb")
+        return n
+
+    def close(self) -> None:
+        try:
+            self._gz.close()
+        finally:
+            self._raw.close()
+            super().close()
+
+
+def _open_text(path: Path) -> IO[str]:
+    _, gz = _strip_gz(path)
+    raw = _open_binary(path)
+    # utf-8-sig: a byte-order mark (spreadsheet exports) must not hide the header.
+    if gz:
+        stream: BinaryIO = io.BufferedReader(_GzipGuard(raw, path),  # type: ignore[assignment]
+                                             buffer_size=1 << 18)
+    else:
+        stream = raw
+    return io.TextIOWrapper(stream, encoding="utf-8-sig", newline="")
+
+
+def _lines(f: IO[str], dec: _Decoder) -> Iterator[tuple[int, str | None]]:
+    """Physical lines with their numbers, none longer than :data:`MAX_LINE_CHARS`.
+
+    A longer line is never held whole: strict mode raises, lenient mode reads past it and
+    yields ``(line, None)`` for the reader to record as skipped.
+    """
+    line_no = 0
+    while True:
+        line = f.readline(MAX_LINE_CHARS + 1)
+        if not line:
+            return
+        line_no += 1
+        dec.line = line_no
+        if len(line) <= MAX_LINE_CHARS:
+            yield line_no, line
+            continue
+        if not dec.lenient:
+            raise HashFormatError(f"{dec.path}, line {line_no}: line longer than "
+                                  f"{MAX_LINE_CHARS} characters")
+        while line and line[-1] not in "\r\n":  # skip the rest of it, a block at a time
+            line = f.readline(MAX_LINE_CHARS)
+        yield line_no, None
+
+
+_TOO_LONG = f"line longer than {MAX_LINE_CHARS} characters"
 
 
 # --------------------------------------------------------------------------------------
@@ -158,9 +279,11 @@ def _open_text(path: Path) -> IO[str]:
 
 def _expected_nbytes(algorithm: str, bits: int | None) -> int | None:
     if bits is not None:
-        if bits <= 0 or bits % 8:
-            raise HashFormatError(f"bits must be a positive multiple of 8, got {bits}")
-        return bits // 8
+        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) or bits <= 0 \
+                or bits % 8 or bits > 8 * MAX_HASH_BYTES:
+            raise HashFormatError(f"bits must be a positive multiple of 8 up to "
+                                  f"{8 * MAX_HASH_BYTES}, got {bits!r}")
+        return int(bits) // 8
     from .hashers import expected_bits
 
     known = expected_bits(algorithm)
@@ -180,6 +303,8 @@ class _Decoder:
         self.skipped: list[tuple[int, str]] = []
         self.records = 0  # data records seen so far, the default ids
         self.ignored = 0
+        self.line = 0  # where reading is (line, item or first row of a batch), for errors
+        self.json = False  # JSON records: a missing or null key is None
 
     def fail(self, bad: list[tuple[int, str]]) -> None:
         """Record the malformed records of a chunk; in strict mode raise on the first."""
@@ -197,7 +322,7 @@ class _Decoder:
         n = len(texts)
         if self.nbytes is None:
             for t in texts:
-                if t and len(t) % 2 == 0 and _is_hex(t):
+                if t and len(t) % 2 == 0 and len(t) <= 2 * MAX_HASH_BYTES and _is_hex(t):
                     self.nbytes = len(t) // 2
                     break
             else:
@@ -217,12 +342,12 @@ class _Decoder:
         ok = np.zeros(n, bool)
         rows = []
         for i, (line, t) in enumerate(zip(lines, texts, strict=True)):
-            raw = _hex_bytes(t, self.nbytes)
-            if raw is None:
+            one = _hex_bytes(t, self.nbytes)
+            if one is None:
                 bad.append((line, _hex_reason(t, self.nbytes)))
             else:
                 ok[i] = True
-                rows.append(raw)
+                rows.append(one)
         codes = np.frombuffer(b"".join(rows), np.uint8).reshape(len(rows), self.nbytes)
         return codes, ok
 
@@ -253,6 +378,12 @@ def _hex_reason(t: str, nbytes: int | None) -> str:
     return f"hash {shown} is not hexadecimal"
 
 
+def _digits(value: int) -> str:
+    """An integer for a message, shortened when it is huge."""
+    text = str(value) if value.bit_length() < 4000 else "(a huge number)"
+    return text if len(text) <= 40 else text[:20] + "..." + text[-8:]
+
+
 def _parse_int(text: Any, what: str) -> tuple[int | None, str | None]:
     if isinstance(text, bool):
         return None, f"{what} {text!r} is not an integer"
@@ -264,7 +395,7 @@ def _parse_int(text: Any, what: str) -> tuple[int | None, str | None]:
         except ValueError:
             return None, f"{what} {str(text)[:40]!r} is not an integer"
     if not -(1 << 63) <= value < (1 << 63):
-        return None, f"{what} {value} does not fit in int64"
+        return None, f"{what} {_digits(value)} does not fit in int64"
     return value, None
 
 
@@ -310,7 +441,11 @@ class _Rows:
         keep = sel[ok]
         keys = None
         if any(k is not None for k in self.keys):
-            keys = np.array(["" if k is None else k for k in self.keys], dtype=object)[keep]
+            keys = np.empty(len(self.keys), dtype=object)
+            # Text lines have no NULL: a line without a key has the empty key.
+            keys[:] = self.keys if dec.json else \
+                ["" if k is None else k for k in self.keys]
+            keys = keys[keep]
         nbytes = dec.nbytes or 0
         codes = codes.reshape(-1, nbytes) if codes.size == 0 else codes
         return _make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16))
@@ -350,16 +485,18 @@ def _int64_column(values: list[Any], lines: list[int], what: str, bad: list[tupl
     ok = np.ones(n, bool)
     for i, v in enumerate(values):
         value, err = (v, None) if type(v) is int else _parse_int(v, what)
-        if err is None and not -(1 << 63) <= value < (1 << 63):  # type: ignore[operator]
-            err = f"{what} {value} does not fit in int64"
-        if err is None and valid_range is not None and value != -1 and \
-                not valid_range[0] <= value <= valid_range[1]:  # type: ignore[operator]
+        if value is None:
+            err = err or f"{what} is missing"
+        elif not -(1 << 63) <= value < (1 << 63):
+            err = f"{what} {_digits(value)} does not fit in int64"
+        elif valid_range is not None and value != -1 and \
+                not valid_range[0] <= value <= valid_range[1]:
             err = f"{what} {value} is outside {valid_range[0]}..{valid_range[1]}"
-        if err is None:
+        if err is None and value is not None:
             out[i] = value
         else:
             ok[i] = False
-            bad.append((lines[i], err))
+            bad.append((lines[i], err or f"bad {what}"))
     return out, ok
 
 
@@ -376,12 +513,16 @@ def _make_list(codes: np.ndarray, algorithm: str, ids: np.ndarray, keys: np.ndar
 
 def _iter_hex(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
     rows = _Rows()
-    for line_no, line in enumerate(f, 1):
-        text = line.strip()
-        if not text or text[0] == "#":
-            continue
-        parts = text.split(None, 1)
-        rows.add(dec, line_no, parts[0], key=parts[1] if len(parts) > 1 else None)
+    for line_no, line in _lines(f, dec):
+        if line is None:
+            dec.records += 1
+            rows.bad.append((line_no, _TOO_LONG))
+        else:
+            text = line.strip()
+            if not text or text[0] == "#":
+                continue
+            parts = text.split(None, 1)
+            rows.add(dec, line_no, parts[0], key=parts[1] if len(parts) > 1 else None)
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = _Rows()
@@ -392,8 +533,12 @@ def _iter_hex(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
 def _column(header: list[str], wanted: str | int | None, names: Sequence[str], what: str,
             path: Path, required: bool = False) -> int | None:
     """Index of a column: ``wanted`` (name or 0-based index) or the first of ``names``."""
-    if isinstance(wanted, int) and not isinstance(wanted, bool):
-        if header and not 0 <= wanted < len(header):
+    if isinstance(wanted, bool):
+        raise HashFormatError(f"{path}: {what} column must be a name or an index, got "
+                              f"{wanted!r}")
+    if isinstance(wanted, int):
+        if (header and not 0 <= wanted < len(header)) or wanted < 0 \
+                or wanted >= MAX_LINE_CHARS:
             raise HashFormatError(f"{path}: {what} column {wanted} is out of range")
         return wanted
     lower = [h.strip().lower() for h in header]
@@ -401,8 +546,9 @@ def _column(header: list[str], wanted: str | int | None, names: Sequence[str], w
         if name.lower() in lower:
             return lower.index(name.lower())
     if wanted is not None or required:
+        shown = [h[:40] for h in header[:12]]
         raise HashFormatError(
-            f"{path}: no {what} column {wanted or names[0]!r} in header {header[:12]}"
+            f"{path}: no {what} column {wanted or names[0]!r} in header {shown}"
         )
     return None
 
@@ -410,9 +556,22 @@ def _column(header: list[str], wanted: str | int | None, names: Sequence[str], w
 def _iter_csv(f: IO[str], dec: _Decoder, chunk: int, delimiter: str, te: bool,
               header: bool | None, hash_column: str | int | None, id_column: str | int | None,
               key_column: str | int | None) -> Iterator[HashList]:
-    reader = csv.reader(f, delimiter=delimiter)
+    too_long: list[int] = []
+
+    def source() -> Iterator[str]:
+        for line_no, line in _lines(f, dec):
+            if line is None:  # lenient: an empty row stands in for it, recorded below
+                too_long.append(line_no)
+                yield "\n"
+            else:
+                yield line
+
+    reader = csv.reader(source(), delimiter=delimiter)
     first: list[str] | None = None
     for first in reader:
+        if too_long:
+            raise HashFormatError(f"{dec.path}, line {too_long[0]}: {_TOO_LONG} (before the "
+                                  "first row)")
         if any(c.strip() for c in first):
             break
     else:
@@ -451,13 +610,15 @@ def _iter_csv(f: IO[str], dec: _Decoder, chunk: int, delimiter: str, te: bool,
 
     rows = _Rows()
     for line_no, row in records():
+        while too_long:
+            dec.records += 1
+            rows.bad.append((too_long.pop(0), _TOO_LONG))
         if not row or (len(row) == 1 and not row[0].strip()):
-            continue
-        if t_col is not None and len(row) > t_col and row[t_col].strip() \
+            pass
+        elif t_col is not None and len(row) > t_col and row[t_col].strip() \
                 and row[t_col].strip().lower() != algo:
             dec.ignored += 1
-            continue
-        if len(row) < need:
+        elif len(row) < need:
             dec.records += 1
             rows.bad.append((line_no, f"row has {len(row)} fields, expected at least {need}"))
         else:
@@ -468,6 +629,9 @@ def _iter_csv(f: IO[str], dec: _Decoder, chunk: int, delimiter: str, te: bool,
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = _Rows()
+    while too_long:
+        dec.records += 1
+        rows.bad.append((too_long.pop(0), _TOO_LONG))
     if len(rows):
         yield rows.finish(dec)
 
@@ -496,45 +660,177 @@ def _add_object(rows: _Rows, dec: _Decoder, line_no: int, obj: Any) -> None:
                          else f"hash is a {type(text).__name__}, expected a hex string"))
         return
     key = _first_field(obj, _KEY_NAMES)
-    rows.add(dec, line_no, text.strip(), obj.get("id"), None if key is None else str(key),
-             obj.get("quality"))
+    if key is not None and not isinstance(key, str):
+        if isinstance(key, (dict, list)):
+            dec.records += 1
+            rows.bad.append((line_no, f"key is a JSON {type(key).__name__}, expected a string"))
+            return
+        key = json.dumps(key)  # a number or boolean: its JSON text
+    rows.add(dec, line_no, text.strip(), obj.get("id"), key, obj.get("quality"))
+
+
+def _json_reason(e: BaseException) -> str:
+    if isinstance(e, RecursionError):
+        return "JSON nested too deeply"
+    return f"invalid JSON ({getattr(e, 'msg', None) or e})"
 
 
 def _iter_jsonl(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
+    dec.json = True
     rows = _Rows()
-    for line_no, line in enumerate(f, 1):
-        if not line.strip():
-            continue
-        try:
-            obj = json.loads(line)
-        except ValueError as e:
+    for line_no, line in _lines(f, dec):
+        if line is None:
             dec.records += 1
-            rows.bad.append((line_no, f"invalid JSON ({e.msg})"))
+            rows.bad.append((line_no, _TOO_LONG))
+        elif not line.strip():
+            continue
         else:
-            _add_object(rows, dec, line_no, obj)
+            try:
+                obj = json.loads(line)
+            except (ValueError, RecursionError) as e:
+                dec.records += 1
+                rows.bad.append((line_no, _json_reason(e)))
+            else:
+                _add_object(rows, dec, line_no, obj)
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = _Rows()
     if len(rows):
         yield rows.finish(dec)
+
+
+_WS = re.compile(r"[ \t\n\r]*")
+_JSON_BLOCK = 1 << 16
+
+
+class _JsonStream:
+    """Reads one JSON document value by value, holding at most one item (bounded by
+    :data:`MAX_LINE_CHARS`) plus a block: arrays are iterated without loading them whole."""
+
+    def __init__(self, f: IO[str], dec: _Decoder):
+        self.f, self.dec = f, dec
+        self.buf, self.pos, self.eof = "", 0, False
+        self.decoder = json.JSONDecoder()
+
+    def _more(self) -> bool:
+        if self.eof:
+            return False
+        data = self.f.read(_JSON_BLOCK)
+        if not data:
+            self.eof = True
+            return False
+        self.buf = self.buf[self.pos:] + data
+        self.pos = 0
+        return True
+
+    def fail(self, what: str) -> HashFormatError:
+        where = f", item {self.dec.line}" if self.dec.line else ""
+        return HashFormatError(f"{self.dec.path}{where}: {what}")
+
+    def peek(self) -> str:
+        """The next non-blank character ("" at the end)."""
+        while True:
+            self.pos = _WS.match(self.buf, self.pos).end()  # type: ignore[union-attr]
+            if self.pos < len(self.buf):
+                return self.buf[self.pos]
+            if not self._more():
+                return ""
+
+    def take(self, ch: str, what: str) -> None:
+        got = self.peek()
+        if got != ch:
+            shown = "the end of the file" if not got else repr(got)
+            raise self.fail(f"invalid JSON: expected {what}, found {shown}")
+        self.pos += 1
+
+    def value(self) -> Any:
+        self.peek()
+        while True:
+            try:
+                obj, end = self.decoder.raw_decode(self.buf, self.pos)
+            except (ValueError, RecursionError) as e:
+                if isinstance(e, ValueError) and len(self.buf) - self.pos <= MAX_LINE_CHARS \
+                        and self._more():
+                    continue  # maybe only cut by the block boundary: read on and retry
+                if len(self.buf) - self.pos > MAX_LINE_CHARS:
+                    raise self.fail(f"JSON item longer than {MAX_LINE_CHARS} characters") \
+                        from None
+                raise self.fail(_json_reason(e)) from None
+            if end == len(self.buf) and self._more():
+                continue  # a number cut by the block boundary would parse short
+            if end - self.pos > MAX_LINE_CHARS:
+                raise self.fail(f"JSON item longer than {MAX_LINE_CHARS} characters")
+            self.pos = end
+            return obj
+
+    def items(self) -> Iterator[Any]:
+        """The items of the array that starts here."""
+        self.take("[", "'['")
+        if self.peek() == "]":
+            self.pos += 1
+            return
+        while True:
+            self.dec.line += 1
+            yield self.value()
+            c = self.peek()
+            self.pos += 1
+            if c == "]":
+                return
+            if c != ",":
+                self.pos -= 1
+                self.take(",", "',' or ']' after the item")
+
+    def records(self) -> Iterator[Any]:
+        """The hash objects of a document that is an array of them, or an object with a
+        ``hashes`` array (its other members are read and left alone)."""
+        c = self.peek()
+        if c == "[":
+            yield from self.items()
+        elif c == "{":
+            self.pos += 1
+            found = False
+            if self.peek() == "}":
+                self.pos += 1
+            else:
+                while True:
+                    name = self.value()
+                    if not isinstance(name, str):
+                        raise self.fail("invalid JSON: an object member name must be a string")
+                    self.take(":", "':'")
+                    if name == "hashes" and self.peek() == "[" and not found:
+                        found = True
+                        yield from self.items()
+                    else:
+                        self.value()
+                    c = self.peek()
+                    self.pos += 1
+                    if c == "}":
+                        break
+                    if c != ",":
+                        self.pos -= 1
+                        self.take(",", "',' or '}'")
+            if not found:
+                raise self.fail("expected a JSON array of hash objects (or an object with a "
+                                "'hashes' array)")
+        elif c == "":
+            raise self.fail("invalid JSON: the file is empty")
+        else:
+            raise self.fail("expected a JSON array of hash objects")
+        if self.peek() != "":
+            raise HashFormatError(f"{self.dec.path}: invalid JSON: extra data after the "
+                                  "document")
 
 
 def _iter_json(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
     """A JSON array of objects (``hashlib-ext hash --format json``), or {"hashes": [...]}.
 
-    Read whole (JSON has no streaming boundary); records are numbered as items from 1.
+    Streamed item by item (each at most :data:`MAX_LINE_CHARS`); records are numbered as
+    items from 1.
     """
-    try:
-        data = json.load(f)
-    except ValueError as e:
-        raise HashFormatError(f"{dec.path}: invalid JSON: {e}") from None
-    if isinstance(data, dict) and isinstance(data.get("hashes"), list):
-        data = data["hashes"]
-    if not isinstance(data, list):
-        raise HashFormatError(f"{dec.path}: expected a JSON array of hash objects")
+    dec.json = True
     rows = _Rows()
-    for item, obj in enumerate(data, 1):
-        _add_object(rows, dec, item, obj)
+    for obj in _JsonStream(f, dec).records():
+        _add_object(rows, dec, dec.line, obj)
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = _Rows()
@@ -542,59 +838,127 @@ def _iter_json(f: IO[str], dec: _Decoder, chunk: int) -> Iterator[HashList]:
         yield rows.finish(dec)
 
 
-def _parquet_algorithm(path: Path) -> str | None:
+# -- Parquet ------------------------------------------------------------------------------
+
+
+def _check_algorithm_name(name: Any, path: Path, where: str) -> str:
+    if not isinstance(name, str) or not _ALGORITHM_NAME.fullmatch(name):
+        raise HashFormatError(f"{path}: {where} names no usable algorithm ({str(name)[:40]!r})")
+    return name
+
+
+class _Parquet:
+    """An open Parquet hash list: its schema checked, its footer's sizes bounded."""
+
+    def __init__(self, path: Path):
+        import pyarrow.parquet as pq
+
+        self.path = path
+        self.file = _open_binary(path)
+        try:
+            self.pf = pq.ParquetFile(self.file)
+            self.schema = self.pf.schema_arrow
+            md = self.pf.metadata
+            for g in range(md.num_row_groups):
+                rg = md.row_group(g)
+                if not 0 <= rg.num_rows <= MAX_PARQUET_ROWS:
+                    raise HashFormatError(f"{path}: row group {g} declares {rg.num_rows} rows")
+                for c in range(rg.num_columns):
+                    size = rg.column(c).total_uncompressed_size
+                    if not 0 <= size <= MAX_PARQUET_COLUMN_CHUNK:
+                        raise HashFormatError(
+                            f"{path}: row group {g} declares a column chunk of {size} bytes "
+                            f"(more than {MAX_PARQUET_COLUMN_CHUNK})")
+            meta = self.schema.metadata or {}
+            raw = meta.get(_PARQUET_META)
+        except HashFormatError:
+            self.close()
+            raise
+        except Exception as e:  # noqa: BLE001 - every pyarrow failure is a bad file here
+            self.close()
+            raise HashFormatError(f"{path}: not a readable Parquet file "
+                                  f"({_short(e)})") from None
+        self.algorithm = None
+        if raw:
+            try:
+                text = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                text = None
+            self.algorithm = _check_algorithm_name(text, path, "the Parquet metadata")
+
+    def close(self) -> None:
+        self.file.close()
+
+
+def _short(e: BaseException, limit: int = 200) -> str:
+    text = " ".join(str(e).split()) or type(e).__name__
+    return text if len(text) <= limit else text[:limit - 3] + "..."
+
+
+def _iter_parquet(pqf: _Parquet, dec: _Decoder, chunk: int, hash_column: str | int | None,
+                  id_column: str | int | None, key_column: str | int | None
+                  ) -> Iterator[HashList]:
     import pyarrow as pa
-    import pyarrow.parquet as pq
 
-    try:
-        meta = pq.read_schema(path).metadata or {}
-    except (OSError, pa.ArrowException) as e:
-        raise HashFormatError(f"{path}: not a readable Parquet file ({e})") from None
-    value = meta.get(_PARQUET_META)
-    return value.decode() if value else None
-
-
-def _iter_parquet(path: Path, dec: _Decoder, chunk: int, hash_column: str | None,
-                  id_column: str | None, key_column: str | None) -> Iterator[HashList]:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    try:
-        pf = pq.ParquetFile(path)
-    except (OSError, pa.ArrowException) as e:
-        raise HashFormatError(f"{path}: not a readable Parquet file ({e})") from None
-    names = pf.schema_arrow.names
-    h_name = names[_column(names, hash_column, (*_HASH_NAMES, dec.algorithm), "hash", path,
-                           required=True)]  # type: ignore[index]
+    path = pqf.path
+    names = pqf.schema.names
+    h = _column(names, hash_column, (*_HASH_NAMES, dec.algorithm), "hash", path, required=True)
     i = _column(names, id_column, _ID_NAMES, "id", path)
     k = _column(names, key_column, _KEY_NAMES, "key", path)
     q = _column(names, None, _QUALITY_NAMES, "quality", path)
-    columns = [h_name] + [names[c] for c in (i, k, q) if c is not None]
+    chosen = [c for c in (h, i, k, q) if c is not None]
+    for c in chosen:
+        if names.count(names[c]) > 1:
+            raise HashFormatError(f"{path}: column {names[c][:40]!r} appears more than once")
+    types = {c: _value_type(pqf.schema.field(c).type) for c in chosen}  # type: ignore[call-overload]
+    ht = types[h]  # type: ignore[index]
+    if pa.types.is_fixed_size_binary(ht):
+        if ht.byte_width > MAX_HASH_BYTES:
+            raise HashFormatError(f"{path}: hash column is {ht.byte_width} bytes wide "
+                                  f"(at most {MAX_HASH_BYTES})")
+    elif not (pa.types.is_binary(ht) or pa.types.is_large_binary(ht) or pa.types.is_string(ht)
+              or pa.types.is_large_string(ht)):
+        raise HashFormatError(f"{path}: hash column has type {ht}; expected fixed-size "
+                              "binary, binary or hex strings")
+    if i is not None and not (pa.types.is_integer(types[i]) or pa.types.is_null(types[i])):
+        raise HashFormatError(f"{path}: id column has type {types[i]}, expected int64")
+    if q is not None and not (pa.types.is_integer(types[q]) or pa.types.is_null(types[q])):
+        raise HashFormatError(f"{path}: quality column has type {types[q]}, expected integers "
+                              "0..100")
+    if k is not None:
+        kt = types[k]
+        if not (pa.types.is_string(kt) or pa.types.is_large_string(kt) or pa.types.is_integer(kt)
+                or pa.types.is_null(kt)):
+            raise HashFormatError(f"{path}: key column has type {kt}, expected strings")
+    columns = [names[c] for c in chosen]
     row0 = 0
-    for batch in pf.iter_batches(batch_size=chunk, columns=columns):
+    batches = pqf.pf.iter_batches(batch_size=chunk, columns=columns)
+    while True:
+        dec.line = row0 + 1
+        try:
+            batch = next(batches)
+        except StopIteration:
+            break
         n = batch.num_rows
         rows_no = np.arange(row0 + 1, row0 + n + 1)
         bad: list[tuple[int, str]] = []
         ok = np.ones(n, bool)
-        hcol = batch.column(h_name)
-        codes = _parquet_codes(hcol, dec, rows_no, ok, bad)
+        codes = _parquet_codes(_decoded(batch.column(0)), dec, rows_no, ok, bad)
+        pos = 1
         ids = np.arange(row0, row0 + n, dtype=np.int64)
         if i is not None:
-            icol = batch.column(names[i])
-            if not pa.types.is_integer(icol.type):
-                raise HashFormatError(f"{path}: id column has type {icol.type}, expected int64")
-            nulls = icol.is_null().to_numpy(zero_copy_only=False)
-            for r in np.flatnonzero(nulls & ok):
-                bad.append((int(rows_no[r]), "id is null"))
-            ok &= ~nulls
-            ids = icol.fill_null(0).cast(pa.int64()).to_numpy()
-        quals = None
-        if q is not None:
-            quals = batch.column(names[q]).fill_null(-1).cast(pa.int16()).to_numpy()
+            ids = _parquet_ints(_decoded(batch.column(pos)), rows_no, ok, bad, "id", None,
+                                null_ok=False)
+            pos += 1
         keys = None
         if k is not None:
-            keys = np.array(batch.column(names[k]).fill_null("").cast(pa.string())
-                            .to_pylist(), dtype=object)
+            keys = _parquet_keys(_decoded(batch.column(pos)), rows_no, ok, bad)
+            pos += 1
+        quals = None
+        if q is not None:
+            quals = _parquet_ints(_decoded(batch.column(pos)), rows_no, ok, bad, "quality",
+                                  (0, 100), null_ok=True).astype(np.int16)
+        bad.sort()
         dec.fail(bad)
         row0 += n
         sel = np.flatnonzero(ok)
@@ -604,10 +968,81 @@ def _iter_parquet(path: Path, dec: _Decoder, chunk: int, hash_column: str | None
     dec.records = row0
 
 
+def _value_type(t: Any) -> Any:
+    """The type of the values of a (possibly dictionary-encoded) column."""
+    import pyarrow as pa
+
+    return t.value_type if pa.types.is_dictionary(t) else t
+
+
+def _decoded(col: Any) -> Any:
+    import pyarrow as pa
+
+    return col.dictionary_decode() if pa.types.is_dictionary(col.type) else col
+
+
+def _parquet_ints(col: Any, rows_no: np.ndarray, ok: np.ndarray, bad: list[tuple[int, str]],
+                  what: str, valid: tuple[int, int] | None, null_ok: bool) -> np.ndarray:
+    """An integer column as int64 (nulls: -1 if ``null_ok``, else bad rows); values that do
+    not fit in int64 or lie outside ``valid`` are bad rows."""
+    import pyarrow as pa
+
+    n = len(col)
+    if pa.types.is_null(col.type):
+        nulls = np.ones(n, bool)
+        values = np.zeros(n, np.int64)
+    else:
+        nulls = col.is_null().to_numpy(zero_copy_only=False) if col.null_count \
+            else np.zeros(n, bool)
+        raw = col.fill_null(0).to_numpy(zero_copy_only=False)
+        big = raw > np.iinfo(np.int64).max if raw.dtype == np.uint64 else np.zeros(n, bool)
+        values = np.where(big, 0, raw).astype(np.int64)
+        for r in np.flatnonzero(big & ok):
+            bad.append((int(rows_no[r]), f"{what} {int(raw[r])} does not fit in int64"))
+        ok &= ~big
+    if null_ok:
+        values[nulls] = -1
+    else:
+        for r in np.flatnonzero(nulls & ok):
+            bad.append((int(rows_no[r]), f"{what} is null"))
+        ok &= ~nulls
+    if valid is not None:
+        out = ~nulls & ((values < valid[0]) | (values > valid[1]))
+        for r in np.flatnonzero(out & ok):
+            bad.append((int(rows_no[r]), f"{what} {int(values[r])} is outside "
+                        f"{valid[0]}..{valid[1]}"))
+        ok &= ~out
+    return values
+
+
+def _parquet_keys(col: Any, rows_no: np.ndarray, ok: np.ndarray,
+                  bad: list[tuple[int, str]]) -> np.ndarray:
+    """Keys as an object array: str, or None for a NULL key; over-long keys are bad rows."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(col)
+    keys = np.full(n, None, dtype=object)
+    if pa.types.is_null(col.type):
+        return keys
+    if pa.types.is_integer(col.type):
+        col = col.cast(pa.string())
+    lengths = pc.utf8_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+    long = lengths > MAX_LINE_CHARS
+    for r in np.flatnonzero(long & ok):
+        bad.append((int(rows_no[r]), f"key longer than {MAX_LINE_CHARS} characters"))
+    ok &= ~long
+    if long.any():
+        col = pc.if_else(pa.array(long), pa.scalar(None, col.type), col)
+    keys[:] = col.to_pylist()
+    return keys
+
+
 def _parquet_codes(col: Any, dec: _Decoder, rows_no: np.ndarray, ok: np.ndarray,
                    bad: list[tuple[int, str]]) -> np.ndarray:
     """``(n, nbytes)`` codes of one Parquet column chunk; clears ``ok`` for bad rows."""
     import pyarrow as pa
+    import pyarrow.compute as pc
 
     n = len(col)
     t = col.type
@@ -621,33 +1056,39 @@ def _parquet_codes(col: Any, dec: _Decoder, rows_no: np.ndarray, ok: np.ndarray,
                         "bits)") for r in rows_no)
             ok[:] = False
             return np.zeros((n, dec.nbytes), np.uint8)
-        codes = np.frombuffer(col.buffers()[1], np.uint8)[col.offset * w:(col.offset + n) * w]
+        buf = col.buffers()[1]
+        if buf is None or buf.size < (col.offset + n) * w:
+            raise HashFormatError(f"{dec.path}, rows {rows_no[0]}..{rows_no[-1]}: the hash "
+                                  "column's data is shorter than its rows")
+        codes = np.frombuffer(buf, np.uint8)[col.offset * w:(col.offset + n) * w]
         codes = codes.reshape(n, w)
     elif pa.types.is_binary(t) or pa.types.is_large_binary(t):
-        values = col.to_pylist()
+        lengths = pc.binary_length(col).fill_null(0).to_numpy(zero_copy_only=False)
         if dec.nbytes is None:
-            dec.nbytes = next((len(v) for v in values if v), None)
+            first = np.flatnonzero((lengths > 0) & (lengths <= MAX_HASH_BYTES))
+            dec.nbytes = int(lengths[first[0]]) if first.size else None
         w = dec.nbytes or 0
         codes = np.zeros((n, w), np.uint8)
-        for r, v in enumerate(values):
-            if v is None:
-                continue
-            if len(v) != w:
-                ok[r] = False
-                bad.append((int(rows_no[r]), f"hash has {len(v)} bytes, expected {w}"))
-            else:
-                codes[r] = np.frombuffer(v, np.uint8)
-    elif pa.types.is_string(t) or pa.types.is_large_string(t):
-        values = col.to_pylist()
-        keep = np.flatnonzero(~nulls)
+        for r in np.flatnonzero((lengths != w) & ~nulls):
+            ok[r] = False
+            bad.append((int(rows_no[r]), f"hash has {int(lengths[r])} bytes, expected {w}"))
+        good = np.flatnonzero(ok & ~nulls)
+        if good.size and w:
+            values = col.take(pa.array(good)).to_pylist()
+            codes[good] = np.frombuffer(b"".join(values), np.uint8).reshape(-1, w)
+    else:  # strings (the type was checked up front)
+        lengths = pc.utf8_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+        long = (lengths > 2 * MAX_HASH_BYTES + 64) & ~nulls
+        for r in np.flatnonzero(long):
+            ok[r] = False
+            bad.append((int(rows_no[r]), f"hash has {int(lengths[r])} characters"))
+        keep = np.flatnonzero(~nulls & ~long)
+        values = col.take(pa.array(keep)).to_pylist() if keep.size else []
         good, good_mask = dec.hex_codes([int(rows_no[r]) for r in keep],
-                                        [values[r].strip() for r in keep], bad)
+                                        [v.strip() for v in values], bad)
         codes = np.zeros((n, dec.nbytes or 0), np.uint8)
         codes[keep[good_mask]] = good
         ok[keep[~good_mask]] = False
-    else:
-        raise HashFormatError(f"{dec.path}: hash column has type {t}; expected fixed-size "
-                              "binary, binary or hex strings")
     for r in np.flatnonzero(nulls):
         bad.append((int(rows_no[r]), "hash is null"))
     ok &= ~nulls
@@ -656,6 +1097,55 @@ def _parquet_codes(col: Any, dec: _Decoder, rows_no: np.ndarray, ok: np.ndarray,
 
 # --------------------------------------------------------------------------------------
 # public reading API
+
+
+def _where(dec: _Decoder | None) -> str:
+    return f", {dec.unit} {dec.line}" if dec is not None and dec.line else ""
+
+
+def _untyped(e: BaseException) -> bool:
+    """Whether ``e`` is one of the failures a hostile file can provoke in the libraries we
+    read with (decoders, gzip, csv, json, pyarrow), rather than a bug of ours."""
+    if isinstance(e, HashFormatError):
+        return False
+    if type(e).__module__.split(".")[0] == "pyarrow":
+        return True
+    return isinstance(e, (ValueError, TypeError, KeyError, IndexError, OverflowError, OSError,
+                          EOFError, RecursionError, MemoryError, csv.Error, zlib.error,
+                          NotImplementedError))
+
+
+def _reason(e: BaseException) -> str:
+    if isinstance(e, UnicodeDecodeError):
+        return f"not UTF-8 text ({e.reason}); is the format right?"
+    if isinstance(e, csv.Error):
+        return f"malformed CSV: {_short(e)}"
+    if isinstance(e, RecursionError):
+        return "nested too deeply"
+    if isinstance(e, MemoryError):
+        return "too large to read into memory"
+    if isinstance(e, (EOFError, zlib.error, gzip.BadGzipFile)):
+        return f"corrupt or truncated gzip data ({_short(e)})"
+    if type(e).__module__.split(".")[0] == "pyarrow":
+        return f"unreadable Parquet data ({_short(e)})"
+    return f"unreadable ({type(e).__name__}: {_short(e)})"
+
+
+def _check_min_quality(min_quality: int | None) -> int | None:
+    if min_quality is None:
+        return None
+    if isinstance(min_quality, bool) or not isinstance(min_quality, (int, np.integer)) \
+            or not 0 <= min_quality <= 100:
+        raise HashFormatError(f"min_quality must be an integer 0..100 or None, got "
+                              f"{min_quality!r}")
+    return int(min_quality)
+
+
+def _check_chunk_rows(chunk_rows: int) -> int:
+    if isinstance(chunk_rows, bool) or not isinstance(chunk_rows, (int, np.integer)) \
+            or not 1 <= chunk_rows <= 1 << 24:
+        raise HashFormatError(f"chunk_rows must be an integer 1..{1 << 24}, got {chunk_rows!r}")
+    return int(chunk_rows)
 
 
 def iter_hash_list(
@@ -671,6 +1161,7 @@ def iter_hash_list(
     key_column: str | int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     skipped: list[tuple[int, str]] | None = None,
+    min_quality: int | None = None,
 ) -> Iterator[HashList]:
     """Read a hash list in chunks of at most ``chunk_rows`` records (bounded memory).
 
@@ -678,25 +1169,36 @@ def iter_hash_list(
     whole file are appended to ``skipped`` when that list is given (lenient mode).
     ``algorithm`` defaults to the one recorded in the file (Parquet metadata, ThreatExchange
     ``pdq`` rows) or ``"pdq"``; the hash width is the algorithm's (or ``bits``, or, for a
-    name the registry does not know, the first hash's). See :func:`read_hash_list`.
+    name the registry does not know, the first hash's). ``min_quality`` leaves out hashes
+    whose quality is known and lower (counted in each chunk's ``low_quality``); hashes
+    without a quality are kept. See :func:`read_hash_list`.
+
+    Every failure to read the file is a :class:`HashFormatError` naming it.
     """
     path = Path(path)
     fmt = _resolve_format(path, format)
-    if not path.is_file():
-        raise HashFormatError(f"{path}: no such hash-list file")
-    recorded = _parquet_algorithm(path) if fmt == "parquet" else None
-    if algorithm and recorded and recorded != algorithm:
-        raise HashFormatError(f"{path}: holds {recorded} hashes, not {algorithm}")
-    algorithm = algorithm or _file_algorithm(path, fmt)
-    dec = _Decoder(path, algorithm, _expected_nbytes(algorithm, bits), lenient,
-                   unit="row" if fmt == "parquet" else "line")
-    if fmt == "parquet":
-        chunks = _iter_parquet(path, dec, chunk_rows, hash_column,  # type: ignore[arg-type]
-                               id_column, key_column)  # type: ignore[arg-type]
-        yield from _report(chunks, dec, skipped)
-        return
-    with _open_text(path) as f:
-        try:
+    min_quality = _check_min_quality(min_quality)
+    chunk_rows = _check_chunk_rows(chunk_rows)
+    dec: _Decoder | None = None
+    try:
+        if fmt == "parquet":
+            pqf = _Parquet(path)
+            try:
+                if algorithm and pqf.algorithm and pqf.algorithm != algorithm:
+                    raise HashFormatError(f"{path}: holds {pqf.algorithm} hashes, not "
+                                          f"{algorithm}")
+                algorithm = algorithm or pqf.algorithm or DEFAULT_ALGORITHM
+                dec = _Decoder(path, algorithm, _expected_nbytes(algorithm, bits), lenient,
+                               unit="row")
+                chunks = _iter_parquet(pqf, dec, chunk_rows, hash_column, id_column,
+                                       key_column)
+                yield from _report(chunks, dec, skipped, min_quality)
+            finally:
+                pqf.close()
+            return
+        algorithm = algorithm or _file_algorithm(path, fmt)
+        dec = _Decoder(path, algorithm, _expected_nbytes(algorithm, bits), lenient)
+        with _open_text(path) as f:
             if fmt == "hex":
                 chunks = _iter_hex(f, dec, chunk_rows)
             elif fmt == "jsonl":
@@ -705,23 +1207,26 @@ def iter_hash_list(
                 dec.unit = "item"
                 chunks = _iter_json(f, dec, chunk_rows)
             else:
-                chunks = _iter_csv(f, dec, chunk_rows, "\t" if fmt == "tsv" else ",", fmt == "te",
-                                   header, hash_column, id_column, key_column)
-            yield from _report(chunks, dec, skipped)
-        except UnicodeDecodeError as e:
-            raise HashFormatError(f"{path}: not UTF-8 text ({e.reason} at byte {e.start} of "
-                                  "a block); is the format right?") from None
-        except csv.Error as e:
-            raise HashFormatError(f"{path}: malformed CSV: {e}") from None
+                chunks = _iter_csv(f, dec, chunk_rows, "\t" if fmt == "tsv" else ",",
+                                   fmt == "te", header, hash_column, id_column, key_column)
+            yield from _report(chunks, dec, skipped, min_quality)
+    except HashFormatError:
+        raise
+    except Exception as e:
+        if not _untyped(e):
+            raise
+        raise HashFormatError(f"{path}{_where(dec)}: {_reason(e)}") from None
 
 
-def _report(chunks: Iterator[HashList], dec: _Decoder,
-            skipped: list[tuple[int, str]] | None) -> Iterator[HashList]:
+def _report(chunks: Iterator[HashList], dec: _Decoder, skipped: list[tuple[int, str]] | None,
+            min_quality: int | None) -> Iterator[HashList]:
     for chunk in chunks:
         if skipped is not None:
             skipped.extend(dec.skipped)
         chunk.ignored, dec.ignored = dec.ignored, 0
         dec.skipped = []
+        if min_quality is not None:
+            chunk = _drop_low_quality(chunk, min_quality)
         yield chunk
     if dec.ignored or dec.skipped:  # records after the last chunk that held none
         if skipped is not None:
@@ -730,6 +1235,20 @@ def _report(chunks: Iterator[HashList], dec: _Decoder,
                            np.zeros(0, np.int64), None, None)
         empty.ignored, dec.ignored, dec.skipped = dec.ignored, 0, []
         yield empty
+
+
+def _drop_low_quality(chunk: HashList, min_quality: int) -> HashList:
+    q = chunk.hashes.qualities
+    if q is None:
+        return chunk
+    low = (q >= 0) & (q < min_quality)
+    if not low.any():
+        return chunk
+    keep = np.flatnonzero(~low)
+    out = HashList(chunk.hashes[keep], chunk.ids[keep],
+                   None if chunk.keys is None else chunk.keys[keep], chunk.skipped,
+                   chunk.ignored, chunk.low_quality + int(low.sum()))
+    return out
 
 
 def read_hash_list(
@@ -744,24 +1263,30 @@ def read_hash_list(
     id_column: str | int | None = None,
     key_column: str | int | None = None,
     chunk_rows: int = CHUNK_ROWS,
+    min_quality: int | None = None,
 ) -> HashList:
     """Read a whole hash list: hashes, int64 ids, optional keys.
 
     ``format`` is one of :data:`FORMATS`, else taken from the extension. A malformed record
-    (wrong length, non-hex, bad id, short CSV row, invalid JSON) raises
-    :class:`HashFormatError` with the file and line number; ``lenient=True`` skips it and
-    lists ``(line, reason)`` in the result's ``skipped``.
+    (wrong length, non-hex, bad id, quality outside 0..100, short CSV row, invalid JSON, a
+    line longer than :data:`MAX_LINE_CHARS`) raises :class:`HashFormatError` with the file
+    and line number; ``lenient=True`` skips it and lists ``(line, reason)`` in the result's
+    ``skipped``. A file that cannot be read at all (not a regular file, corrupt gzip or
+    Parquet, not UTF-8, a compression bomb) raises :class:`HashFormatError` either way.
 
     CSV/TSV: ``header`` None detects a header row (a cell naming a known column: ``hash``,
     ``signal_str``, ``id``, ``key``, ``path``, ``quality``, ...). Columns are chosen by
     ``hash_column`` / ``id_column`` / ``key_column`` (a name, or a 0-based index), else by
     those names; without a header the hash is the first column.
+
+    ``min_quality`` (e.g. :data:`PDQ_MIN_QUALITY`) leaves out hashes of a lower known
+    quality and counts them in ``low_quality``; hashes without a quality are kept.
     """
     skipped: list[tuple[int, str]] = []
     chunks = list(iter_hash_list(
         path, algorithm, format=format, lenient=lenient, bits=bits, header=header,
         hash_column=hash_column, id_column=id_column, key_column=key_column,
-        chunk_rows=chunk_rows, skipped=skipped))
+        chunk_rows=chunk_rows, skipped=skipped, min_quality=min_quality))
     if chunks:
         algorithm = chunks[0].hashes.algorithm
     else:
@@ -770,33 +1295,34 @@ def read_hash_list(
 
 
 def _file_algorithm(path: Path, fmt: str) -> str:
-    """The algorithm a file records (Parquet metadata, a JSONL ``algorithm`` field), or pdq."""
+    """The algorithm a file records (Parquet metadata, the ``algorithm`` column or field of
+    the first record), or pdq. Any problem reading it is left for the read to report."""
     found = None
-    if fmt == "parquet":
-        with contextlib.suppress(Exception):  # an unreadable file is reported when read
-            found = _parquet_algorithm(path)
-    elif fmt in ("csv", "tsv") and path.is_file():
-        with contextlib.suppress(ValueError, OSError, csv.Error, IndexError), _open_text(path) as f:
-            reader = csv.reader(f, delimiter="\t" if fmt == "tsv" else ",")
-            head = [c.strip().lower() for c in next(reader, [])]
-            first = next(reader, [])
-            if "algorithm" in head and "signal_type" not in head:
-                found = first[head.index("algorithm")].strip()
-    elif fmt == "json" and path.is_file():
-        with contextlib.suppress(ValueError, OSError), _open_text(path) as f:
-            data = json.load(f)
-            data = data.get("hashes") if isinstance(data, dict) else data
-            if isinstance(data, list) and data and isinstance(data[0], dict):
-                found = data[0].get("algorithm")
-    elif fmt == "jsonl" and path.is_file():
-        with contextlib.suppress(ValueError, OSError), _open_text(path) as f:
-            for line in f:
-                if line.strip():
-                    obj = json.loads(line)
-                    if isinstance(obj, dict):
-                        found = obj.get("algorithm")
-                    break
-    return found if isinstance(found, str) and found else DEFAULT_ALGORITHM
+    dec = _Decoder(path, DEFAULT_ALGORITHM, None, False)
+    with contextlib.suppress(Exception):
+        if fmt == "parquet":
+            pqf = _Parquet(path)
+            pqf.close()
+            found = pqf.algorithm
+        elif fmt in ("csv", "tsv"):
+            with _open_text(path) as f:
+                reader = csv.reader((line or "" for _, line in _lines(f, dec)),
+                                    delimiter="\t" if fmt == "tsv" else ",")
+                head = [c.strip().lower() for c in next(reader, [])]
+                first = next(reader, [])
+                if "algorithm" in head and "signal_type" not in head:
+                    found = first[head.index("algorithm")].strip()
+        elif fmt == "json":
+            with _open_text(path) as f:
+                found = next(_JsonStream(f, dec).records()).get("algorithm")
+        elif fmt == "jsonl":
+            with _open_text(path) as f:
+                for _, line in _lines(f, dec):
+                    if line is not None and line.strip():
+                        found = json.loads(line).get("algorithm")
+                        break
+    return found if isinstance(found, str) and _ALGORITHM_NAME.fullmatch(found) \
+        else DEFAULT_ALGORITHM
 
 
 def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = None,
@@ -804,20 +1330,21 @@ def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = 
     """Join chunks (as :func:`iter_hash_list` yields them) into one :class:`HashList`."""
     skipped = list(skipped or [])
     ignored = sum(c.ignored for c in chunks)
+    low = sum(c.low_quality for c in chunks)
     chunks = [c for c in chunks if len(c)] or list(chunks[:1])
     if not chunks:
         nbytes = _expected_nbytes(algorithm, bits) or 0
         empty = HashArray.empty(algorithm, 8 * nbytes)
-        return HashList(empty, np.zeros(0, np.int64), None, skipped, ignored)
+        return HashList(empty, np.zeros(0, np.int64), None, skipped, ignored, low)
     hashes = HashArray.concat([c.hashes for c in chunks]) if len(chunks) > 1 \
         else chunks[0].hashes
     ids = np.concatenate([c.ids for c in chunks])
     keys = None
     if any(c.keys is not None for c in chunks):
         keys = np.concatenate([
-            c.keys if c.keys is not None else np.full(len(c), "", dtype=object) for c in chunks
+            c.keys if c.keys is not None else np.full(len(c), None, dtype=object) for c in chunks
         ])
-    return HashList(hashes, ids, keys, skipped, ignored)
+    return HashList(hashes, ids, keys, skipped, ignored, low)
 
 
 # --------------------------------------------------------------------------------------
@@ -845,7 +1372,10 @@ def write_hash_list(
     ``hashes`` is a HashArray (its qualities are written where the format has a column), a
     :class:`HashList` (ids and keys taken from it) or a raw ``(n, bits/8)`` uint8 array with
     ``algorithm``. ``ids`` default to 0..n-1. Hex lines hold no ids, so they refuse ids other
-    than 0..n-1 (use CSV, JSONL or Parquet for those).
+    than 0..n-1 (use CSV, JSONL or Parquet for those). A None key is written as a NULL
+    (JSON ``null``, a Parquet null) or, in formats without NULLs, as no key / an empty cell.
+    Where there are qualities, CSV/TSV and JSON/JSONL also get ``quality_ok``: whether the
+    quality is at least :data:`PDQ_MIN_QUALITY` (empty / absent where it is unknown).
     """
     path = Path(path)
     fmt = _resolve_format(path, format)
@@ -877,7 +1407,7 @@ def write_hash_list(
         for start in range(0, n, chunk_rows) if n else ():
             stop = min(n, start + chunk_rows)
             texts = _hex_rows(hashes.codes[start:stop])
-            k = None if keys is None else [str(x) for x in keys[start:stop]]
+            k = None if keys is None else _key_texts(path, keys[start:stop])
             q = None if quals is None else quals[start:stop].tolist()
             if fmt == "hex":
                 _write_hex_chunk(f, path, texts, k)
@@ -896,19 +1426,33 @@ def write_hash_list(
                              None, default_ids)
 
 
-def _write_hex_chunk(f: IO[str], path: Path, texts: list[str], keys: list[str] | None) -> None:
+def _key_texts(path: Path, keys: Any) -> list[str | None]:
+    """Keys as text (None stays None); a key too long to be read back is refused."""
+    out = [None if k is None else str(k) for k in keys]
+    for k in out:
+        if k is not None and len(k) > MAX_LINE_CHARS // 2:
+            raise HashFormatError(f"{path}: key {k[:40]!r}... has {len(k)} characters; keys "
+                                  f"are limited to {MAX_LINE_CHARS // 2}")
+    return out
+
+
+def _write_hex_chunk(f: IO[str], path: Path, texts: list[str],
+                     keys: list[str | None] | None) -> None:
     if keys is None:
         f.write("\n".join(texts) + "\n")
         return
-    for k in keys:
+    texts_k = ["" if k is None else k for k in keys]
+    for k in texts_k:
         if "\n" in k or "\r" in k or k != k.strip():
             raise HashFormatError(f"{path}: key {k[:80]!r} has a line break or surrounding "
                                   "space, which hex lines cannot hold; use csv or jsonl")
-    f.write("".join(f"{t} {k}\n" if k else f"{t}\n" for t, k in zip(texts, keys, strict=True)))
+    f.write("".join(f"{t} {k}\n" if k else f"{t}\n"
+                    for t, k in zip(texts, texts_k, strict=True)))
 
 
 def _write_jsonl_chunk(f: IO[str], algorithm: str, texts: list[str], ids: list[int],
-                       keys: list[str] | None, quals: list[int] | None, sep: str) -> None:
+                       keys: list[str | None] | None, quals: list[int] | None,
+                       sep: str) -> None:
     out = io.StringIO()
     for i, t in enumerate(texts):
         if i:
@@ -918,6 +1462,7 @@ def _write_jsonl_chunk(f: IO[str], algorithm: str, texts: list[str], ids: list[i
             obj["key"] = keys[i]
         if quals is not None and quals[i] >= 0:
             obj["quality"] = quals[i]
+            obj["quality_ok"] = quals[i] >= PDQ_MIN_QUALITY
         out.write(json.dumps(obj, ensure_ascii=False))
     if sep == "\n" and texts:
         out.write("\n")
@@ -925,11 +1470,13 @@ def _write_jsonl_chunk(f: IO[str], algorithm: str, texts: list[str], ids: list[i
 
 
 def _write_csv_chunk(f: IO[str], fmt: str, first: bool, algorithm: str, texts: list[str],
-                     ids: list[int], keys: list[str] | None, quals: list[int] | None,
+                     ids: list[int], keys: list[str | None] | None, quals: list[int] | None,
                      default_ids: bool) -> None:
+    if keys is not None:
+        keys = ["" if k is None else k for k in keys]  # CSV has no NULL
     # Python's csv quotes only line-terminator characters, so a lone "\r" in a key would
     # end the row on reading: quote every field of such a chunk.
-    lone_cr = keys is not None and any("\r" in k for k in keys)
+    lone_cr = keys is not None and any("\r" in k for k in keys)  # type: ignore[operator]
     writer = csv.writer(f, delimiter="\t" if fmt == "tsv" else ",", lineterminator="\n",
                         quoting=csv.QUOTE_ALL if lone_cr else csv.QUOTE_MINIMAL)
     if fmt == "te":
@@ -947,7 +1494,7 @@ def _write_csv_chunk(f: IO[str], fmt: str, first: bool, algorithm: str, texts: l
     else:
         # The algorithm on every row makes the file self-describing (as the hash command's).
         header = ["hash", "id", "algorithm"] + ([] if keys is None else ["key"]) + \
-            ([] if quals is None else ["quality"])
+            ([] if quals is None else ["quality", "quality_ok"])
         if first:
             writer.writerow(header)
         cols = [texts, ids, [algorithm] * len(texts)]
@@ -955,6 +1502,8 @@ def _write_csv_chunk(f: IO[str], fmt: str, first: bool, algorithm: str, texts: l
             cols.append(keys)
         if quals is not None:
             cols.append(["" if q < 0 else q for q in quals])
+            cols.append(["" if q < 0 else "true" if q >= PDQ_MIN_QUALITY else "false"
+                         for q in quals])
     writer.writerows(zip(*cols, strict=True))
 
 
@@ -981,7 +1530,7 @@ def _write_parquet(path: Path, hashes: HashArray, ids: np.ndarray, keys: Any,
                                                            [None, flat]),
                       pa.array(ids[start:stop], pa.int64())]
             if keys is not None:
-                arrays.append(pa.array([str(k) for k in keys[start:stop]], pa.string()))
+                arrays.append(pa.array(_key_texts(path, keys[start:stop]), pa.string()))
             if quals is not None:
                 q = quals[start:stop]
                 arrays.append(pa.array(q, pa.int16(), mask=q < 0))

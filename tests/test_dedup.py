@@ -113,13 +113,15 @@ def test_include_singletons_partitions_all_ids():
     assert [c for c in got if len(c) > 1] == brute_force_clusters(codes, 3)
 
 
-def test_labels_fold_dense_graphs(monkeypatch):
-    # Force folding of pending edges after every batch; results must not change.
+def test_labels_with_tiny_batches_and_constant_compression(monkeypatch):
+    # One query per batch and a full union-find compression after every batch: the
+    # results must not change.
     from hashlib_ext import dedup
 
     codes = planted(200, 8, 4, 8, cluster_size=(10, 30))
     expected = brute_force_clusters(codes, 8)
-    monkeypatch.setattr(dedup, "_MAX_PENDING_EDGES", 5)
+    monkeypatch.setattr(dedup, "RESULT_BUDGET", 5)
+    monkeypatch.setattr(dedup, "_COMPRESS_EVERY", 1)
     assert hx.find_duplicates(codes, 8, batch_size=64) == expected
     labels = duplicate_labels(codes, 8, batch_size=64)
     assert labels.shape == (len(codes),)
@@ -166,3 +168,107 @@ def test_auto_index_at_mih_size_matches_flat():
     auto = hx.find_duplicates(codes, 31)
     assert len(auto) > 1000
     assert auto == hx.find_duplicates(codes, 31, kind="flat")
+
+
+# -- bounded memory on dense inputs ---------------------------------------------------------
+
+def dense_blob(n: int, seed: int = 0) -> np.ndarray:
+    """``n`` distinct 256-bit codes, each 3 bits from one centre (all pairs within 6 bits)."""
+    rng = np.random.default_rng(seed)
+    centre = np.unpackbits(rng.integers(0, 256, 32, dtype=np.uint8))
+    flips: set[tuple[int, ...]] = set()
+    while len(flips) < n:
+        flips.add(tuple(sorted(rng.choice(256, 3, replace=False).tolist())))
+    bits = np.tile(centre, (n, 1))
+    for i, f in enumerate(sorted(flips)):
+        bits[i, list(f)] ^= 1
+    return np.packbits(bits, axis=1)
+
+
+def _recording_searches(monkeypatch) -> list[tuple[int, int]]:
+    """Record (queries, matches) of every range search dedup runs."""
+    from hashlib_ext import dedup
+
+    calls: list[tuple[int, int]] = []
+    real = dedup._range_searcher
+
+    def wrapped(codes, threshold, kind):
+        search, threaded = real(codes, threshold, kind)
+
+        def recorded(queries):
+            lims, found = search(queries)
+            calls.append((len(queries), int(found.size)))
+            return lims, found
+
+        return recorded, threaded
+
+    monkeypatch.setattr(dedup, "_range_searcher", wrapped)
+    return calls
+
+
+@pytest.mark.parametrize("kind", ["auto", "flat"])
+def test_dense_blob_searches_stay_within_the_result_budget(monkeypatch, kind):
+    """Every pair of 2,000 hashes (plus two far outliers) matches: 4M pairs. With a budget
+    of 20,000 matches, no search may return much more than that, and the clusters are
+    exact."""
+    from hashlib_ext import dedup
+
+    monkeypatch.setattr(dedup, "RESULT_BUDGET", 20_000)
+    calls = _recording_searches(monkeypatch)
+    blob = dense_blob(2000)
+    codes = np.concatenate([blob, ~blob[:1], ~blob[1:2] ^ np.uint8(0xF0)])
+    got = hx.find_duplicates(codes, 31, kind=kind)
+    assert got == [list(range(2000))]
+    n = len(codes)
+    assert sum(q for q, _ in calls) == n  # the outliers keep every query necessary
+    assert max(found for _, found in calls) <= 20_000 + n  # one query may match everything
+    assert got == brute_force_clusters(codes, 31)
+
+
+def test_one_cluster_ends_the_search_early(monkeypatch):
+    calls = _recording_searches(monkeypatch)
+    codes = dense_blob(3000, seed=1)
+    assert hx.find_duplicates(codes, 31) == [list(range(3000))]
+    assert sum(q for q, _ in calls) < 1000  # the first batch joined everything
+
+
+def test_union_find_matches_scipy_on_random_edges():
+    from scipy.sparse import coo_matrix
+    from scipy.sparse.csgraph import connected_components
+
+    from hashlib_ext.dedup import _Components
+
+    rng = np.random.default_rng(3)
+    n = 5000
+    uf = _Components(n)
+    rows, cols = [], []
+    for _ in range(40):
+        r, c = rng.integers(0, n, 150), rng.integers(0, n, 150)
+        uf.add(r, c)
+        rows.append(r)
+        cols.append(c)
+    r, c = np.concatenate(rows), np.concatenate(cols)
+    ncomp, lab = connected_components(coo_matrix((np.ones(r.size), (r, c)), shape=(n, n)),
+                                      directed=False)
+    got = uf.labels()
+    assert uf.count == ncomp == np.unique(got).size
+    # same partition: labels map one to one
+    pairs = np.unique(np.stack([got, lab]), axis=1)
+    assert pairs.shape[1] == ncomp
+    assert (got <= np.arange(n)).all()  # each label is the smallest member
+
+
+@pytest.mark.slow
+def test_forty_thousand_hashes_within_three_bits_in_bounded_memory():
+    """The case that ran out of memory: 40,000 distinct hashes, all pairs within the
+    threshold (800M pairs), plus one outlier so that no early exit helps."""
+    import tracemalloc
+
+    codes = dense_blob(40_000, seed=2)
+    codes = np.concatenate([codes, ~codes[:1]])
+    tracemalloc.start()
+    got = hx.find_duplicates(codes, 31)
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert got == [list(range(40_000))]
+    assert peak < 600 << 20, peak

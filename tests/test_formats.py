@@ -227,7 +227,7 @@ def test_jsonl_bad_lines(tmp_path):
     assert [line for line, _ in got.skipped] == [2, 3, 4]
     assert got.ignored == 1  # the phash record belongs to another list
     np.testing.assert_array_equal(got.ids, [7, 12])
-    assert got.keys.tolist() == ["a", ""]
+    assert got.keys.tolist() == ["a", None]  # no key field: a NULL key
 
 
 # The shape python-threatexchange's `threatexchange dataset --csv` writes.
@@ -463,3 +463,185 @@ def test_bad_ids_and_qualities_are_named(tmp_path):
     got = formats.read_hash_list(jl, lenient=True)
     np.testing.assert_array_equal(got.ids, [7, 8, 4])  # null id: the record number
     assert [line for line, _ in got.skipped] == [2, 3, 6]
+
+
+# -- hostile files: non-regular files, bombs, nesting, over-long lines ----------------------
+
+def test_non_regular_files_are_refused_before_opening(tmp_path):
+    import os
+    import threading
+
+    fifo = tmp_path / "pipe.txt"
+    os.mkfifo(fifo)
+    (tmp_path / "folder.csv").mkdir()
+    (tmp_path / "zero.txt").symlink_to("/dev/zero")
+    done = []
+
+    def read_all():
+        for name, kind in (("pipe.txt", "FIFO"), ("folder.csv", "directory"),
+                           ("zero.txt", "character device"), ("pipe.txt", "FIFO")):
+            for fmt in (None, "parquet", "json"):
+                with pytest.raises(HashFormatError, match=f"is a {kind}"):
+                    formats.read_hash_list(tmp_path / name, format=fmt)
+        done.append(True)
+
+    t = threading.Thread(target=read_all, daemon=True)
+    t.start()
+    t.join(20)
+    assert done, "reading a FIFO or device blocked"
+
+
+def test_gzip_with_one_huge_line_fails_fast_in_bounded_memory(tmp_path):
+    import time
+    import tracemalloc
+
+    path = tmp_path / "bomb.txt.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        block = b"0" * (1 << 20)
+        for _ in range(256):  # 256 MiB on one line, about 250 kB compressed
+            f.write(block)
+    tracemalloc.start()
+    start = time.perf_counter()
+    for lenient in (False, True):
+        with pytest.raises(HashFormatError, match="bomb.txt.gz"):
+            formats.read_hash_list(path, lenient=lenient)
+    elapsed = time.perf_counter() - start
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    assert elapsed < 10 and peak < 64 << 20, (elapsed, peak)
+
+
+def test_gzip_bomb_of_blank_lines_is_refused(tmp_path):
+    path = tmp_path / "blank.csv.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write(b"hash\n")
+        for _ in range(64):
+            f.write(b"\n" * (1 << 20))
+    with pytest.raises(HashFormatError, match="compression bomb"):
+        formats.read_hash_list(path)
+    # A real list of one repeated hash compresses far less and reads.
+    path = tmp_path / "same.txt.gz"
+    with gzip.open(path, "wb", compresslevel=9) as f:
+        f.write((GOOD + "\n").encode() * 300_000)
+    assert len(formats.read_hash_list(path)) == 300_000
+
+
+@pytest.mark.parametrize("ext", ["txt", "csv", "jsonl"])
+def test_over_long_lines_strict_and_lenient(tmp_path, ext):
+    long = "a" * (formats.MAX_LINE_CHARS + 10)
+    path = tmp_path / f"long.{ext}"
+    lines = {"txt": [GOOD, long, GOOD], "csv": ["hash", GOOD, long, GOOD],
+             "jsonl": [json.dumps({"hash": GOOD}), long, json.dumps({"hash": GOOD})]}[ext]
+    path.write_text("\n".join(lines) + "\n")
+    bad_line = lines.index(long) + 1
+    with pytest.raises(HashFormatError, match=f"line {bad_line}: line longer than"):
+        formats.read_hash_list(path)
+    got = formats.read_hash_list(path, lenient=True)
+    assert len(got) == 2 and [line for line, _ in got.skipped] == [bad_line]
+    np.testing.assert_array_equal(got.ids, [0, 2])
+
+
+def test_deeply_nested_json_is_a_format_error(tmp_path):
+    deep = "[" * 200_000 + "]" * 200_000
+    (tmp_path / "a.json").write_text(deep)
+    (tmp_path / "b.json").write_text('[{"hash": ' + deep[:100_000] + deep[-100_000:] + "}]")
+    (tmp_path / "c.jsonl").write_text(json.dumps({"hash": GOOD}) + "\n" + deep + "\n")
+    for name in ("a.json", "b.json"):
+        with pytest.raises(HashFormatError, match=f"{name}, item 1: .*nested too deeply"):
+            formats.read_hash_list(tmp_path / name)
+    with pytest.raises(HashFormatError, match="c.jsonl, line 2: JSON nested too deeply"):
+        formats.read_hash_list(tmp_path / "c.jsonl")
+    assert len(formats.read_hash_list(tmp_path / "c.jsonl", lenient=True)) == 1
+
+
+def test_json_array_is_streamed_item_by_item(tmp_path):
+    hashes, ids, keys = random_list(50)
+    path = tmp_path / "l.json"
+    formats.write_hash_list(path, hashes, ids, keys)
+    got = formats.read_hash_list(path, chunk_rows=7)
+    assert got.hashes == hashes and got.keys.tolist() == keys.tolist()
+    # the object form, with members before and after the array
+    obj = {"tool": {"v": [1, 2]}, "hashes": json.loads(path.read_text()), "n": 50}
+    path.write_text(json.dumps(obj, indent=1))
+    assert formats.read_hash_list(path).hashes == hashes
+    for text, match in [("[", "invalid JSON"), ('[{"hash": "' + GOOD + '"} 7]', "',' or ']'"),
+                        ("[] []", "extra data"), ('{"x": 1}', "array of hash objects"),
+                        ("", "empty"), ("7", "array")]:
+        path.write_text(text)
+        with pytest.raises(HashFormatError, match=match):
+            formats.read_hash_list(path)
+
+
+def test_parquet_quality_range_and_null_keys(tmp_path):
+    path = tmp_path / "q.parquet"
+    table = pa.table({"hash": [GOOD] * 5, "key": ["a", None, "c", None, "e"],
+                      "quality": pa.array([50, 500, -7, None, 100], pa.int32())})
+    pq.write_table(table, path)
+    with pytest.raises(HashFormatError, match="row 2: quality 500 is outside 0..100"):
+        formats.read_hash_list(path)
+    got = formats.read_hash_list(path, lenient=True)
+    assert [line for line, _ in got.skipped] == [2, 3]
+    assert got.keys.tolist() == ["a", None, "e"]  # NULL keys are None, not "None"
+    np.testing.assert_array_equal(got.hashes.qualities, [50, -1, 100])
+    # None keys are written as NULLs (JSON null, Parquet null) and read back as None
+    for name in ("k.parquet", "k.jsonl", "k.json"):
+        formats.write_hash_list(tmp_path / name, got)
+        assert formats.read_hash_list(tmp_path / name).keys.tolist() == ["a", None, "e"]
+    formats.write_hash_list(tmp_path / "k.csv", got)  # CSV has no NULL: an empty cell
+    assert formats.read_hash_list(tmp_path / "k.csv").keys.tolist() == ["a", "", "e"]
+
+
+def test_corrupt_parquet_and_wrong_column_types(tmp_path):
+    hashes, ids, keys = random_list(200)
+    path = tmp_path / "x.parquet"
+    formats.write_hash_list(path, hashes, ids, keys, chunk_rows=50)
+    data = path.read_bytes()
+    for cut in (len(data) // 3, len(data) - 9, 20):
+        (tmp_path / "cut.parquet").write_bytes(data[:cut])
+        with pytest.raises(HashFormatError, match="cut.parquet"):
+            formats.read_hash_list(tmp_path / "cut.parquet")
+    for col, values, match in [("hash", [1, 2], "hash column has type"),
+                               ("quality", [1.5, 2.0], "quality column has type"),
+                               ("key", [[1], [2]], "key column has type"),
+                               ("id", ["1", "2"], "id column has type")]:
+        cols = {"hash": [GOOD, GOOD], col: values}
+        pq.write_table(pa.table(cols), tmp_path / "t.parquet")
+        with pytest.raises(HashFormatError, match=match):
+            formats.read_hash_list(tmp_path / "t.parquet")
+
+
+# -- PDQ quality policy --------------------------------------------------------------------
+
+def test_quality_ok_flag_in_csv_and_json_outputs(tmp_path):
+    codes = np.arange(4 * 32, dtype=np.uint8).reshape(4, 32)
+    hashes = hx.HashArray(codes, "pdq", [49, 50, -1, 100])
+    formats.write_hash_list(tmp_path / "q.csv", hashes)
+    rows = (tmp_path / "q.csv").read_text().splitlines()
+    assert rows[0] == "hash,id,algorithm,quality,quality_ok"
+    assert [r.split(",")[-2:] for r in rows[1:]] == [["49", "false"], ["50", "true"],
+                                                     ["", ""], ["100", "true"]]
+    formats.write_hash_list(tmp_path / "q.jsonl", hashes)
+    objs = [json.loads(line) for line in (tmp_path / "q.jsonl").read_text().splitlines()]
+    assert [o.get("quality_ok") for o in objs] == [False, True, None, True]
+    assert formats.quality_ok(hashes.qualities).tolist() == [False, True, None, True]
+    for name in ("q.csv", "q.jsonl"):  # the flag column does not disturb reading
+        assert formats.read_hash_list(tmp_path / name).hashes == hashes
+
+
+@pytest.mark.parametrize("name", ["m.csv", "m.jsonl", "m.json", "m.parquet", "m.tsv.gz"])
+def test_min_quality_leaves_out_low_quality_hashes(tmp_path, name):
+    hashes, ids, keys = random_list(300)
+    hashes.qualities[:10] = -1  # unknown quality: kept
+    path = tmp_path / name
+    formats.write_hash_list(path, hashes, ids, keys)
+    got = formats.read_hash_list(path, min_quality=formats.PDQ_MIN_QUALITY, chunk_rows=32)
+    q = hashes.qualities
+    keep = (q < 0) | (q >= 50)
+    assert got.hashes == hashes[np.flatnonzero(keep)]
+    np.testing.assert_array_equal(got.ids, ids[keep])
+    assert got.keys.tolist() == keys[keep].tolist()
+    assert got.low_quality == int((~keep).sum()) > 0
+    assert len(formats.read_hash_list(path, min_quality=0)) == 300
+    for bad in (-1, 101, 50.5, True):
+        with pytest.raises(HashFormatError, match="min_quality"):
+            formats.read_hash_list(path, min_quality=bad)
