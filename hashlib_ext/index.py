@@ -231,8 +231,8 @@ class HashIndex:
             given_ids = given_ids.astype(np.int64)
         if keys is not None:
             keys = list(keys)
-            if len(keys) != n or not all(isinstance(k, str) for k in keys):
-                raise HashFormatError(f"keys must be {n} strings, one per hash")
+            if len(keys) != n or not all(k is None or isinstance(k, str) for k in keys):
+                raise HashFormatError(f"keys must be {n} strings (or None), one per hash")
         columns = _check_metadata(metadata, n)
         with self._lock.write():
             if given_ids is None:
@@ -252,8 +252,12 @@ class HashIndex:
             self._flat.add(codes)  # MIH tables (if any) stay valid: new codes join the tail
             self._next_id = max(self._next_id, int(new_ids.max()) + 1)
             id_list = new_ids.tolist()
-            if keys is not None:
-                self._keys.update(zip(id_list, keys, strict=True))
+            if keys is not None:  # None: no key for that hash
+                for i, k in zip(id_list, keys, strict=True):
+                    if k is None:
+                        self._keys.pop(i, None)
+                    else:
+                        self._keys[i] = k
             for name, values in columns.items():
                 col = self._meta.setdefault(name, {})
                 for i, v in zip(id_list, values, strict=True):
