@@ -71,3 +71,7 @@ class ChecksumMismatchError(DatasetDownloadError):
 
 class UnsafeArchiveError(DatasetError):
     """An archive holds a member that would be written outside the destination (zip-slip)."""
+
+
+class MissingDependencyError(HashlibExtError, ImportError):
+    """An optional dependency is not installed; the message names the extra to install."""
