@@ -43,14 +43,14 @@ UNIFORM_FRAC = 0.01
 """A uniform line has at most this fraction of pixels off its median."""
 SMOOTH_FRAC = 0.01
 """A smooth line has at most this fraction of steps above STEP_TOL."""
-RING, RING_FRAC = 8, 0.3
+RING, RING_FRAC = 8, 0.45
 """A straight edge may follow a clean run by up to RING lines (JPEG ringing, resampling
 blur); all but the last of them with at most RING_FRAC steep steps."""
 JUMP_FRAC, JUMP_LOOSE = 0.5, 0.25
 """A smooth run ends at a photo's straight edge when this fraction of the next line jumps
 (conservative tier, aggressive tier)."""
 BAND_FRAC = 0.1
-"""A line of marks on a band keeps at least this fraction of pixels of the band's colour."""
+"""Lines of marks on a band keep at least this fraction of pixels of the band's colour."""
 MAX_RUN = 0.25
 """Longest run of marked lines (text, icons), as a fraction of the image's side."""
 INSET = 2
@@ -136,8 +136,9 @@ def _walk(lines: np.ndarray, stats: Stats, limit: int, max_run: int, aggressive:
         run = max_run if last is not None else max(RING, max_run // 5)
         level = ref[p] if last is None else last
         e = _run_end(~clean[p : min(end, p + run + 1)], p, min(end, p + run + 1))
-        frac = (np.abs(_grey(lines[p:e]) - level) <= COLOR_TOL).mean(axis=1)
-        if e - p > run or frac.min(initial=1.0) < (BAND_FRAC if last is not None else 0.5):
+        frac = np.sort((np.abs(_grey(lines[p:e]) - level) <= COLOR_TOL).mean(axis=1))
+        if e - p > run or frac[0 if last is None else min(3, e - p - 1)] < (
+                0.5 if last is None else BAND_FRAC):  # a thin rule may end a band
             return safe
         if e == end:
             break
