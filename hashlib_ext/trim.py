@@ -206,10 +206,12 @@ def _same(a: Box, b: Box, w: int, h: int) -> bool:
 def content_boxes(rgb: np.ndarray, max_boxes: int = 2) -> list[Box]:
     """Up to ``max_boxes`` content boxes ``(left, top, right, bottom)`` inside ``rgb``.
 
-    ``rgb`` is an ``(h, w, 3)`` or ``(h, w)`` uint8 array. The first box trims only
-    uniform borders and fills that end at a straight edge; the second also trims text
-    bands and app chrome. Boxes within 1% of the full frame or of an earlier box are
-    dropped, so the list is often empty (an unedited photo).
+    ``rgb`` is an ``(h, w, 3)`` or ``(h, w)`` uint8 array (``(h, w, 1)`` and RGBA work
+    too). Boxes come in tier order: the conservative box (pads, frames and fills that end
+    at a straight edge), then the aggressive one (also text bands and app chrome). A box
+    within 1% of the full frame or of the box before it is dropped, so an unedited photo
+    usually gets ``[]``; so do images under 32 px a side. Each box keeps at least 20% and
+    32 px of each side.
     """
     img = np.asarray(rgb)
     if img.ndim == 2:
