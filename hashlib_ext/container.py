@@ -176,6 +176,8 @@ def read(path: str | os.PathLike[str], kind: str, max_version: int,
             return _read(f, size, path, kind, max_version, expected)
     except OSError as e:
         raise IndexFileError(f"{path}: cannot read index file: {e.strerror or e}") from e
+    except ValueError as e:  # e.g. a NUL byte in the path
+        raise IndexFileError(f"{path!r}: cannot read index file: {e}") from None
 
 
 def read_open(f: io.BufferedReader, size: int, path: str, kind: str, max_version: int,
@@ -260,11 +262,13 @@ def _plan(sections: list[Any], expected: Mapping[str, str] | None,
             raise bad(f"corrupt header (shape of section {name!r})")
         count = 1
         for d in shape:
-            count *= d
+            count *= max(d, 1)  # a zero dimension must not hide an absurd other one
         nb = count * DTYPES[dt].itemsize
         if nb >= _MAX_DIM:
             raise bad(f"corrupt header (size of section {name!r})")
         seen.add(name)
+        if 0 in shape:
+            nb = 0
         plan.append((name, DTYPES[dt], tuple(shape), nb))
     return plan
 

@@ -10,6 +10,7 @@ a time in a fresh process, and the input that kills it again is reported as a
 from __future__ import annotations
 
 import os
+import pickle
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -92,6 +93,9 @@ def _run_pool(chunks: Sequence[list[tuple[int, Any]]], query: bool, workers: int
                 _collect(results, fut.result(), bar)
             except BrokenProcessPool:
                 lost.append(chunk)
+            except (TypeError, AttributeError, pickle.PicklingError):
+                # a source that cannot travel to a worker (an open file): describe here
+                _collect(results, _describe_chunk(chunk, query), bar)
     for chunk in lost:  # the pool broke: each input alone, in a fresh process
         for item in chunk:
             with ProcessPoolExecutor(max_workers=1) as alone:

@@ -56,6 +56,9 @@ hashing tables from 30k codes)."""
 FORMAT = "hashlib_ext.RobustIndex"
 VERSION = 1
 _XY_SCALE = 16  # keypoint positions stored in 1/16 px (uint16: frames up to 4095 px)
+_INT64_MAX = (1 << 63) - 1
+_NDIM = {"ids": 1, "key_offsets": 1, "key_data": 1, "sizes": 2, "thumbs": 3, "pdq": 2,
+         "pdq_owner": 1, "quality": 1, "kp_offsets": 1, "kp_xy": 2, "kp_desc": 2}
 _SECTIONS = {"ids": "<i8", "key_offsets": "<i8", "key_data": "u1", "sizes": "<u2",
              "thumbs": "u1",
              "pdq": "u1", "pdq_owner": "<u4", "quality": "<u2", "kp_offsets": "<i8",
@@ -83,8 +86,8 @@ class RobustIndex:
     """Robust copy detection over a growing collection of images (see the module doc)."""
 
     def __init__(self, *, pdq_threshold: int = PDQ_THRESHOLD, min_score: int = MIN_SCORE):
-        self.pdq_threshold = int(pdq_threshold)
-        self.min_score = int(min_score)
+        self.pdq_threshold = _threshold(pdq_threshold, 256, "pdq_threshold")
+        self.min_score = _threshold(min_score, 1 << 20, "min_score")
         self._global = HashIndex("pdq")
         self._words = WordIndex()
         self._ids: list[int] = []
@@ -140,10 +143,14 @@ class RobustIndex:
         if keys is not None and len(keys) != len(srcs):
             raise ValueError(f"{len(keys)} keys for {len(srcs)} images")
         if ids is not None:
-            ids = [int(i) for i in ids]
+            ids = [_int64(i) for i in ids]
             clash = set(ids) & self._pos.keys()
             if clash or len(set(ids)) != len(ids):
                 raise ValueError(f"ids already indexed or repeated: {sorted(clash)[:5]}")
+        elif self._next_id + len(srcs) > _INT64_MAX:
+            raise ValueError("automatic ids would pass 2**63 - 1: give ids=")
+        if keys is not None:
+            keys = [_key(k) for k in keys]
         added: list[int] = []
         errors: list[tuple[Any, str, str]] = []
         batch: list[Descriptor] = []
@@ -215,8 +222,9 @@ class RobustIndex:
         never returned, nor do they stop the cascade after stage 1 (for a collection
         matched against itself, exclude the query's own id)."""
         skip = {int(i) for i in exclude}
-        t1 = self.pdq_threshold if pdq_threshold is None else int(pdq_threshold)
-        s2 = self.min_score if min_score is None else int(min_score)
+        t1 = self.pdq_threshold if pdq_threshold is None else \
+            _threshold(pdq_threshold, 256, "pdq_threshold")
+        s2 = self.min_score if min_score is None else _threshold(min_score, 1 << 20, "min_score")
         image = None
         if isinstance(src, Descriptor):
             d = src
@@ -228,7 +236,7 @@ class RobustIndex:
             return found
         if not d.local and image is not None:
             d = with_local(d, image)
-        return [m for m in self._stage2(d, s2, len(skip)) if m.id not in skip]
+        return [m for m in self._stage2(d, max(1, s2), len(skip)) if m.id not in skip]
 
     def _stage1(self, d: Descriptor, t: int) -> list[RobustMatch]:
         if not len(self._global):
@@ -308,6 +316,7 @@ class RobustIndex:
         meta = {"count": len(self._ids), "next_id": self._next_id,
                 "word_bits": list(self._words.bits), "pdq_threshold": self.pdq_threshold,
                 "min_score": self.min_score, "xy_scale": _XY_SCALE}
+        container.remove_stale_temps(path)
         container.write(path, FORMAT, VERSION, meta, arrays)
 
     @classmethod
@@ -316,27 +325,30 @@ class RobustIndex:
         :class:`~hashlib_ext.errors.IndexFileError`."""
         path = os.fspath(path)
         _, meta, a = container.read(path, FORMAT, VERSION, _SECTIONS)
+        container.remove_stale_temps(path)
 
         def bad(msg: str) -> IndexFileError:
             return IndexFileError(f"{path}: {msg}")
 
-        try:
-            n = int(meta["count"])
-            idx = cls(pdq_threshold=int(meta["pdq_threshold"]),
-                      min_score=int(meta["min_score"]))
-            next_id = int(meta["next_id"])
-            bits = tuple(int(b) for b in meta["word_bits"])
-            xy_scale = int(meta["xy_scale"])
-        except (KeyError, TypeError, ValueError, OverflowError):
-            raise bad("corrupt header (missing or invalid fields)") from None
-        if set(a) != set(_SECTIONS) or xy_scale != _XY_SCALE or \
-                len(bits) != len(WORD_BITS) or any(not 0 <= b < 256 for b in bits):
+        fields = {k: meta.get(k) for k in ("count", "pdq_threshold", "min_score", "next_id",
+                                            "xy_scale")}
+        bits = meta.get("word_bits")
+        if any(type(v) is not int for v in fields.values()) or not isinstance(bits, list) \
+                or any(type(b) is not int for b in bits):
+            raise bad("corrupt header (missing or invalid fields)")
+        n, next_id = fields["count"], fields["next_id"]
+        if set(a) != set(_SECTIONS) or fields["xy_scale"] != _XY_SCALE or \
+                len(bits) != len(WORD_BITS) or len(set(bits)) != len(bits) or \
+                any(not 0 <= b < 256 for b in bits) or not 0 <= n <= _INT64_MAX or \
+                not 0 <= next_id <= _INT64_MAX or not 0 <= fields["pdq_threshold"] <= 256 \
+                or not 0 <= fields["min_score"] <= 1 << 20:
             raise bad("corrupt header (sections or parameters)")
+        idx = cls(pdq_threshold=fields["pdq_threshold"], min_score=fields["min_score"])
         _check_layout(a, n, bad)
         keys = container.unpack_strings(a["key_offsets"], a["key_data"], bad)
         if len(keys) != n:
             raise bad("keys do not match the count")
-        idx._words = WordIndex(bits)
+        idx._words = WordIndex(tuple(bits))
         idx._ids = a["ids"].tolist()
         idx._pos = {i: p for p, i in enumerate(idx._ids)}
         idx._keys = keys
@@ -382,8 +394,37 @@ class _Grow:
         return self._buf[:self._n]
 
 
+def _threshold(value: Any, hi: int, name: str) -> int:
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, (int, np.integer)) \
+            or not 0 <= int(value) <= hi:
+        raise ValueError(f"{name} must be an integer in 0..{hi}, got {value!r}")
+    return int(value)
+
+
+def _int64(i: Any) -> int:
+    """An id: an integer (Python or numpy, not bool) within int64."""
+    if isinstance(i, (bool, np.bool_)) or not isinstance(i, (int, np.integer)):
+        raise TypeError(f"ids must be integers, got {i!r}")
+    if not -_INT64_MAX - 1 <= int(i) <= _INT64_MAX:
+        raise ValueError(f"id {i} is outside int64")
+    return int(i)
+
+
+def _key(k: Any) -> str | None:
+    """A key: None, text, or a path (decoded as the OS does, surrogates kept)."""
+    if k is None or isinstance(k, str):
+        return k
+    if isinstance(k, os.PathLike):
+        return os.fsdecode(k)
+    raise TypeError(f"keys must be text, paths or None, got {type(k).__name__}")
+
+
 def _check_layout(a: dict[str, np.ndarray], n: int, bad: Any) -> None:
     """Refuse arrays whose shapes or offsets do not fit together (before any use)."""
+    from .features import FRAME_SIDE
+
+    if any(a[k].ndim != nd for k, nd in _NDIM.items()):
+        raise bad("sections of the wrong rank")
     off, owner = a["kp_offsets"], a["pdq_owner"]
     total = len(a["kp_desc"])
     if a["ids"].shape != (n,) or a["sizes"].shape != (n, 2) or off.shape != (n + 1,) or \
@@ -399,6 +440,14 @@ def _check_layout(a: dict[str, np.ndarray], n: int, bad: Any) -> None:
         raise bad("corrupt PDQ owners")
     if np.any(a["quality"] > 100) or len(np.unique(a["ids"])) != n:
         raise bad("corrupt qualities or repeated ids")
+    sizes = a["sizes"].astype(np.int64)
+    if n and (sizes.min() < 1 or np.any(sizes.max(axis=1) != FRAME_SIDE)):
+        raise bad("corrupt frame sizes")
+    xy = a["kp_xy"].astype(np.int64)
+    owner_kp = np.repeat(np.arange(n), np.diff(off))
+    if total and (np.any(xy[:, 0] > sizes[owner_kp, 0] * _XY_SCALE)
+                  or np.any(xy[:, 1] > sizes[owner_kp, 1] * _XY_SCALE)):
+        raise bad("keypoints outside their frames")
 
 
 def _cat(parts: list[np.ndarray], empty: tuple[int, ...], dtype: Any) -> np.ndarray:
