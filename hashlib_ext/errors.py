@@ -50,7 +50,7 @@ def describe(src: object, limit: int = 80) -> str:
     if hasattr(src, "shape") and hasattr(src, "dtype"):
         return f"<array shape={tuple(src.shape)} dtype={src.dtype}>"
     text = str(src)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+    return text if len(text) <= limit else "..." + text[-(limit - 3):]  # keep the file name
 
 
 class TransformSpecError(HashlibExtError, ValueError):

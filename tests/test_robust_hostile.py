@@ -346,9 +346,6 @@ def test_bad_files_get_typed_errors_naming_the_path(photos, tmp_path):
         OUTCOMES["bad files"] += 1
 
 
-@pytest.mark.xfail(strict=True, reason="errors.describe keeps the first 77 characters of a "
-                   "long path: the message of a failed input in a deep folder loses its "
-                   "file name")
 def test_error_for_a_long_path_names_the_file(tmp_path):
     path = tmp_path / ("deep folder " * 8) / "the-broken-one.jpg"
     path.parent.mkdir()
