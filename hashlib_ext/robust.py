@@ -275,17 +275,19 @@ class RobustIndex:
                 out.append(RobustMatch(self._ids[n], best, 2))
         return sorted(out, key=lambda m: (-m.score, m.id))
 
-    def _verify(self, q: FeatureSet, n: int) -> int:
+    def _verify(self, q: FeatureSet, n: int, gated: bool = True) -> int:
         off = self._kp_off.view()
         lo, hi = int(off[n]), int(off[n + 1])
         w, h = self._sizes.view()[n].tolist()
         return verify.score(q.xy, q.desc, q.size, q.thumb, self._xy.view()[lo:hi],
-                            self._desc.view()[lo:hi], (w, h), self._thumbs.view()[n])
+                            self._desc.view()[lo:hi], (w, h), self._thumbs.view()[n],
+                            gated=gated)
 
-    def pair_score(self, query: Descriptor, n: int) -> int:
+    def pair_score(self, query: Descriptor, n: int, gated: bool = True) -> int:
         """The stage-2 score of a query descriptor against the ``n``-th indexed image
-        (storage position), without retrieval: for measuring score distributions."""
-        return max((self._verify(s, n) for s in query.local if len(s)), default=0)
+        (storage position), without retrieval: for measuring score distributions.
+        ``gated=False``: the raw cell count without the copy tests (an upper bound)."""
+        return max((self._verify(s, n, gated) for s in query.local if len(s)), default=0)
 
     def pdq_distance(self, query: Descriptor, n: int) -> int:
         """The smallest PDQ distance between any usable query code and any usable code of

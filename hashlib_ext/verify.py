@@ -133,14 +133,15 @@ def matches(q_desc: np.ndarray, c_desc: np.ndarray, ratio: float = RATIO,
 
 def score(q_xy: np.ndarray, q_desc: np.ndarray, q_size: tuple[int, int], q_thumb: np.ndarray,
           c_xy: np.ndarray, c_desc: np.ndarray, c_size: tuple[int, int], c_thumb: np.ndarray,
-          grid: int | None = None) -> int:
+          grid: int | None = None, gated: bool = True) -> int:
     """Distinct occupied grid cells (of the candidate frame, sizes are ``(w, h)``) among
     the RANSAC-consistent one-to-one matches; 0 when no plausible transform is found or
     the transform fails the copy tests of :func:`explains`.
 
     A second transform is fitted to the matches the first leaves out and the better of
     the two counts: a pasted sticker or logo that moved between the two images has its own
-    consistent transform, which must not hide the photo's."""
+    consistent transform, which must not hide the photo's. ``gated=False`` skips the copy
+    tests: the raw cell count, an upper bound of the score, for modelling its tail."""
     grid = GRID if grid is None else grid
     qi, ci = matches(q_desc, c_desc)
     src = np.ascontiguousarray(q_xy[qi], np.float32)
@@ -154,8 +155,9 @@ def score(q_xy: np.ndarray, q_desc: np.ndarray, q_size: tuple[int, int], q_thumb
             break
         model, inliers = found
         cells = _cells(dst[inliers], c_size, grid)
-        if cells > best and explains(model, cells, q_xy, q_size, c_xy, c_size, grid) \
-                and agrees(model, dst[inliers], q_thumb, q_size, c_thumb, c_size):
+        if cells > best and (not gated or (
+                explains(model, cells, q_xy, q_size, c_xy, c_size, grid)
+                and agrees(model, dst[inliers], q_thumb, q_size, c_thumb, c_size))):
             best = cells
         src, dst = src[~inliers], dst[~inliers]
     return best

@@ -195,7 +195,8 @@ def _robust_sections(res: dict) -> list[tuple[str, str, str | None, str | None]]
          "are **extrapolated by fitted tail models, not measured**: stage 1 a beta-binomial "
          "per PDQ code pair combined over the "
          f"{rob['distinct']['code_pairs_per_image_pair']:.1f} code pairs of an image pair "
-         "on average; stage 2 a geometric tail of the verified score.",
+         "on average; stage 2 a geometric tail of the *raw* score (covered cells before the "
+         "copy tests, an upper bound of the verified score: conservative).",
          "robust_operating", None),
         ("Robust false matches", "Every image returned for a query other than its original "
          "counts as a false match.", "robust_false", None),

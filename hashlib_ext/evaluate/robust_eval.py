@@ -8,8 +8,11 @@ Steps (:func:`run_robust`):
    a logo or watermark invites (process pool; the edits use the hash benchmark's seeds);
 2. index the originals and match every query: recall per transform and the stage that
    decided, false matches (any other image returned) and the empirical false-match rate;
+   for queries stage 1 does not find, the verified score against their original (so
+   recall at other stage-2 operating points can be read off, retrieval aside);
 3. score distinct pairs without retrieval (every query against sampled other images):
-   the stage-1 PDQ distance of every code pair and the stage-2 verified score, fitted by
+   the stage-1 PDQ distance of every code pair and the stage-2 score, both with the copy
+   tests and raw (without them: an upper bound, which the model is fitted to), fitted by
    tail models (:mod:`~hashlib_ext.evaluate.fprmodel`, :mod:`~hashlib_ext.evaluate.tailmodel`)
    to choose operating points with a modelled per-pair false-match rate of at most 1e-9;
 4. costs: describe time per image (one process) and match time for queries decided by
@@ -102,8 +105,10 @@ def _index(rows: list[dict], key: str = "index", which: int | None = None) -> An
 def _match_all(idx: Any, rows: list[dict], specs: list[str]) -> tuple[dict, dict]:
     per: dict[str, dict] = {}
     times: dict[str, list[float]] = {"stage1": [], "stage2": []}
+    pos_of = {r["pos"]: i for i, r in enumerate(rows)}
     for k, spec in enumerate(specs):
         found = stage1 = false = queries = 0
+        true_scores = np.zeros(MAX_SCORE + 1, np.int64)
         for r in rows:
             d = r["variants"][k]
             if isinstance(d, str):
@@ -118,22 +123,27 @@ def _match_all(idx: Any, rows: list[dict], specs: list[str]) -> tuple[dict, dict
             found += bool(hit)
             stage1 += bool(hit) and hit[0].stage == 1
             false += sum(m.id != r["pos"] for m in ms)
+            if not (hit and hit[0].stage == 1):
+                true_scores[min(idx.pair_score(d, pos_of[r["pos"]]), MAX_SCORE)] += 1
         per[spec] = {"queries": queries, "recall": found / queries if queries else None,
                      "found_by_stage1": stage1, "found_by_stage2": found - stage1,
-                     "false_matches": false}
+                     "false_matches": false,
+                     "stage2_true_score_hist": true_scores.tolist()}
     return per, times
 
 
 def _distinct_scores(idx: Any, rows: list[dict], sample: int, seed: int
-                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, int]:
-    """Stage-2 score histogram, per-code-pair PDQ distance histogram, min-distance
-    histogram and code pairs per image pair, over distinct (query, other image) pairs."""
+                     ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, int]:
+    """Stage-2 score histograms (with the copy tests, and raw), per-code-pair PDQ distance
+    histogram, min-distance histogram and code pairs per image pair, over distinct
+    (query, other image) pairs."""
     from ..descriptor import MIN_QUALITY
 
     rng = np.random.default_rng(seed)
     n = len(rows)
     pos_of = {r["pos"]: i for i, r in enumerate(rows)}
     score_hist = np.zeros(MAX_SCORE + 1, np.int64)
+    raw_hist = np.zeros(MAX_SCORE + 1, np.int64)
     code_hist = np.zeros(257, np.int64)
     min_hist = np.zeros(258, np.int64)
     code_pairs = 0
@@ -155,9 +165,11 @@ def _distinct_scores(idx: Any, rows: list[dict], sample: int, seed: int
                     min_hist[int(dist.min())] += 1
                 else:
                     min_hist[257] += 1
-                s = idx.pair_score(q, pos_of[rows[j]["pos"]])
+                raw = idx.pair_score(q, pos_of[rows[j]["pos"]], gated=False)
+                raw_hist[min(raw, MAX_SCORE)] += 1
+                s = idx.pair_score(q, pos_of[rows[j]["pos"]]) if raw else 0
                 score_hist[min(s, MAX_SCORE)] += 1
-    return score_hist, code_hist, min_hist, code_pairs
+    return score_hist, raw_hist, code_hist, min_hist, code_pairs
 
 
 def _costs(items: Sequence[tuple[Any, Any]], count: int) -> dict:
@@ -212,9 +224,10 @@ def run_robust(items: Sequence[tuple[Any, Any]], specs: list[str], *, seed: int 
         sticker.append({"indexed": a, "query": b, "pairs": len(rows) * (len(rows) - 1),
                         "false_matches": fm, "same_photo_found": same})
 
-    score_hist, code_hist, min_hist, code_pairs = _distinct_scores(idx, rows, pair_sample, seed)
+    score_hist, raw_hist, code_hist, min_hist, code_pairs = _distinct_scores(
+        idx, rows, pair_sample, seed)
     pairs = int(score_hist.sum())
-    tail = tailmodel.fit_tail(score_hist)
+    tail = tailmodel.fit_tail(raw_hist)  # the raw count bounds the score: conservative
     per_code = fprmodel.fit(code_hist, tail_fraction=0.001)
     mean_codes = code_pairs / max(1, int(min_hist[:257].sum()))
     half = TARGET_FPR / 2
@@ -238,6 +251,9 @@ def run_robust(items: Sequence[tuple[Any, Any]], specs: list[str], *, seed: int 
         "distinct": {
             "pairs": pairs,
             "score_hist": score_hist.tolist(),
+            "raw_score_hist": raw_hist.tolist(),
+            "empirical_fpr_raw_at_min_score": float(
+                np.cumsum(raw_hist[::-1])[::-1][min(MIN_SCORE, MAX_SCORE)] / max(1, pairs)),
             "min_pdq_hist": min_hist.tolist(),
             "empirical_fpr_at_min_score": float(emp_s[min(MIN_SCORE, MAX_SCORE)]),
             "empirical_fpr_at_pdq_threshold": float(emp_t[PDQ_THRESHOLD]),
