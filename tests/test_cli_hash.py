@@ -18,6 +18,7 @@ import pytest
 import hashlib_ext as hx
 from hashlib_ext.cli import hash_cmd, main
 from hashlib_ext.files import iter_image_paths
+from hashlib_ext.formats import PDQ_MIN_QUALITY
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -28,6 +29,7 @@ def parse(text: str, fmt: str) -> list[dict]:
         rows = list(csv.DictReader(io.StringIO(text)))
         for r in rows:
             r["quality"] = int(r["quality"]) if r["quality"] else None
+            r["quality_ok"] = {"true": True, "false": False, "": None}[r["quality_ok"]]
         return rows
     if fmt == "json":
         return json.loads(text)
@@ -39,7 +41,9 @@ def expected_rows(paths, names) -> list[dict]:
     for p in paths:
         for n in names:
             h = hx.hash_image(p, n)
-            rows.append({"path": str(p), "algorithm": n, "hex": h.hex, "quality": h.quality})
+            ok = None if h.quality is None else h.quality >= PDQ_MIN_QUALITY
+            rows.append({"path": str(p), "algorithm": n, "hex": h.hex, "quality": h.quality,
+                         "quality_ok": ok})
     return rows
 
 
@@ -51,7 +55,7 @@ def test_formats_parse_back(bundled, capsys, fmt):
     assert code == 0 and err == ""
     assert parse(out, fmt) == expected_rows(paths, ["pdq"])
     if fmt == "csv":
-        assert out.splitlines()[0] == "path,algorithm,hex,quality"
+        assert out.splitlines()[0] == "path,algorithm,hex,quality,quality_ok"
 
 
 def test_several_algorithms_one_row_each(bundled, capsys):
@@ -127,7 +131,7 @@ def test_output_file_written_atomically(bundled, tmp_path, capsys, monkeypatch):
     before = out.read_bytes()
 
     def fail_midway(rows, fmt, f):
-        f.write("path,algorithm,hex,quality\npartial")
+        f.write("path,algorithm,hex,quality,quality_ok\npartial")
         raise RuntimeError("disk went away")
 
     monkeypatch.setattr(hash_cmd, "write_rows", fail_midway)

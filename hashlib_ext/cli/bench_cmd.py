@@ -9,6 +9,10 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import Any
+
+from ._common import worker_count
+from ._signals import compute_only
 
 DEFAULT_OUT = "hashlib-ext-report"
 SUITES = ("default", "reference", "easy", "robust", "unseen", "all")
@@ -59,7 +63,7 @@ def _positive(text: str) -> int:
     return n
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from ..evaluate import DEFAULT_ALGORITHMS
 
     p = subparsers.add_parser(
@@ -101,8 +105,9 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
     p.add_argument("--out", default=DEFAULT_OUT,
                    help=f"report folder (default ./{DEFAULT_OUT})")
     p.add_argument("--seed", type=int, default=0, help="seed of the random transforms")
-    p.add_argument("--workers", type=_positive, default=None,
-                   help="processes for hashing (default: all CPUs)")
+    p.add_argument("--workers", type=worker_count, default=None,
+                   help="processes for hashing (default: all CPUs; at most twice the CPU "
+                        "count, a larger N is clamped)")
     p.add_argument("--limit", type=_positive, default=None,
                    help="use only the first N images of the dataset")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
@@ -112,7 +117,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import HashlibExtError
+    from ..errors import DatasetError, HashlibExtError
     from ..evaluate.report import write_report
     from ..evaluate.run import DEFAULT_ALGORITHMS, BenchConfig, run_benchmark
 
@@ -132,9 +137,15 @@ def run(args: argparse.Namespace) -> int:
         limit=args.limit,
     )
     try:
-        res = run_benchmark(cfg)
+        with compute_only():
+            res = run_benchmark(cfg)
         written = write_report(res, Path(args.out))
-    except (HashlibExtError, ValueError, TypeError, OSError) as e:
+    except BrokenPipeError:
+        raise
+    except (DatasetError, OSError) as e:  # the data or the report folder, not the arguments
+        print(f"hashlib-ext bench: error: {e}", file=sys.stderr)
+        return 1
+    except (HashlibExtError, ValueError, TypeError) as e:
         print(f"hashlib-ext bench: error: {e}", file=sys.stderr)
         return 2
     meta = res["meta"]

@@ -9,12 +9,14 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Callable
+from typing import Any
 
 EXIT_FAILED = 1
 EXIT_INTEGRITY = 3
 
 
-def _hex(digits: int):
+def _hex(digits: int) -> Callable[[str], str]:
     def check(text: str) -> str:
         value = text.strip().lower()
         if len(value) != digits or any(c not in "0123456789abcdef" for c in value):
@@ -23,7 +25,7 @@ def _hex(digits: int):
     return check
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "datasets",
         help="list the known image datasets; download COCO val2017",

@@ -10,37 +10,50 @@ the position in the sorted list of image paths); ``key`` is the image path or th
 list's key (absent when the list has none). CSV output has one row per member:
 ``cluster,id,key``.
 
-Exit codes: 0 ok; 1 an input could not be read (the rest are still clustered); 2 usage.
+Exit codes: 0 ok; 1 an input could not be read, or a hash list held no usable hash (the
+rest are still clustered); 2 usage (found before the output is touched); 130/143
+interrupted (the output file is left as it was).
 """
 
 from __future__ import annotations
 
 import argparse
 import csv
-import json
 import sys
+from typing import Any
 
 import numpy as np
 
-from .match_cmd import (
+from ._common import (
     EXIT_FAILED,
-    add_input_options,
-    classify_inputs,
+    Discard,
+    UsageError,
+    add_min_quality,
+    check_output,
     error,
+    json_text,
     output_stream,
-    report_skipped,
     show_progress,
+)
+from ._signals import compute_only
+from .match_cmd import (
+    add_input_options,
+    check_non_negative,
+    classify_inputs,
+    low_quality,
+    report_skipped,
 )
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "dedup",
         help="find clusters of near-duplicate images",
         description="Hash the images in the given folders (or read the given hash lists), "
                     "link every pair within the threshold and print the connected groups "
                     "(clusters of two or more).",
-        epilog="exit codes: 0 ok, 1 an input could not be read, 2 usage",
+        epilog="exit codes: 0 ok, 1 an input could not be read, 2 usage, 130/143 "
+               "interrupted (the output file is left as it was)",
     )
     p.add_argument("inputs", metavar="DIR_OR_HASHFILE", nargs="+",
                    help="folders of images, image files or hash-list files")
@@ -50,7 +63,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="largest Hamming distance that links two items, inclusive "
                         "(default: the algorithm's default threshold)")
     p.add_argument("-o", "--output", default=None,
-                   help="write clusters here, e.g. clusters.json (default stdout)")
+                   help="write clusters here, atomically, e.g. clusters.json (default stdout)")
     p.add_argument("-f", "--format", choices=("json", "csv"), default="json",
                    help="output format (default json)")
     p.add_argument("--robust", action="store_true",
@@ -59,6 +72,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "a robust index; JSON output adds the edges with score and stage")
     p.add_argument("--min-score", type=int, default=None, metavar="S",
                    help="--robust: smallest verified score of the local stage")
+    add_min_quality(p, "hashes")
     add_input_options(p)
     p.set_defaults(func=run)
     return p
@@ -70,27 +84,41 @@ def run(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
     from ..formats import read_hash_list
     from ..hash import HashArray
-    from ..hashers import default_threshold, expected_bits
+    from ..hashers import algorithms, default_threshold, expected_bits
 
+    check_non_negative(args, "--threshold", "--min-score")
     if args.robust:
         return run_robust(args)
     if args.min_score is not None:
-        error("--min-score needs --robust")
-        return 2
+        raise UsageError("--min-score needs --robust")
+    check_output(args.output, args.inputs)
     lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    if images and args.algorithm is not None and expected_bits(args.algorithm) is None:
+        raise UsageError(f"unknown algorithm {args.algorithm!r} for hashing images; known: "
+                         f"{', '.join(algorithms())}")
     failed = len(missing)
+    low = 0
     parts: list[HashArray] = []
     ids: list[np.ndarray] = []
     keys: list[np.ndarray | None] = []
     algorithm = args.algorithm
     for path in lists:
         try:
-            got = read_hash_list(path, algorithm, format=args.hash_format, lenient=args.lenient)
+            got = read_hash_list(path, algorithm, format=args.hash_format, lenient=args.lenient,
+                                 min_quality=args.min_quality)
         except HashlibExtError as e:
             error(str(e))
             failed += 1
             continue
         report_skipped(path, got.skipped)
+        low += got.low_quality
+        if got.ignored:
+            error(f"{path}: {got.ignored} rows of other algorithms than "
+                  f"{got.hashes.algorithm} ignored")
+        if len(got) == 0 and (got.ignored or got.skipped):
+            error(f"{path}: no {got.hashes.algorithm} hashes to deduplicate")
+            failed += 1
+            continue
         algorithm = algorithm or got.hashes.algorithm
         parts.append(got.hashes)
         ids.append(got.ids)
@@ -98,15 +126,26 @@ def run(args: argparse.Namespace) -> int:
     algorithm = algorithm or "pdq"
     if images:
         if expected_bits(algorithm) is None:
-            error(f"unknown algorithm {algorithm!r} for hashing images")
-            return 2
-        res = hash_images(images, algorithm, workers=args.workers, progress=show_progress(args))
+            raise UsageError(f"the hash lists hold {algorithm!r} hashes, which images cannot "
+                             "be hashed with: pass --algorithm or deduplicate them apart")
+        with compute_only():
+            res = hash_images(images, algorithm, workers=args.workers,
+                              progress=show_progress(args))
         for src, kind, msg in res.errors:
             error(f"{src}: {kind}: {msg}")
         failed += len(res.errors)
-        parts.append(res.hashes)
-        ids.append(np.asarray(res.positions, np.int64))
-        keys.append(np.array([str(i) for i in res.ids], dtype=object))
+        hashes_i = res.hashes
+        assert isinstance(hashes_i, HashArray)
+        names = np.array([str(i) for i in res.ids], dtype=object)
+        positions = np.asarray(res.positions, np.int64)
+        drop = low_quality(hashes_i, args.min_quality)
+        if drop.any():
+            keep = np.flatnonzero(~drop)
+            hashes_i, names, positions = hashes_i[keep], names[keep], positions[keep]
+            low += int(drop.sum())
+        parts.append(hashes_i)
+        ids.append(positions)
+        keys.append(names)
     if not parts:
         error("nothing to deduplicate")
         return EXIT_FAILED
@@ -114,12 +153,8 @@ def run(args: argparse.Namespace) -> int:
     threshold = args.threshold
     if threshold is None:
         if expected_bits(algorithm) is None:
-            error(f"no default threshold for {algorithm!r}: pass --threshold")
-            return 2
+            raise UsageError(f"no default threshold for {algorithm!r}: pass --threshold")
         threshold = default_threshold(algorithm)
-    if threshold < 0:
-        error(f"--threshold must be >= 0, got {threshold}")
-        return 2
     try:
         hashes = HashArray.concat(parts) if len(parts) > 1 else parts[0]
     except HashlibExtError as e:
@@ -138,28 +173,33 @@ def run(args: argparse.Namespace) -> int:
     try:
         with output_stream(args.output) as out:
             if args.format == "json":
-                head = json.dumps({"algorithm": algorithm, "threshold": threshold,
-                                   "items": len(hashes), "failed": failed})
+                head = json_text({"algorithm": algorithm, "threshold": threshold,
+                                  "items": len(hashes), "failed": failed})
                 out.write(head[:-1] + ', "clusters": [')  # one cluster per line
-                out.write(",".join("\n  " + json.dumps(c, ensure_ascii=False) for c in members))
+                out.write(",".join("\n  " + json_text(c) for c in members))
                 out.write("\n]}\n" if members else "]}\n")
             else:
                 w = csv.writer(out, lineterminator="\n")
                 w.writerow(["cluster", "id", "key"])
                 for n, group in enumerate(members):
                     w.writerows([n, m["id"], m.get("key", "")] for m in group)
+            if len(hashes) == 0 and failed:
+                raise Discard  # nothing could be read: an existing output stays as it was
+    except BrokenPipeError:
+        raise
     except OSError as e:
-        error(f"cannot write {args.output}: {e.strerror or e}")
+        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
     dup = sum(len(c) for c in clusters)
     print(f"{len(clusters)} clusters, {dup} of {len(hashes)} items have a near duplicate "
-          f"({algorithm}, threshold {threshold})" + (f"; {failed} inputs failed" if failed
-                                                     else ""), file=sys.stderr)
+          f"({algorithm}, threshold {threshold})"
+          + (f"; {low} hashes below quality {args.min_quality} left out" if low else "")
+          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
     return EXIT_FAILED if failed else 0
 
 
-def _member(pos: int, ids: np.ndarray, keys: np.ndarray | None) -> dict:
-    m: dict = {"id": int(ids[pos])}
+def _member(pos: int, ids: np.ndarray, keys: np.ndarray | None) -> dict[str, Any]:
+    m: dict[str, Any] = {"id": int(ids[pos])}
     if keys is not None and keys[pos] is not None:
         m["key"] = keys[pos]
     return m
@@ -174,23 +214,24 @@ def run_robust(args: argparse.Namespace) -> int:
     from ..describe_batch import describe_images
     from ..robust import RobustIndex
 
-    for name, value in (("--threshold", args.threshold), ("--min-score", args.min_score)):
-        if value is not None and value < 0:
-            error(f"{name} must be >= 0, got {value}")
-            return 2
     if args.algorithm not in (None, "pdq"):
-        error("--robust uses PDQ and local features: drop --algorithm")
-        return 2
+        raise UsageError("--robust uses PDQ and local features: drop --algorithm")
+    if args.min_quality is not None:
+        raise UsageError("--min-quality applies to hash deduplication, not --robust")
+    check_output(args.output, args.inputs)
     lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
     if lists:
-        error(f"--robust deduplicates images, not hash lists: {lists[0]}")
-        return 2
+        raise UsageError(f"--robust deduplicates images, not hash lists: {lists[0]}")
+    if not images:
+        error("nothing to deduplicate")
+        return EXIT_FAILED
     progress = show_progress(args)
     index = RobustIndex()
-    added = index.add(images, ids=list(range(len(images))), workers=args.workers,
-                      progress=progress)
-    queries = describe_images([images[i] for i in added.ids.tolist()], query=True,
-                              workers=args.workers, progress=progress)
+    with compute_only():
+        added = index.add(images, ids=list(range(len(images))), workers=args.workers,
+                          progress=progress)
+        queries = describe_images([images[i] for i in added.ids.tolist()], query=True,
+                                  workers=args.workers, progress=progress)
     errors = added.errors + queries.errors  # an image that fails, fails when added
     for src, kind, msg in errors:
         error(f"{src}: {kind}: {msg}")
@@ -217,19 +258,23 @@ def run_robust(args: argparse.Namespace) -> int:
     try:
         with output_stream(args.output) as out:
             if args.format == "json":
-                out.write(json.dumps({
+                out.write(json_text({
                     "mode": "robust", "items": n, "failed": failed, "failures": failures,
                     "clusters": [[{"id": i, "key": images[i]} for i in c] for c in clusters],
                     "edges": [{"a": a, "b": b, "score": sc, "stage": st}
                               for (a, b), (sc, st) in sorted(best.items())],
-                }, ensure_ascii=False, indent=1) + "\n")
+                }, indent=1) + "\n")
             else:
                 w = csv.writer(out, lineterminator="\n")
                 w.writerow(["cluster", "id", "key"])
                 for k, group in enumerate(clusters):
                     w.writerows([k, i, images[i]] for i in group)
+            if len(added.ids) == 0:
+                raise Discard  # no image could be read: an existing output stays as it was
+    except BrokenPipeError:
+        raise
     except OSError as e:
-        error(f"cannot write {args.output}: {e.strerror or e}")
+        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
     print(f"{len(clusters)} clusters, {sum(map(len, clusters))} of {n} images have a copy "
           "(robust)" + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)

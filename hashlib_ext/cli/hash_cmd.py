@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import argparse
-import csv
-import json
+import os
 import sys
 from collections.abc import Iterable, Iterator
 from typing import IO, Any
 
+from ._common import RowWriter, check_output, output_stream, show_progress, worker_count
+from ._signals import compute_only
+
 FORMATS = ("csv", "json", "jsonl")
-FIELDS = ("path", "algorithm", "hex", "quality")
+FIELDS = ("path", "algorithm", "hex", "quality", "quality_ok")
+Row = tuple[str, str, str, "int | None", "bool | None"]
 
 
 def _algorithm_list(text: str) -> list[str]:
@@ -45,8 +48,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="hash image files or directories",
         description=(
             "Hash images and write one row per image and algorithm: path, algorithm, hex, "
-            "quality (PDQ's 0..100; empty/null for algorithms without one). Inputs that fail "
-            "are reported on stderr and make the exit status 1; the others are still written."
+            "quality (PDQ's 0..100; empty/null for algorithms without one), quality_ok "
+            "(quality >= 50, the PDQ reference tools' limit of a reliable hash; empty/null "
+            "without a quality). Inputs that fail are reported on stderr and make the exit "
+            "status 1; the others are still written."
         ),
     )
     p.add_argument(
@@ -69,8 +74,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="write here (atomically: a temporary file renamed into place) instead of stdout",
     )
     p.add_argument(
-        "-j", "--workers", type=_positive_int, default=None, metavar="N",
-        help="worker processes (default: one per CPU; 1 hashes in this process)",
+        "-j", "--workers", type=worker_count, default=None, metavar="N",
+        help="worker processes (default: one per CPU; at most twice the CPU count, a larger "
+             "N is clamped; 1 hashes in this process)",
     )
     p.add_argument(
         "--fast", action="store_true",
@@ -95,7 +101,11 @@ def _report(path: str, kind: str, message: str) -> None:
 
 
 def _read_stdin_paths() -> Iterator[str]:
-    for line in sys.stdin:
+    """Paths from stdin, one per line, read as bytes and decoded as the file system does
+    (``os.fsdecode``): a name that is not valid UTF-8 is kept byte for byte."""
+    raw = getattr(sys.stdin, "buffer", None)
+    lines: Iterable[str] = sys.stdin if raw is None else (os.fsdecode(b) for b in raw)
+    for line in lines:
         line = line.rstrip("\r\n")
         if line:
             yield line
@@ -109,48 +119,48 @@ def _inputs(args: list[str]) -> Iterator[str]:
             yield a
 
 
-def _rows(res: Any, names: list[str]) -> Iterator[tuple[str, str, str, int | None]]:
-    """(path, algorithm, hex, quality) per input and algorithm, in input order."""
+def _rows(res: Any, names: list[str]) -> Iterator[Row]:
+    """(path, algorithm, hex, quality, quality_ok) per input and algorithm, in input
+    order."""
+    from ..formats import quality_ok
+
     arrays = res.hashes if isinstance(res.hashes, dict) else {names[0]: res.hashes}
     hexes = {}
     for n, arr in arrays.items():
         width = arr.codes.shape[1] * 2
         text = arr.codes.tobytes().hex()
-        hexes[n] = (text, width, arr.qualities)
+        hexes[n] = (text, width, arr.qualities, quality_ok(arr.qualities))
     for i, path in enumerate(res.ids):
         for n in names:
-            text, width, q = hexes[n]
+            text, width, q, ok = hexes[n]
             quality = None if q is None or q[i] < 0 else int(q[i])
-            yield str(path), n, text[i * width:(i + 1) * width], quality
+            flag = None if ok is None or ok[i] is None else bool(ok[i])
+            yield str(path), n, text[i * width:(i + 1) * width], quality, flag
 
 
-def write_rows(rows: Iterable[tuple[str, str, str, int | None]], fmt: str, out: IO[str]) -> None:
-    """Write rows as CSV (with a header), one JSON array, or JSON lines."""
-    if fmt == "csv":
-        w = csv.writer(out, lineterminator="\n")
-        w.writerow(FIELDS)
-        for path, algo, hx, q in rows:
-            w.writerow((path, algo, hx, "" if q is None else q))
-    elif fmt == "jsonl":
-        for row in rows:
-            out.write(json.dumps(dict(zip(FIELDS, row, strict=True))) + "\n")
-    elif fmt == "json":
-        out.write("[")
-        sep = "\n"
-        for row in rows:
-            out.write(sep + json.dumps(dict(zip(FIELDS, row, strict=True))))
-            sep = ",\n"
-        out.write("\n]\n")
-    else:
-        raise ValueError(f"unknown format {fmt!r}")
+def write_rows(rows: Iterable[Row], fmt: str, out: IO[str]) -> None:
+    """Write rows as CSV (with a header; quality_ok as true/false, empty when unknown), one
+    JSON array, or JSON lines (null when unknown). Names that are not valid UTF-8: see
+    :mod:`hashlib_ext.cli._common`."""
+    writer = RowWriter(out, fmt, FIELDS)
+    writer.write(dict(zip(FIELDS, row, strict=True)) for row in rows)
+    writer.close()
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..atomic import atomic_open
     from ..batch import hash_images
     from ..files import iter_image_paths
 
     names: list[str] = args.algorithm
+    if args.fast:
+        from ..hashers import get
+
+        slow = [n for n in names if get(n).draft_size is None]
+        if slow:
+            print(f"hashlib-ext hash: error: --fast: {', '.join(slow)} has no fast mode",
+                  file=sys.stderr)
+            return 2
+    check_output(args.output, args.paths)
     walk_errors = 0
 
     def on_walk_error(path: str, err: OSError) -> None:
@@ -158,34 +168,38 @@ def run(args: argparse.Namespace) -> int:
         walk_errors += 1
         _report(path, type(err).__name__, err.strerror or str(err))
 
-    progress = args.progress if args.progress is not None else sys.stderr.isatty()
+    progress = show_progress(args)
     paths = iter_image_paths(_inputs(args.paths), recursive=args.recursive,
                              on_error=on_walk_error)
     try:
-        res = hash_images(
-            paths, names if len(names) > 1 else names[0], workers=args.workers,
-            progress=progress, fast=args.fast, max_pixels=args.max_pixels,
-        )
+        with compute_only():
+            res = hash_images(
+                paths, names if len(names) > 1 else names[0], workers=args.workers,
+                progress=progress, fast=args.fast, max_pixels=args.max_pixels,
+            )
     except ValueError as e:  # e.g. --fast with an algorithm that has no fast mode
         print(f"hashlib-ext hash: error: {e}", file=sys.stderr)
         return 2
 
-    rows = _rows(res, names)
-    if args.output and args.output != "-":
+    to_file = args.output is not None and args.output != "-"
+    # Nothing hashed: an existing output file is not replaced by an empty one.
+    if res.ok or not to_file:
         try:
-            with atomic_open(args.output, newline="") as f:
-                write_rows(rows, args.format, f)
+            with output_stream(args.output) as f:
+                write_rows(_rows(res, names), args.format, f)
+        except BrokenPipeError:
+            raise
         except OSError as e:
             print(f"hashlib-ext: {args.output}: {type(e).__name__}: {e.strerror or e}",
                   file=sys.stderr)
             return 1
-    else:
-        write_rows(rows, args.format, sys.stdout)
-        sys.stdout.flush()
 
     for path, kind, message in res.errors:
         _report(str(path), kind, message)
     if res.ok == 0 and res.failed == 0 and walk_errors == 0:
         print("hashlib-ext: no image files found", file=sys.stderr)
+    if res.ok == 0 and to_file:
+        print(f"hashlib-ext: nothing hashed; {args.output} not written", file=sys.stderr)
+    if res.ok == 0:
         return 1
     return 1 if (res.failed or walk_errors) else 0

@@ -5,36 +5,40 @@ a JSON array or JSON lines. ``query`` is the image path, or for a hash-list row 
 (else ``FILE#ID``). Queries without a match produce no row unless ``--unmatched`` (then
 one row with empty id and distance). A summary goes to stderr.
 
-Exit codes: 0 ok (also when nothing matched); 1 the index or an input could not be read
-(the other inputs are still matched and written); 2 usage.
+Exit codes: 0 ok (also when nothing matched); 1 the index or an input could not be read, or
+a hash list held no hash of the index's algorithm and width (the other inputs are still
+matched and written); 2 usage (found before the output is touched); 130/143 interrupted
+(the output file is left as it was).
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
-import json
 import os
 import sys
 from collections.abc import Iterable, Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 import numpy as np
 
-EXIT_FAILED = 1
+from ._common import (  # noqa: F401 - re-exported for the other commands
+    EXIT_FAILED,
+    EXIT_USAGE,
+    Discard,
+    RowWriter,
+    UsageError,
+    add_min_quality,
+    check_output,
+    error,
+    output_stream,
+    show_progress,
+    worker_count,
+)
+from ._signals import compute_only
+
 
 # -- helpers shared with dedup_cmd and index_cmd --------------------------------------------
-def error(msg: str) -> None:
-    print(f"hashlib-ext: {msg}", file=sys.stderr)
-
-
-def show_progress(args: argparse.Namespace) -> bool:
-    """--progress / --no-progress, else a bar only when stderr is a terminal."""
-    return args.progress if args.progress is not None else sys.stderr.isatty()
-
-
 def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
                    limit: int = 10) -> None:
     """Tell the user which malformed records lenient mode skipped."""
@@ -86,67 +90,53 @@ def classify_inputs(inputs: Iterable[str], recursive: bool,
     return lists, images, missing
 
 
-@contextmanager
-def output_stream(path: str | None) -> Iterator[IO[str]]:
-    """stdout, or ``path`` written atomically (complete or not at all)."""
-    if path is None or path == "-":
-        yield sys.stdout
-        sys.stdout.flush()
-        return
-    from ..atomic import atomic_path
+def hash_format(text: str) -> str:
+    """argparse type of ``--hash-format``: a format name the readers know."""
+    from ..errors import HashFormatError
+    from ..formats import _resolve_format
 
-    with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8", newline="") as f:
-        yield f
+    try:
+        return _resolve_format(Path("-"), text)
+    except HashFormatError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
 
 
-class RowWriter:
-    """Writes rows (dicts with fixed columns) as CSV, JSON lines, or one JSON array."""
+def check_non_negative(args: argparse.Namespace, *names: str) -> None:
+    """``--threshold`` and the like: integers >= 0 (:class:`UsageError` otherwise)."""
+    for name in names:
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if value is not None and value < 0:
+            raise UsageError(f"{name} must be >= 0, got {value}")
 
-    def __init__(self, out: IO[str], fmt: str, columns: list[str]):
-        self.out, self.fmt, self.columns = out, fmt, columns
-        self.count = 0
-        if fmt == "csv":
-            self._csv = csv.writer(out, lineterminator="\n")
-            self._csv.writerow(columns)
-        elif fmt == "json":
-            out.write("[")
 
-    def write(self, rows: Iterable[dict[str, Any]]) -> None:
-        for row in rows:
-            if self.fmt == "csv":
-                self._csv.writerow(["" if row.get(c) is None else row.get(c)
-                                    for c in self.columns])
-            else:
-                text = json.dumps({c: row.get(c) for c in self.columns}, ensure_ascii=False)
-                if self.fmt == "json":
-                    text = ("\n  " if self.count == 0 else ",\n  ") + text
-                else:
-                    text += "\n"
-                self.out.write(text)
-            self.count += 1
-
-    def close(self) -> None:
-        if self.fmt == "json":
-            self.out.write("\n]\n" if self.count else "]\n")
+def low_quality(hashes: Any, min_quality: int | None) -> np.ndarray:
+    """Per row: whether its quality is known and below ``min_quality``."""
+    q = getattr(hashes, "qualities", None)
+    if min_quality is None or q is None:
+        return np.zeros(len(hashes), dtype=bool)
+    q = np.asarray(q)
+    return (q >= 0) & (q < min_quality)
 
 
 # -- the command ----------------------------------------------------------------------------
 def add_input_options(p: argparse.ArgumentParser) -> None:
     """Options shared by the commands that read images or hash lists (match, dedup)."""
     p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
-    p.add_argument("--hash-format", default=None,
-                   help="format of hash-list inputs (default: from the extension)")
+    p.add_argument("--hash-format", type=hash_format, default=None,
+                   help="format of hash-list inputs: hex, csv, tsv, jsonl, json, parquet or "
+                        "te (default: from the extension)")
     p.add_argument("--lenient", action="store_true",
                    help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("-j", "--workers", type=int, default=None, metavar="N",
-                   help="hashing processes (default: one per CPU)")
+    p.add_argument("-j", "--workers", type=worker_count, default=None, metavar="N",
+                   help="hashing processes (default: one per CPU; at most twice the CPU "
+                        "count, a larger N is clamped)")
     p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
                    help="progress bars on stderr (default: when stderr is a terminal)")
     p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
                    help="same as --no-progress")
 
 
-def add_parser(subparsers) -> argparse.ArgumentParser:
+def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "match",
         help="look up images or hash lists in a saved index",
@@ -154,8 +144,10 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                     "indexed hash within the threshold: one row per match with the query, "
                     "the matched id (and key, if the index has keys) and the distance.",
         epilog="Inputs: image files, folders of images, or hash-list files (.txt/.hex, "
-               ".csv, .tsv, .jsonl, .parquet, optionally .gz). Exit codes: 0 ok (also when "
-               "nothing matched), 1 the index or an input could not be read, 2 usage.",
+               ".csv, .tsv, .jsonl, .parquet, optionally .gz). A hash list that holds no "
+               "hash of the index's algorithm and width is a failed input. Exit codes: 0 ok "
+               "(also when nothing matched), 1 the index or an input could not be read, "
+               "2 usage, 130/143 interrupted (the output file is left as it was).",
     )
     p.add_argument("index", metavar="INDEX", help="index file written by 'index build'")
     p.add_argument("inputs", metavar="PATH_OR_HASHFILE", nargs="+",
@@ -165,7 +157,8 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                         "algorithm's default threshold)")
     p.add_argument("-f", "--format", choices=("csv", "json", "jsonl"), default="csv",
                    help="output format (default csv)")
-    p.add_argument("-o", "--output", default=None, help="write results here (default stdout)")
+    p.add_argument("-o", "--output", default=None,
+                   help="write results here, atomically (default stdout)")
     p.add_argument("--dihedral", action="store_true",
                    help="also match the 8 rotations/flips of each image (PDQ); adds a "
                         "'variant' column (0 = as is)")
@@ -173,6 +166,7 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
                    help="write a row with empty id and distance for queries without a match")
     p.add_argument("--algorithm", default=None,
                    help="algorithm to hash images with when the index has none (raw codes)")
+    add_min_quality(p, "queries")
     p.add_argument("--robust", action="store_true",
                    help="INDEX is a robust index ('index build --robust'): find crops, "
                         "padding, frames, captions, rotate+zoom and screenshots too; rows "
@@ -188,14 +182,18 @@ def add_parser(subparsers) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
-    from ..hashers import default_threshold
+    from ..hashers import algorithms, default_threshold, expected_bits, get
     from ..index import HashIndex
 
+    check_non_negative(args, "--threshold", "--min-score")
     if args.robust:
         return run_robust(args)
     if args.min_score is not None:
-        error("--min-score needs --robust")
-        return 2
+        raise UsageError("--min-score needs --robust")
+    if args.algorithm is not None and args.algorithm not in algorithms():
+        raise UsageError(f"unknown algorithm {args.algorithm!r}; known: "
+                         f"{', '.join(algorithms())}")
+    check_output(args.output, [args.index, *args.inputs])
 
     try:
         index = HashIndex.load(args.index)
@@ -204,51 +202,62 @@ def run(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     algorithm = index.algorithm or args.algorithm
     if args.algorithm and index.algorithm and args.algorithm != index.algorithm:
-        error(f"--algorithm {args.algorithm} does not match the index ({index.algorithm})")
-        return 2
+        raise UsageError(f"--algorithm {args.algorithm} does not match the index "
+                         f"({index.algorithm})")
     threshold = args.threshold
     if threshold is None:
         if algorithm is None:
-            error("the index holds raw codes without an algorithm: pass --threshold")
-            return 2
+            raise UsageError("the index holds raw codes without an algorithm: pass --threshold")
         threshold = default_threshold(algorithm)
-    if threshold < 0:
-        error(f"--threshold must be >= 0, got {threshold}")
-        return 2
 
     lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    if images and algorithm is None:
+        raise UsageError("the index holds raw codes without an algorithm: pass --algorithm "
+                         "to hash images")
+    if args.dihedral and images and algorithm is not None and get(algorithm).dihedral is None:
+        raise UsageError(f"--dihedral: {algorithm} has no rotation/flip hashing (PDQ has)")
+    if images and algorithm is not None and expected_bits(algorithm) not in (None, index.bits):
+        error(f"{args.index}: holds {index.bits}-bit codes; {algorithm} hashes have "
+              f"{expected_bits(algorithm)} bits")
+        return EXIT_FAILED
+    if not lists and not images:
+        error("nothing to match")
+        return EXIT_FAILED
     failed = len(missing)
-    if args.dihedral and images and algorithm is not None:
-        from ..hashers import get
-
-        if get(algorithm).dihedral is None:
-            error(f"--dihedral: {algorithm} has no rotation/flip hashing (PDQ has)")
-            return 2
     has_keys = any(k is not None for k in index.keys(index.ids))
     columns = ["query", "id"] + (["key"] if has_keys else []) + ["distance"] + \
         (["variant"] if args.dihedral else [])
-    stats = {"queries": 0, "matched": 0}
+    stats = {"queries": 0, "matched": 0, "low_quality": 0}
+    image_queries = None
+    if images:  # hashed before the output is opened (a signal there ends at once)
+        assert algorithm is not None
+        with compute_only():
+            image_queries = _hash_queries(images, algorithm, index, threshold, args)
     try:
         with output_stream(args.output) as out:
             writer = RowWriter(out, args.format, columns)
             for path in lists:
                 failed += _match_list(path, index, threshold, args, writer, has_keys, stats)
-            if images:
-                if algorithm is None:
-                    error("the index holds raw codes without an algorithm: pass --algorithm "
-                          "to hash images")
-                    return 2
-                failed += _match_images(images, algorithm, index, threshold, args, writer,
-                                        has_keys, stats)
+            if image_queries is not None:
+                names, results, errors, low = image_queries
+                for src, kind, msg in errors:
+                    error(f"{src}: {kind}: {msg}")
+                stats["low_quality"] += low
+                failed += len(errors)
+                writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
             writer.close()
-    except HashlibExtError as e:
-        error(str(e))
-        return EXIT_FAILED
+            if failed and stats["queries"] == 0 and stats["low_quality"] == 0:
+                raise Discard  # nothing could be read: an existing output stays as it was
+    except BrokenPipeError:
+        raise
     except OSError as e:
-        error(f"cannot write {args.output}: {e.strerror or e}")
+        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
+    low = stats["low_quality"]
     print(f"{stats['matched']} of {stats['queries']} queries matched at threshold "
-          f"{threshold}; {writer.count} rows" + (f"; {failed} inputs failed" if failed else ""),
+          f"{threshold}; {writer.count} rows"
+          + (f"; {low} queries below quality {args.min_quality} left out" if low else "")
+          + (f"; {failed} inputs failed" if failed else ""),
           file=sys.stderr)
     return EXIT_FAILED if failed else 0
 
@@ -273,58 +282,87 @@ def _rows(names: list[str], results: list[list[tuple]], index: Any, has_keys: bo
 
 def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
                 writer: RowWriter, has_keys: bool, stats: dict[str, int]) -> int:
-    """Match every hash of one hash-list file, chunk by chunk; returns 1 if it failed."""
+    """Match every hash of one hash-list file, chunk by chunk; returns 1 if it failed: it
+    could not be read, or it held no hash of the index's algorithm and width."""
     from ..errors import HashlibExtError
     from ..formats import iter_hash_list
 
     if args.dihedral:
         error(f"{path}: --dihedral needs images; hashes from a list are matched as they are")
     skipped: list[tuple[int, str]] = []
-    ignored = 0
+    ignored = used = low = 0
     try:
         for chunk in iter_hash_list(path, index.algorithm or args.algorithm,
                                     format=args.hash_format, lenient=args.lenient,
                                     bits=None if index.algorithm else index.bits,
-                                    skipped=skipped):
+                                    skipped=skipped, min_quality=args.min_quality):
+            ignored += chunk.ignored
+            low += chunk.low_quality
+            if not len(chunk):
+                continue
+            if chunk.hashes.bits != index.bits:
+                error(f"{path}: holds {chunk.hashes.bits}-bit hashes; the index "
+                      f"{args.index} holds {index.bits}-bit codes")
+                return 1
             results = index.search(chunk.hashes if index.algorithm else chunk.hashes.codes,
                                    threshold)
+            used += len(chunk)
             if chunk.keys is not None:
                 names = [k or f"{path}#{i}" for k, i in zip(chunk.keys, chunk.ids.tolist(),
                                                             strict=True)]
             else:
                 names = [f"{path}#{i}" for i in chunk.ids.tolist()]
             writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
-            ignored += chunk.ignored
     except HashlibExtError as e:
         error(str(e))
         return 1
     report_skipped(path, skipped)
+    stats["low_quality"] += low
+    what = f"{index.algorithm} hashes" if index.algorithm else f"{index.bits}-bit codes"
+    if used == 0 and (ignored or skipped):
+        why = "; ".join(x for x in (f"{ignored} rows of other algorithms" if ignored else "",
+                                    f"{len(skipped)} malformed rows skipped" if skipped else "")
+                        if x)
+        error(f"{path}: no {what} to match against {args.index} ({why})")
+        return 1
     if ignored:
         error(f"{path}: {ignored} rows of other algorithms ignored")
     return 0
 
 
-def _match_images(images: list[str], algorithm: str, index: Any, threshold: int,
-                  args: argparse.Namespace, writer: RowWriter, has_keys: bool,
-                  stats: dict[str, int]) -> int:
-    """Hash and match images; returns the number that failed to hash."""
+def _hash_queries(images: list[str], algorithm: str, index: Any, threshold: int,
+                  args: argparse.Namespace
+                  ) -> tuple[list[str], list[list[Any]], list[Any], int]:
+    """Hash and look up images: (names, results, errors, number left out for quality)."""
     from ..batch import hash_images
+    from ..hash import HashArray
 
     if args.dihedral:
-        variants, names, errors = _hash_dihedral(images, algorithm, show_progress(args))
-        results = index.search_dihedral(variants, threshold) if names else []
+        variants, names, dihedral_errors = _hash_dihedral(images, algorithm,
+                                                          show_progress(args))
+        errors: list[Any] = list(dihedral_errors)
+        low = low_quality(variants, args.min_quality)[::8]
+        if low.any():
+            keep = np.flatnonzero(np.repeat(~low, 8))
+            variants = variants[keep]
+            names = [n for n, bad in zip(names, low.tolist(), strict=True) if not bad]
+        results: list[list[Any]] = index.search_dihedral(variants, threshold) if names else []
     else:
         res = hash_images(images, algorithm, workers=args.workers, progress=show_progress(args))
+        hashes = res.hashes
+        assert isinstance(hashes, HashArray)
         names = [str(i) for i in res.ids]
-        errors = res.errors
-        results = index.search(res.hashes, threshold) if names else []
-    for src, kind, msg in errors:
-        error(f"{src}: {kind}: {msg}")
-    writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
-    return len(errors)
+        errors = list(res.errors)
+        low = low_quality(hashes, args.min_quality)
+        if low.any():
+            hashes = hashes[np.flatnonzero(~low)]
+            names = [n for n, bad in zip(names, low.tolist(), strict=True) if not bad]
+        results = list(index.search(hashes, threshold)) if names else []
+    return names, results, errors, int(low.sum())
 
 
-def _hash_dihedral(images: list[str], algorithm: str, progress: bool):
+def _hash_dihedral(images: list[str], algorithm: str, progress: bool
+                   ) -> tuple[Any, list[str], list[tuple[str, str, str]]]:
     """The 8 rotation/flip hashes of every image (8 rows per image), names, errors."""
     from tqdm import tqdm
 
@@ -333,6 +371,7 @@ def _hash_dihedral(images: list[str], algorithm: str, progress: bool):
     from ..hashers import hash_image
 
     rows: list[np.ndarray] = []
+    quals: list[np.ndarray] = []
     names: list[str] = []
     errors: list[tuple[str, str, str]] = []
     for path in tqdm(images, unit="img", desc="hashing", file=sys.stderr, disable=not progress):
@@ -341,10 +380,14 @@ def _hash_dihedral(images: list[str], algorithm: str, progress: bool):
         except (HashlibExtError, OSError) as e:
             errors.append((path, type(e).__name__, str(e)))
             continue
+        assert isinstance(arr, HashArray)
         rows.append(arr.codes)
+        quals.append(np.full(arr.codes.shape[0], -1, np.int16) if arr.qualities is None
+                     else np.asarray(arr.qualities, np.int16))
         names.append(path)
     codes = np.concatenate(rows) if rows else np.zeros((0, 0), np.uint8)
-    return HashArray(codes, algorithm), names, errors
+    q = np.concatenate(quals) if quals else np.zeros(0, np.int16)
+    return HashArray(codes, algorithm, q if (q >= 0).any() else None), names, errors
 
 
 def run_robust(args: argparse.Namespace) -> int:
@@ -353,25 +396,26 @@ def run_robust(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
     from ..robust import RobustIndex
 
-    for name, value in (("--threshold", args.threshold), ("--min-score", args.min_score)):
-        if value is not None and value < 0:
-            error(f"{name} must be >= 0, got {value}")
-            return 2
     if args.dihedral or args.algorithm:
-        error("--robust matches every rotation/flip already and uses PDQ and local "
-              "features: drop --dihedral/--algorithm")
-        return 2
+        raise UsageError("--robust matches every rotation/flip already and uses PDQ and "
+                         "local features: drop --dihedral/--algorithm")
+    if args.min_quality is not None:
+        raise UsageError("--min-quality applies to hash matching, not --robust")
+    check_output(args.output, [args.index, *args.inputs])
     lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
     if lists:
-        error(f"--robust matches images, not hash lists: {lists[0]}")
-        return 2
+        raise UsageError(f"--robust matches images, not hash lists: {lists[0]}")
     try:
         index = RobustIndex.load(args.index)
     except HashlibExtError as e:
         error(str(e))
         return EXIT_FAILED
-    got = describe_images(images, query=True, workers=args.workers,
-                          progress=show_progress(args))
+    if not images:
+        error("nothing to match")
+        return EXIT_FAILED
+    with compute_only():
+        got = describe_images(images, query=True, workers=args.workers,
+                              progress=show_progress(args))
     for src, kind, msg in got.errors:
         error(f"{src}: {kind}: {msg}")
     failed = len(missing) + len(got.errors)
@@ -390,8 +434,12 @@ def run_robust(args: argparse.Namespace) -> int:
                 writer.write({"query": images[pos], "id": m.id, "key": k, "score": m.score,
                               "stage": m.stage} for m, k in zip(found, keys, strict=True))
             writer.close()
+            if not got.descriptors:
+                raise Discard  # nothing could be read: an existing output stays as it was
+    except BrokenPipeError:
+        raise
     except OSError as e:
-        error(f"cannot write {args.output}: {e.strerror or e}")
+        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
     print(f"{matched} of {len(got.descriptors)} images matched (robust); {writer.count} rows"
           + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)

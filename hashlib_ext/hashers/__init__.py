@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -144,7 +144,7 @@ def hash_image(
 
     if dihedral:
         spec = specs[0]
-        codes, qualities = spec.dihedral(pixels, **params)
+        codes, qualities = cast(DihedralFn, spec.dihedral)(pixels, **params)
         return HashArray(codes, spec.name, qualities)
 
     if isinstance(algorithm, str):

@@ -183,7 +183,7 @@ def _plan(in_size: int, out_size: int, other: int, block: int = 0) -> tuple[int,
     key = (out_size, int(2 * math.log2(taps.shape[1] + 1)), min(other, 512) // 128, block)
     group = _GROUPS.get(key)
     if group is None:
-        candidates = {}
+        candidates: dict[int, tuple] = {}
         g = 1
         while g <= min(64, out_size) or not candidates:
             bands = _bands(xmin, taps, starts, stops, g)
