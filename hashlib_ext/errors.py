@@ -75,3 +75,24 @@ class UnsafeArchiveError(DatasetError):
 
 class MissingDependencyError(HashlibExtError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
+
+
+class UsageError(ValueError):
+    """A command-line mistake found after the arguments were parsed (options that do not go
+    together, an ``--output`` that cannot be written). Raised inside the ``hashlib-ext``
+    commands only, which turn it into one line on stderr and exit status 2."""
+
+
+class Interrupted(KeyboardInterrupt):
+    """A ``hashlib-ext`` command was stopped by a signal (SIGINT or SIGTERM); ``signum``
+    says which, ``exit_code`` is the status the command ends with (128 + signum)."""
+
+    def __init__(self, signum: int):
+        import signal
+
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+    @property
+    def exit_code(self) -> int:
+        return 128 + self.signum

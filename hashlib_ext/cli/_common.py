@@ -26,18 +26,24 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
+from ..errors import UsageError
+
 EXIT_OK = 0
 EXIT_FAILED = 1
 EXIT_USAGE = 2
 
+__all__ = ["UsageError", "discard", "output_stream", "RowWriter", "json_text", "check_output",
+           "error", "show_progress", "worker_count", "min_quality", "add_min_quality",
+           "stdout_lossless", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
-class UsageError(Exception):
-    """A bad combination of arguments found after parsing: exit status 2, one line."""
+
+_discarded: set[int] = set()
 
 
-class Discard(Exception):
-    """Raised inside :func:`output_stream`: leave the output file as it was (nothing of
-    use was produced); the block ends quietly."""
+def discard(out: IO[str]) -> None:
+    """Inside :func:`output_stream`: nothing of use was produced, so when the block ends
+    the output file is left as it was (what was written to ``out`` is dropped)."""
+    _discarded.add(id(out))
 
 
 def error(msg: str) -> None:
@@ -127,24 +133,33 @@ def stdout_lossless() -> IO[str]:
 def output_stream(path: str | None) -> Iterator[IO[str]]:
     """stdout, or ``path`` written atomically: a temporary file beside it renamed into
     place when the block ends normally; on an exception (an error, a signal) it is removed
-    and an existing ``path`` is left as it was; :class:`Discard` does the same without
+    and an existing ``path`` is left as it was; :func:`discard` does the same without
     an error. UTF-8, undecodable name bytes as such."""
     if path is None or path == "-":
         out = stdout_lossless()
         try:
             yield out
-        except Discard:
-            pass
+        finally:
+            _discarded.discard(id(out))
         out.flush()
         return
     from ..atomic import atomic_path
 
+    dropped = RuntimeError("output discarded")  # only ever raised and caught here
+    key = None
     try:
-        with atomic_path(path) as tmp, open(tmp, "w", encoding="utf-8",
-                                             errors="surrogateescape", newline="") as f:
-            yield f
-    except Discard:
-        pass
+        with atomic_path(path) as tmp:
+            with open(tmp, "w", encoding="utf-8", errors="surrogateescape", newline="") as f:
+                key = id(f)
+                yield f
+            if key in _discarded:
+                raise dropped  # atomic_path removes the temporary file
+    except RuntimeError as e:
+        if e is not dropped:
+            raise
+    finally:
+        if key is not None:
+            _discarded.discard(key)
 
 
 _SURROGATE = re.compile("[\ud800-\udfff]")

@@ -37,21 +37,13 @@ from collections.abc import Iterator
 from types import FrameType
 from typing import Any
 
+from ..errors import Interrupted
+
+__all__ = ["Interrupted", "compute_only", "handling", "stop_children"]
+
 SIGNALS = (signal.SIGINT, signal.SIGTERM)
 WATCHDOG_S = 5.0
 """How long the process may take to unwind after a signal before it is ended."""
-
-
-class Interrupted(KeyboardInterrupt):
-    """The command was stopped by a signal; ``signum`` says which."""
-
-    def __init__(self, signum: int):
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum
 
 
 _owner: int | None = None

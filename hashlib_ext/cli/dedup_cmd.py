@@ -26,10 +26,10 @@ import numpy as np
 
 from ._common import (
     EXIT_FAILED,
-    Discard,
     UsageError,
     add_min_quality,
     check_output,
+    discard,
     error,
     json_text,
     output_stream,
@@ -184,7 +184,7 @@ def run(args: argparse.Namespace) -> int:
                 for n, group in enumerate(members):
                     w.writerows([n, m["id"], m.get("key", "")] for m in group)
             if len(hashes) == 0 and failed:
-                raise Discard  # nothing could be read: an existing output stays as it was
+                discard(out)  # nothing could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
     except OSError as e:
@@ -270,7 +270,7 @@ def run_robust(args: argparse.Namespace) -> int:
                 for k, group in enumerate(clusters):
                     w.writerows([k, i, images[i]] for i in group)
             if len(added.ids) == 0:
-                raise Discard  # no image could be read: an existing output stays as it was
+                discard(out)  # no image could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
     except OSError as e:

@@ -25,11 +25,11 @@ import numpy as np
 from ._common import (  # noqa: F401 - re-exported for the other commands
     EXIT_FAILED,
     EXIT_USAGE,
-    Discard,
     RowWriter,
     UsageError,
     add_min_quality,
     check_output,
+    discard,
     error,
     output_stream,
     show_progress,
@@ -247,7 +247,7 @@ def run(args: argparse.Namespace) -> int:
                 writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
             writer.close()
             if failed and stats["queries"] == 0 and stats["low_quality"] == 0:
-                raise Discard  # nothing could be read: an existing output stays as it was
+                discard(out)  # nothing could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
     except OSError as e:
@@ -435,7 +435,7 @@ def run_robust(args: argparse.Namespace) -> int:
                               "stage": m.stage} for m, k in zip(found, keys, strict=True))
             writer.close()
             if not got.descriptors:
-                raise Discard  # nothing could be read: an existing output stays as it was
+                discard(out)  # nothing could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
     except OSError as e:
