@@ -99,12 +99,15 @@ def describe_global(image: Image.Image, *, query: bool) -> Descriptor:
     rgb = np.asarray(image)
     boxes = tuple(trim.content_boxes(rgb))
     pdq = get_hasher("pdq")
+    dihedral = pdq.dihedral
+    if dihedral is None:  # pragma: no cover - PDQ registers its dihedral hasher
+        raise RuntimeError("the PDQ hasher has no dihedral variant")
     codes, quality = [], []
     for box in ((0, 0, image.width, image.height),) + boxes:
         part = image if box[2:] == image.size and box[:2] == (0, 0) else image.crop(box)
         px = Pixels(part)
         if query:
-            c8, q8 = pdq.dihedral(px)
+            c8, q8 = dihedral(px)
             codes.append(c8)
             quality.append(int(q8[0]) if q8 is not None else 100)
         else:

@@ -16,9 +16,10 @@ A query runs a two-stage cascade (docs/robust.md has the measurements behind it)
 
 Each match is ``(id, score, stage)``: stage 1 scores ``256 - PDQ distance``; stage 2 the
 verified cell count of the first query feature set (best-voting first) that reaches the
-operating point, or the best of them when none does. The default operating points (:data:`PDQ_THRESHOLD`,
-:data:`MIN_SCORE`) were chosen from the distinct-pair score distributions on COCO for a
-modelled per-pair false-match rate of at most 1e-9.
+operating point, or the best of them when none does. The default operating points
+(:data:`PDQ_THRESHOLD`, :data:`MIN_SCORE`) keep the modelled per-pair false-match rate of
+each stage far below 5e-10 on COCO's distinct pairs (docs/robust.md has the fits), with
+margin for what those pairs do not show: two photos sharing a large pasted sticker.
 """
 
 from __future__ import annotations
@@ -32,8 +33,14 @@ import numpy as np
 
 from . import container, verify
 from .describe_batch import describe_images, input_id
-from .descriptor import Descriptor, FeatureSet, describe_global, with_local
-from .descriptor import INDEX_THUMB, MIN_QUALITY
+from .descriptor import (
+    INDEX_THUMB,
+    MIN_QUALITY,
+    Descriptor,
+    FeatureSet,
+    describe_global,
+    with_local,
+)
 from .errors import IndexFileError
 from .imageio import load
 from .index import AUTO_MIH_MIN, HashIndex
@@ -114,8 +121,8 @@ class RobustIndex:
     @property
     def nbytes(self) -> int:
         """Memory held by the stored codes, keypoints and postings."""
-        parts = (self._sizes, self._thumbs, self._kp_off, self._xy, self._desc, self._pdq, self._pdq_owner,
-                 self._quality)
+        parts = (self._sizes, self._thumbs, self._kp_off, self._xy, self._desc, self._pdq,
+                 self._pdq_owner, self._quality)
         return int(self._global.nbytes + self._words.nbytes + sum(g.nbytes for g in parts))
 
     @property
@@ -159,8 +166,8 @@ class RobustIndex:
         described = describe_images([srcs[i] for i in raw], workers=workers, progress=progress)
         done: dict[int, Descriptor | tuple[Any, str, str]] = {
             raw[p]: d for p, d in zip(described.positions, described.descriptors, strict=True)}
-        for p, (src, kind, msg) in zip(sorted(set(range(len(raw))) - set(described.positions)),
-                                       described.errors, strict=True):
+        for p, (_, kind, msg) in zip(sorted(set(range(len(raw))) - set(described.positions)),
+                                     described.errors, strict=True):
             done[raw[p]] = (input_id(srcs[raw[p]], raw[p]), kind, msg)
         for i, src in enumerate(srcs):
             got = src if isinstance(src, Descriptor) else done[i]
@@ -245,12 +252,13 @@ class RobustIndex:
         if not len(codes):
             return []
         best: dict[int, int] = {}
+        pairs: Iterable[tuple[int, int]]
         if len(self._global) < SMALL_SCAN:
             good = self._quality.view() >= MIN_QUALITY
-            _, rows, dist = verify.within(codes, self._pdq.view()[good], t)
-            pairs = zip(self._pdq_owner.view()[good][rows].tolist(), dist.tolist(), strict=True)
+            _, rows, dists = verify.within(codes, self._pdq.view()[good], t)
+            pairs = zip(self._pdq_owner.view()[good][rows].tolist(), dists.tolist(), strict=True)
         else:
-            pairs = ((n, dist) for hits in self._global.search(codes, t) for n, dist in hits)
+            pairs = ((n, d) for hits in self._global.search(codes, t) for n, d in hits)
         for n, dist in pairs:
             if dist < best.get(n, 1 << 30):
                 best[n] = dist
@@ -332,12 +340,13 @@ class RobustIndex:
         def bad(msg: str) -> IndexFileError:
             return IndexFileError(f"{path}: {msg}")
 
-        fields = {k: meta.get(k) for k in ("count", "pdq_threshold", "min_score", "next_id",
-                                            "xy_scale")}
+        raw = {k: meta.get(k) for k in ("count", "pdq_threshold", "min_score", "next_id",
+                                         "xy_scale")}
         bits = meta.get("word_bits")
-        if any(type(v) is not int for v in fields.values()) or not isinstance(bits, list) \
+        if any(type(v) is not int for v in raw.values()) or not isinstance(bits, list) \
                 or any(type(b) is not int for b in bits):
             raise bad("corrupt header (missing or invalid fields)")
+        fields: dict[str, int] = {k: int(v) for k, v in raw.items() if isinstance(v, int)}
         n, next_id = fields["count"], fields["next_id"]
         if set(a) != set(_SECTIONS) or fields["xy_scale"] != _XY_SCALE or \
                 len(bits) != len(WORD_BITS) or len(set(bits)) != len(bits) or \

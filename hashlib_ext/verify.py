@@ -55,7 +55,7 @@ def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
                 x = (x & np.uint64(0x3333333333333333)) + \
                     ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
                 x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-                d += np.int32((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+                d += int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
             if d < b1:
                 b2 = b1
                 b1 = d
@@ -85,7 +85,7 @@ def _within(q: np.ndarray, c: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarra
                 v = (v & np.uint64(0x3333333333333333)) + \
                     ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
                 v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-                d += np.int64((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+                d += int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
             if d <= t:
                 if k == len(qi):
                     qi = np.concatenate((qi, np.empty(k, np.int64)))

@@ -86,8 +86,8 @@ def test_within_is_an_exact_scan():
     b = np.concatenate([a[:5] ^ np.uint8(1), rng.integers(0, 256, (30, 32), dtype=np.uint8)])
     qi, ci, d = verify.within(a, b, 40)
     full = np.unpackbits(a[:, None] ^ b[None], axis=2).sum(axis=2)
-    assert sorted(zip(qi.tolist(), ci.tolist(), d.tolist())) == sorted(
-        (i, j, int(full[i, j])) for i, j in zip(*np.nonzero(full <= 40)))
+    assert sorted(zip(qi.tolist(), ci.tolist(), d.tolist(), strict=True)) == sorted(
+        (i, j, int(full[i, j])) for i, j in zip(*np.nonzero(full <= 40), strict=True))
 
 
 def test_geometric_tail_recovers_its_decay():

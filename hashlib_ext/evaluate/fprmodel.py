@@ -139,6 +139,7 @@ def fit(hist: np.ndarray, tail_fraction: float = 0.02, min_tail: int = 100) -> F
         )
         if best is None or res.fun < best.fun:
             best = res
+    assert best is not None  # the loop above runs at least once
     mu, s = special.expit(best.x[0]), np.exp(best.x[1])
     return FprModel(bits=bits, alpha=float(mu * s), beta=float((1 - mu) * s), cutoff=c * step,
                     n_pairs=int(total), step=step)

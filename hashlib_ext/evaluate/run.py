@@ -18,6 +18,7 @@ by the nearest of its 8 rotations/flips against the stored originals.
 
 from __future__ import annotations
 
+import functools
 import os
 import platform
 import sys
@@ -29,6 +30,7 @@ from typing import Any
 
 import numpy as np
 
+from ..hash import HashArray
 from . import DEFAULT_ALGORITHMS, fprmodel, metrics
 
 DIHEDRAL = "-dihedral"
@@ -106,8 +108,13 @@ def _hash_all(image: Any, job: _Job) -> tuple[dict[str, bytes], dict[str, np.nda
     from ..hashers import hash_image
 
     hashes = hash_image(image, job.plain)
+    assert isinstance(hashes, dict)  # a list of names gives name -> Hash
     plain = {a: hashes[a].to_bytes() for a in job.plain}
-    dih = {a: hash_image(image, a, dihedral=True).codes for a in job.dihedral}
+    dih = {}
+    for a in job.dihedral:
+        variants = hash_image(image, a, dihedral=True)
+        assert isinstance(variants, HashArray)
+        dih[a] = variants.codes
     return plain, dih
 
 
@@ -145,9 +152,10 @@ def measure_throughput(sources: Sequence[Any], plain: Sequence[str],
     if not sources:
         return {}
     runs: list[tuple[str, Callable[[Any], Any]]] = [
-        (a, lambda s, a=a: hash_image(s, a)) for a in plain
+        (a, functools.partial(hash_image, algorithm=a)) for a in plain
     ]
-    runs += [(a + DIHEDRAL, lambda s, a=a: hash_image(s, a, dihedral=True)) for a in dihedral]
+    runs += [(a + DIHEDRAL, functools.partial(hash_image, algorithm=a, dihedral=True))
+             for a in dihedral]
     if len(plain) > 1:
         runs.append(("all (one decode)", lambda s: hash_image(s, list(plain))))
     out = {}
