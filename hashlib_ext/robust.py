@@ -269,7 +269,8 @@ class RobustIndex:
         sets = [s for s in d.local if len(s)]
         if not sets or not len(self._ids):
             return []
-        cands, votes = self._words.top([s.desc for s in sets], CANDIDATES + spare, MIN_VOTES)
+        cands, votes = self._words.top([s.desc for s in sets], CANDIDATES + spare, MIN_VOTES,
+                                       n_images=len(self._ids))
         out = []
         for n, v in zip(cands.tolist(), votes, strict=True):
             best = 0

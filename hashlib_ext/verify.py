@@ -69,33 +69,41 @@ def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
 
 
 @numba.njit(cache=True, nogil=True)
+def _distance(q: np.ndarray, i: int, c: np.ndarray, j: int) -> int:
+    d = 0
+    for x in range(q.shape[1]):
+        v = q[i, x] ^ c[j, x]
+        v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+        v = (v & np.uint64(0x3333333333333333)) + \
+            ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+        v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        d += int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+    return d
+
+
+@numba.njit(cache=True, nogil=True)
 def _within(q: np.ndarray, c: np.ndarray, t: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every ``(query row, code row, distance)`` with distance <= ``t`` (uint64 words)."""
-    n, m, w = q.shape[0], c.shape[0], q.shape[1]
-    qi = np.empty(16, np.int64)
-    ci = np.empty(16, np.int64)
-    dd = np.empty(16, np.int64)
+    """Every ``(query row, code row, distance)`` with distance <= ``t`` (uint64 words):
+    one pass to count, one to fill, so the inner loop allocates nothing."""
+    n, m = q.shape[0], c.shape[0]
     k = 0
     for i in range(n):
         for j in range(m):
-            d = 0
-            for x in range(w):
-                v = q[i, x] ^ c[j, x]
-                v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
-                v = (v & np.uint64(0x3333333333333333)) + \
-                    ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
-                v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-                d += int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+            if _distance(q, i, c, j) <= t:
+                k += 1
+    qi = np.empty(k, np.int64)
+    ci = np.empty(k, np.int64)
+    dd = np.empty(k, np.int64)
+    k = 0
+    for i in range(n):
+        for j in range(m):
+            d = _distance(q, i, c, j)
             if d <= t:
-                if k == len(qi):
-                    qi = np.concatenate((qi, np.empty(k, np.int64)))
-                    ci = np.concatenate((ci, np.empty(k, np.int64)))
-                    dd = np.concatenate((dd, np.empty(k, np.int64)))
                 qi[k] = i
                 ci[k] = j
                 dd[k] = d
                 k += 1
-    return qi[:k], ci[:k], dd[:k]
+    return qi, ci, dd
 
 
 def within(queries: np.ndarray, codes: np.ndarray, t: int

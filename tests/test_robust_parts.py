@@ -35,19 +35,27 @@ def test_votes_match_a_brute_force_count_across_merged_segments():
         all_owners += owners.tolist()
     assert len(idx) == len(all_keys)
     q = rng.integers(0, 256, (40, 32), dtype=np.uint8)
-    q[:10] = 0  # some probes hit stored words of the all-zero kind
+    q[:10] = 0  # identical descriptors: each still votes on its own
+    idx.add(wordindex.word_keys(np.zeros((3, 32), np.uint8)), np.full(3, 7, np.uint32))
+    all_keys += [0, 0, 0]
+    all_owners += [7, 7, 7]
     images, counts = idx.votes(q)
-    probes = wordindex.probes(wordindex.word_keys(q), len(wordindex.WORD_BITS)).ravel()
+    probes = wordindex.probes(wordindex.word_keys(q), len(wordindex.WORD_BITS))
     expect: dict[int, int] = {}
     posted = np.array(all_keys, np.uint32)
     owners = np.array(all_owners)
-    for p in probes.tolist():
-        for o in owners[posted == p].tolist():
+    for row in probes.tolist():  # one vote per (query descriptor, image)
+        for o in set(owners[np.isin(posted, row)].tolist()):
             expect[o] = expect.get(o, 0) + 1
     assert dict(zip(images.tolist(), counts.tolist(), strict=True)) == expect
     keys, own = idx.postings()
     again = wordindex.WordIndex.from_postings(keys, own)
     assert [a.tolist() for a in again.votes(q)] == [images.tolist(), counts.tolist()]
+    # top() sums the sets and keeps the best; per-set votes come with it
+    best, per_set = idx.top([q, q[:20]], 3)
+    total = {i: c for i, c in zip(images.tolist(), counts.tolist(), strict=True)}
+    assert per_set[:, 0].tolist() == [total[i] for i in best.tolist()]
+    assert sorted(total.values(), reverse=True)[:1] <= [int(per_set[0, 0])]
     with pytest.raises(ValueError, match="sorted"):
         wordindex.WordIndex.from_postings(keys[::-1].copy(), own)
 
