@@ -44,6 +44,7 @@ from .descriptor import (
 from .errors import IndexFileError
 from .imageio import load
 from .index import AUTO_MIH_MIN, HashIndex
+from .rwlock import RWLock
 from .wordindex import WORD_BITS, WordIndex, word_keys
 
 PDQ_THRESHOLD = 31
@@ -90,7 +91,10 @@ class AddResult:
 
 
 class RobustIndex:
-    """Robust copy detection over a growing collection of images (see the module doc)."""
+    """Robust copy detection over a growing collection of images (see the module doc).
+
+    Thread-safe: matches run concurrently (the compiled kernels release the GIL); ``add``
+    and ``save`` wait for them and run alone."""
 
     def __init__(self, *, pdq_threshold: int = PDQ_THRESHOLD, min_score: int = MIN_SCORE):
         self.pdq_threshold = _threshold(pdq_threshold, 256, "pdq_threshold")
@@ -110,6 +114,7 @@ class RobustIndex:
         self._pdq_owner = _Grow((), np.uint32)
         self._quality = _Grow((), np.uint16)
         self._next_id = 0
+        self._lock = RWLock()
 
     def __len__(self) -> int:
         return len(self._ids)
@@ -178,10 +183,13 @@ class RobustIndex:
             if d.query or len(d.local) != 1:
                 raise TypeError("add() takes index-side descriptors: describe(src) without "
                                 "query=True")
-            added.append(self._next_id + len(batch) if ids is None else ids[i])
             batch.append(d)
             batch_keys.append(None if keys is None else keys[i])
-        self._append(batch, added, batch_keys)
+            added.append(-1 if ids is None else ids[i])
+        with self._lock.write():
+            if ids is None:
+                added = list(range(self._next_id, self._next_id + len(batch)))
+            self._append(batch, added, batch_keys)
         return AddResult(np.array(added, np.int64), errors)
 
     def _append(self, ds: Sequence[Descriptor], idents: Sequence[int],
@@ -228,6 +236,11 @@ class RobustIndex:
         use every variant; index-side ones only the whole image). Ids in ``exclude`` are
         never returned, nor do they stop the cascade after stage 1 (for a collection
         matched against itself, exclude the query's own id)."""
+        with self._lock.read():
+            return self._match(src, min_score, pdq_threshold, exclude)
+
+    def _match(self, src: Any, min_score: int | None, pdq_threshold: int | None,
+               exclude: Iterable[int]) -> list[RobustMatch]:
         skip = {int(i) for i in exclude}
         t1 = self.pdq_threshold if pdq_threshold is None else \
             _threshold(pdq_threshold, 256, "pdq_threshold")
@@ -313,6 +326,10 @@ class RobustIndex:
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to one checksummed file, atomically (see
         :mod:`hashlib_ext.container`)."""
+        with self._lock.read():
+            self._save(path)
+
+    def _save(self, path: str | os.PathLike[str]) -> None:
         key_off, key_data = container.pack_strings(self._keys)
         arrays = {
             "ids": np.array(self._ids, "<i8"),

@@ -168,3 +168,33 @@ def test_damaged_or_foreign_files_are_refused(index, tmp_path):
     hidx.save(tmp_path / "hash.hidx")
     with pytest.raises(IndexFileError, match="RobustIndex"):
         hx.RobustIndex.load(tmp_path / "hash.hidx")
+
+
+def test_matches_run_while_another_thread_adds(images):
+    import threading
+
+    idx = hx.RobustIndex()
+    idx.add(images[:5])
+    queries = [hx.describe(T.apply("crop:side=0.2", im, seed=i), query=True)
+               for i, im in enumerate(images[:5])]
+    extra = [hx.describe(im) for im in images[5:10]]
+    found: list[list[int]] = []
+    failures: list[BaseException] = []
+
+    def reader() -> None:
+        try:
+            for _ in range(3):
+                found.append([idx.match(q)[0].id for q in queries])
+        except BaseException as e:  # noqa: BLE001 - reported below
+            failures.append(e)
+
+    threads = [threading.Thread(target=reader) for _ in range(2)]
+    for t in threads:
+        t.start()
+    for d in extra:
+        idx.add([d])
+    for t in threads:
+        t.join()
+    assert not failures
+    assert found and all(row == [0, 1, 2, 3, 4] for row in found)
+    assert len(idx) == 10 and idx.match(images[7])[0].id == 7
