@@ -188,6 +188,20 @@ def read_open(f: io.BufferedReader, size: int, path: str, kind: str, max_version
     return _read(f, size, path, kind, max_version, expected)
 
 
+def read_array(f: io.BufferedIOBase, dtype: np.dtype, nbytes: int, digest: Any,
+               bad: Any) -> np.ndarray:
+    """The next ``nbytes`` of ``f`` as a flat array of ``dtype``, read in chunks into its
+    final buffer and fed to ``digest``; a short read raises ``bad("truncated file")``."""
+    arr = np.empty(nbytes // dtype.itemsize, dtype=dtype)
+    view = arr.view(np.uint8).data
+    for lo in range(0, nbytes, _READ_CHUNK):
+        part = view[lo:lo + _READ_CHUNK]
+        if f.readinto(part) != len(part):
+            raise bad("truncated file")
+        digest.update(part)
+    return arr
+
+
 def read_header(f: BinaryIO, size: int, path: str) -> tuple[bytes, dict[str, Any]]:
     """The raw and parsed JSON header of an open file (position after the header)."""
     prefix = f.read(16)
@@ -231,14 +245,7 @@ def _read(f: io.BufferedReader, size: int, path: str, kind: str, max_version: in
     digest = hashlib.sha256(raw)
     arrays: dict[str, np.ndarray] = {}
     for name, dt, shape, nb in plan:
-        arr = np.empty(nb // dt.itemsize, dtype=dt)
-        view = arr.view(np.uint8).data
-        for lo in range(0, nb, _READ_CHUNK):
-            part = view[lo:lo + _READ_CHUNK]
-            if f.readinto(part) != len(part):
-                raise bad("truncated file")
-            digest.update(part)
-        arrays[name] = arr.reshape(shape)
+        arrays[name] = read_array(f, dt, nb, digest, bad).reshape(shape)
     if f.read(32) != digest.digest():
         raise bad("checksum mismatch: the file is corrupted or was modified")
     return version, meta, arrays

@@ -75,7 +75,6 @@ LEGACY_KEYS_SUFFIX = ".keys.sqlite"
 _FAISS_FOURCC = b"IBxF"  # FAISS's tag for a serialised IndexBinaryFlat (version 1 files)
 _V1_DTYPES: dict[str, np.dtype] = {name: np.dtype(name)
                                    for name in ("u1", "<i4", "<u4", "<u8", "<i8")}
-_READ_CHUNK = 1 << 26
 _LEGACY_KEYS_BYTES_PER_CODE = 8192
 """A version-1 keys database larger than 1 MiB plus this much per code is refused unread."""
 _ID_RANGE = (-(1 << 63), 1 << 63)  # next_id may be one past the largest int64 id
@@ -681,14 +680,7 @@ class HashIndex:
             raise bad("file size does not match its header (truncated or extended)")
         arrays: dict[str, np.ndarray] = {}
         for name, dt, nb in sections:
-            arr = np.empty(nb // dt.itemsize, dtype=dt)
-            view = arr.view(np.uint8).data
-            for lo in range(0, nb, _READ_CHUNK):
-                part = view[lo:lo + _READ_CHUNK]
-                if f.readinto(part) != len(part):
-                    raise bad("truncated file")
-                digest.update(part)
-            arrays[name] = arr
+            arrays[name] = container.read_array(f, np.dtype(dt), nb, digest, bad)
         if f.read(32) != digest.digest():
             raise bad("checksum mismatch: the file is corrupted or was modified")
 

@@ -150,12 +150,7 @@ def run_build(args: argparse.Namespace) -> int:
     except ValueError as e:  # e.g. ids the index refuses: about the input, not the output
         error(f"{args.hashfile}: {e}")
         return EXIT_FAILED
-    try:
-        index.save(args.output)
-    except BrokenPipeError:
-        raise
-    except (HashlibExtError, OSError) as e:
-        error(f"cannot write {args.output}: {getattr(e, 'strerror', None) or e}")
+    if not _saved(index, args.output):
         return EXIT_FAILED
     note = f", {len(skipped)} malformed lines skipped" if skipped else ""
     note += f", {ignored} rows of other algorithms ignored" if ignored else ""
@@ -204,7 +199,6 @@ def run_info(args: argparse.Namespace) -> int:
 
 def run_build_robust(args: argparse.Namespace) -> int:
     """``index build --robust``: describe images into a RobustIndex file."""
-    from ..errors import HashlibExtError
     from ..robust import RobustIndex
     from .match_cmd import classify_inputs
 
@@ -232,14 +226,23 @@ def run_build_robust(args: argparse.Namespace) -> int:
     if len(index) == 0:
         error(f"no image could be indexed; {args.output} not written")
         return EXIT_FAILED
-    try:
-        index.save(args.output)
-    except BrokenPipeError:
-        raise
-    except (HashlibExtError, OSError) as e:
-        error(f"cannot write {args.output}: {getattr(e, 'strerror', None) or e}")
+    if not _saved(index, args.output):
         return EXIT_FAILED
     failed = len(missing) + len(res.errors)
     print(f"indexed {len(index)} images (robust) into {args.output}"
           + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
     return EXIT_FAILED if failed else 0
+
+
+def _saved(index: Any, output: str) -> bool:
+    """Save ``index`` (a HashIndex or RobustIndex); report a failure and return False."""
+    from ..errors import HashlibExtError
+
+    try:
+        index.save(output)
+    except BrokenPipeError:
+        raise
+    except (HashlibExtError, OSError) as e:
+        error(f"cannot write {output}: {getattr(e, 'strerror', None) or e}")
+        return False
+    return True
