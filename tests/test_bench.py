@@ -111,6 +111,33 @@ def test_bench_default_run_on_bundled(tmp_path, monkeypatch):
     res = _check_report(tmp_path / "hashlib-ext-report")
     assert res["meta"]["images_hashed"] >= 24
     assert set(res["algorithms"]) == {"ahash", "dhash", "phash", "whash", "pdq", "pdq-dihedral"}
+    # the robust column: every transform, found copies, no false match, its report section
+    rob = res["robust"]
+    assert set(rob["transforms"]) == set(res["meta"]["transforms"])
+    assert rob["false_matches"] == 0 and all(s["false_matches"] == 0 for s in rob["stickers"])
+    for spec in ("crop:side=0.2", "rotate:deg=5", "screenshot:scale=0.8", "hflip"):
+        assert rob["transforms"][spec]["recall"] >= 0.9, spec
+    report = (tmp_path / "hashlib-ext-report" / "report.md").read_text()
+    assert "robust (default operating point)" in report and "## Robust operating point" in report
+
+
+def test_bench_without_opencv_notes_the_missing_extra(tmp_path, monkeypatch):
+    from hashlib_ext import features
+    from hashlib_ext.errors import MissingDependencyError
+
+    def missing():
+        raise MissingDependencyError("robust matching needs OpenCV: pip install "
+                                     "'hashlib-ext[robust]'")
+
+    monkeypatch.setattr(features, "require_cv2", missing)
+    res = run_benchmark(limit=3, transforms=["hflip"], algorithms=["pdq"], progress=False,
+                        workers=1, throughput_images=1)
+    assert "hashlib-ext[robust]" in res["robust"]["skipped"]
+    with pytest.raises(MissingDependencyError):
+        run_benchmark(limit=3, transforms=["hflip"], algorithms=["pdq"], progress=False,
+                      workers=1, throughput_images=1, robust=True)
+    assert run_benchmark(limit=3, transforms=["hflip"], algorithms=["pdq"], progress=False,
+                         workers=1, throughput_images=1, robust=False)["robust"] is None
 
 
 # The peer figures on the 256-image COCO sample at the threshold where the
