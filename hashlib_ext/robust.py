@@ -311,17 +311,6 @@ class RobustIndex:
         ``gated=False``: the raw cell count without the copy tests (an upper bound)."""
         return max((self._verify(s, n, gated) for s in query.local if len(s)), default=0)
 
-    def pdq_distance(self, query: Descriptor, n: int) -> int:
-        """The smallest PDQ distance between any usable query code and any usable code of
-        the ``n``-th indexed image (257 when either side has none)."""
-        q = query.pdq[query.quality >= MIN_QUALITY].reshape(-1, query.pdq.shape[-1])
-        mine = self._pdq_owner.view() == n
-        c = self._pdq.view()[mine & (self._quality.view() >= MIN_QUALITY)]
-        if not len(q) or not len(c):
-            return 257
-        x = np.unpackbits(q[:, None, :] ^ c[None, :, :], axis=2).sum(axis=2)
-        return int(x.min())
-
     # -- persistence ----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> None:
         """Write the index to one checksummed file, atomically (see

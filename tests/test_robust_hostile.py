@@ -1036,12 +1036,11 @@ def _use_fully(idx: hx.RobustIndex, queries, photos, scratch: Path) -> None:
     import warnings
 
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore", RuntimeWarning)  # crafted sizes, see the xfail above
+        warnings.simplefilter("ignore", RuntimeWarning)  # crafted sizes
         for q in queries:
             for m in idx.match(q):
                 assert m.id in set(idx.ids.tolist()) and m.stage in (1, 2)
         idx.pair_score(queries[1], 0) if len(idx) else None
-        idx.pdq_distance(queries[0], 0) if len(idx) else None
         idx.keys(idx.ids.tolist())
         res = idx.add([photos[3]])
         assert len(res.ids) == 1
