@@ -3,10 +3,12 @@
 :func:`score` matches query descriptors to candidate descriptors (nearest neighbour by
 Hamming distance, ratio test, one-to-one), fits a similarity transform (rotation, uniform
 scale, translation) with RANSAC (OpenCV), and scores the consistent matches by the
-**number of distinct grid cells** of the candidate's frame they fall in. Counting cells,
-not matches, is what keeps a shared logo, sticker or watermark from scoring like a copy:
-a copy's inliers spread over the picture, a pasted object's stay inside a few cells, and
-repeated keypoints at one spot (pyramid levels, texture) count once.
+**number of distinct grid cells** of the candidate's frame they fall in (repeated
+keypoints at one spot, pyramid levels or texture, count once). Two copy tests then tell a
+copy from two pictures that share a pasted logo, sticker or watermark, whose matches are
+just as consistent: the transform must overlay a large part of both frames and explain a
+fair share of the cells where either has keypoints (:func:`explains`), and the pictures
+must also look alike *away from* the matches (:func:`agrees`, on small thumbnails).
 """
 
 from __future__ import annotations
@@ -27,10 +29,12 @@ REPROJ = 0.012
 MIN_OVERLAP = 0.25
 """A copy's frame, mapped by the transform, covers at least this share of the other's."""
 MIN_EXPLAINED = 0.25
-"""Of the candidate's cells that query keypoints map into, at least this share must hold
-consistent matches (two photos sharing only a sticker explain a few cells of many)."""
+"""Of the candidate's cells, within the overlap, where either image has keypoints, at
+least this share must hold consistent matches (two photos sharing only a sticker explain
+a few cells of many)."""
 MIN_CORRELATION = 0.5
-"""Aligned thumbnails of a copy correlate at least this much over their overlap."""
+"""Aligned thumbnails of a copy correlate at least this much over their overlap, away
+from the matched keypoints."""
 MIN_SCALE, MAX_SCALE = 0.2, 5.0
 """Similarity transforms scaling outside this range are rejected as degenerate."""
 
@@ -144,7 +148,7 @@ def score(q_xy: np.ndarray, q_desc: np.ndarray, q_size: tuple[int, int], q_thumb
           grid: int | None = None, gated: bool = True) -> int:
     """Distinct occupied grid cells (of the candidate frame, sizes are ``(w, h)``) among
     the RANSAC-consistent one-to-one matches; 0 when no plausible transform is found or
-    the transform fails the copy tests of :func:`explains`.
+    the transform fails the copy tests (:func:`explains`, :func:`agrees`).
 
     A second transform is fitted to the matches the first leaves out and the better of
     the two counts: a pasted sticker or logo that moved between the two images has its own
