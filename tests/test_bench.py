@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 from pathlib import Path
 
 import numpy as np
@@ -28,7 +30,12 @@ def _check_report(out: Path) -> dict:
     md = (out / "report.md").read_text()
     html = (out / "report.html").read_text()
     for name in PNGS:
-        assert f"({name})" in md and f"src='{name}'" in html
+        assert f"({name})" in md
+    # the HTML stands alone: every plot embedded, byte for byte, none linked
+    embedded = re.findall(r"src='data:image/png;base64,([A-Za-z0-9+/=]+)'", html)
+    assert sorted(base64.b64decode(e) for e in embedded) == sorted(
+        (out / name).read_bytes() for name in PNGS)
+    assert ".png'" not in html
     assert "MODEL" in md and "results.json" in html
     return json.loads((out / "results.json").read_text())
 

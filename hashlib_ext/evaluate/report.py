@@ -6,6 +6,7 @@ metrics except what a plot derives directly from the stored histograms.
 
 from __future__ import annotations
 
+import base64
 import html
 import json
 import math
@@ -274,7 +275,8 @@ def markdown(res: dict, plots: dict[str, str]) -> str:
 
 
 def render_html(res: dict, plots: dict[str, str]) -> str:
-    """A single self-contained HTML page (images linked, not embedded)."""
+    """A single HTML page; ``plots`` maps plot names to image sources (file names, or
+    ``data:`` URIs for a page that stands alone, as :func:`write_report` writes it)."""
     t = tables(res)
     e = html.escape
 
@@ -504,7 +506,9 @@ def write_report(res: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
     _write_atomic(out / "results.json", json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
     plots = plot_all(res, out)
     _write_atomic(out / "report.md", markdown(res, plots))
-    _write_atomic(out / "report.html", render_html(res, plots))
+    inline = {k: "data:image/png;base64," + base64.b64encode((out / v).read_bytes()).decode()
+              for k, v in plots.items()}
+    _write_atomic(out / "report.html", render_html(res, inline))  # self-contained
     written = {"results": out / "results.json", "markdown": out / "report.md",
                "html": out / "report.html"}
     written.update({k: out / v for k, v in plots.items()})
