@@ -164,8 +164,10 @@ class WordIndex:
                 found = np.empty(int(np.minimum(hi - lo, MAX_POSTING).sum()) + 1, np.int64)
                 m = _vote(lo, hi, row, owners, MAX_POSTING, counts, j, last, found)
                 parts.append(found[:m])
-        if parts:
-            touched = np.unique(np.concatenate(parts))
+        if parts:  # distinct images voted for: sort and drop repeats (cheaper than unique)
+            touched = np.concatenate(parts)
+            touched.sort()
+            touched = touched[np.concatenate(([True], touched[1:] != touched[:-1]))]
         return touched, counts[touched].astype(np.int64)
 
 
