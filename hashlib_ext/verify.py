@@ -40,10 +40,24 @@ MIN_SCALE, MAX_SCALE = 0.2, 5.0
 
 
 @numba.njit(cache=True, nogil=True)
+def _distance(q: np.ndarray, i: int, c: np.ndarray, j: int) -> int:
+    """Hamming distance of row ``i`` of ``q`` and row ``j`` of ``c`` (uint64 words)."""
+    d = 0
+    for x in range(q.shape[1]):
+        v = q[i, x] ^ c[j, x]
+        v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
+        v = (v & np.uint64(0x3333333333333333)) + \
+            ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
+        v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
+        d += int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
+    return d
+
+
+@numba.njit(cache=True, nogil=True)
 def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """For each row of ``q`` (uint64 words) its nearest and second-nearest distance in
     ``c`` and the index of the nearest."""
-    n, m, w = q.shape[0], c.shape[0], q.shape[1]
+    n, m = q.shape[0], c.shape[0]
     best = np.full(n, 1 << 20, np.int32)
     second = np.full(n, 1 << 20, np.int32)
     arg = np.full(n, -1, np.int64)
@@ -52,14 +66,7 @@ def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         b2 = 1 << 20
         a = -1
         for j in range(m):
-            d = 0
-            for k in range(w):
-                x = q[i, k] ^ c[j, k]
-                x = x - ((x >> np.uint64(1)) & np.uint64(0x5555555555555555))
-                x = (x & np.uint64(0x3333333333333333)) + \
-                    ((x >> np.uint64(2)) & np.uint64(0x3333333333333333))
-                x = (x + (x >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-                d += int((x * np.uint64(0x0101010101010101)) >> np.uint64(56))
+            d = _distance(q, i, c, j)
             if d < b1:
                 b2 = b1
                 b1 = d
@@ -70,19 +77,6 @@ def _nearest(q: np.ndarray, c: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.n
         second[i] = b2
         arg[i] = a
     return best, second, arg
-
-
-@numba.njit(cache=True, nogil=True)
-def _distance(q: np.ndarray, i: int, c: np.ndarray, j: int) -> int:
-    d = 0
-    for x in range(q.shape[1]):
-        v = q[i, x] ^ c[j, x]
-        v = v - ((v >> np.uint64(1)) & np.uint64(0x5555555555555555))
-        v = (v & np.uint64(0x3333333333333333)) + \
-            ((v >> np.uint64(2)) & np.uint64(0x3333333333333333))
-        v = (v + (v >> np.uint64(4))) & np.uint64(0x0F0F0F0F0F0F0F0F)
-        d += int((v * np.uint64(0x0101010101010101)) >> np.uint64(56))
-    return d
 
 
 @numba.njit(cache=True, nogil=True)
