@@ -167,7 +167,8 @@ class WordIndex:
         if parts:  # distinct images voted for: sort and drop repeats (cheaper than unique)
             touched = np.concatenate(parts)
             touched.sort()
-            touched = touched[np.concatenate(([True], touched[1:] != touched[:-1]))]
+            if len(touched):
+                touched = touched[np.concatenate(([True], touched[1:] != touched[:-1]))]
         return touched, counts[touched].astype(np.int64)
 
 

@@ -108,3 +108,13 @@ def test_geometric_tail_recovers_its_decay():
     t = model.threshold_for(1e-9)
     assert model.fpr(t) <= 1e-9 < model.fpr(t - 1)
     assert tailmodel.union_fpr(1e-6, 10) == pytest.approx(1e-5, rel=1e-4)
+
+
+def test_votes_when_no_probe_hits():
+    idx = wordindex.WordIndex()
+    idx.add(np.array([1, 2, 3], np.uint32), np.array([0, 1, 2], np.uint32))
+    far = np.full((4, 32), 0xFF, np.uint8)  # its words and their neighbours are not posted
+    images, counts = idx.votes(far)
+    assert images.tolist() == [] and counts.tolist() == []
+    best, per_set = idx.top([far, far[:0]], 5)
+    assert best.tolist() == [] and per_set.shape == (0, 2)
