@@ -8,6 +8,7 @@ imported on first use and its absence is reported naming the extra.
 
 from __future__ import annotations
 
+import threading
 from typing import Any
 
 import numpy as np
@@ -29,7 +30,8 @@ FAST_THRESHOLD = 20
 """FAST corner threshold (OpenCV's default; 12 found a few more corners in flat photos,
 changed recall on hard edits by 0.3 % and cost 1.1 ms per image)."""
 
-_ORB: dict[int, Any] = {}
+_LOCAL = threading.local()  # one ORB detector per thread and size: OpenCV objects are not
+# documented as safe to share between threads
 
 
 def require_cv2() -> Any:
@@ -74,10 +76,11 @@ def orb(grey: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     empty = np.zeros((0, 2), np.float32), np.zeros((0, 32), np.uint8)
     if grey.shape[0] < 4 * EDGE or grey.shape[1] < 4 * EDGE or n < 1:
         return empty
-    detector = _ORB.get(n)
+    cache = _LOCAL.__dict__.setdefault("orb", {})
+    detector = cache.get(n)
     if detector is None:
-        detector = _ORB[n] = cv2.ORB_create(nfeatures=OVERSAMPLE * n, edgeThreshold=EDGE,
-                                            patchSize=31, fastThreshold=FAST_THRESHOLD)
+        detector = cache[n] = cv2.ORB_create(nfeatures=OVERSAMPLE * n, edgeThreshold=EDGE,
+                                             patchSize=31, fastThreshold=FAST_THRESHOLD)
     grey = np.ascontiguousarray(grey)
     kps = detector.detect(grey, None)
     if not kps:
