@@ -27,6 +27,9 @@ from hashlib_ext.cli import _common, main
 ROOT = Path(__file__).resolve().parent.parent
 ENV = {**os.environ, "PYTHONPATH": str(ROOT)}
 CLI = [sys.executable, "-m", "hashlib_ext"]
+STOP_TIMEOUT = 10
+"""Seconds a signalled command may take to exit before the test counts it as hung (it
+used to hang for minutes; it stops in well under a second)."""
 
 
 def run(capsys, *argv) -> tuple[int, str, str]:
@@ -86,9 +89,11 @@ def _alive(pid: int) -> bool:
 
 
 def _stop_midway(argv: list[str], sig: int, cwd: Path, min_children: int = 1,
-                 delay: float = 0.3) -> tuple[int, float, list[int], str]:
+                 delay: float = 0.3) -> tuple[int, list[int], str]:
     """Start the CLI, wait until its workers run (and ``delay`` more), send ``sig``.
-    Returns (exit status, seconds from the signal to the exit, the workers, stderr)."""
+    Returns (exit status, the workers, stderr). A command that does not stop within
+    :data:`STOP_TIMEOUT` seconds of the signal (the hang this guards against) fails the
+    test with ``TimeoutExpired``."""
     proc = subprocess.Popen([*CLI, *argv], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
                             stderr=subprocess.PIPE)
     try:
@@ -103,15 +108,13 @@ def _stop_midway(argv: list[str], sig: int, cwd: Path, min_children: int = 1,
         assert len(kids) >= min_children, "no worker process started within 60 s"
         time.sleep(delay)
         kids = sorted(set(kids) | set(_children(proc.pid)))
-        start = time.monotonic()
         proc.send_signal(sig)
-        _, err = proc.communicate(timeout=60)
-        elapsed = time.monotonic() - start
+        _, err = proc.communicate(timeout=STOP_TIMEOUT)
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.wait()
-    return proc.returncode, elapsed, kids, err.decode("utf-8", "replace")
+    return proc.returncode, kids, err.decode("utf-8", "replace")
 
 
 def _assert_workers_gone(kids: list[int]) -> None:
@@ -143,9 +146,8 @@ def test_signal_stops_workers_and_keeps_the_old_output(folder, tmp_path, command
     shutil.copy(folder / "known.hxi", work / "known.hxi")
     old = b"old output, kept as it was\n"
     (work / "out.csv").write_bytes(old)
-    code, elapsed, kids, err = _stop_midway(command, sig, work, min_children=2)
+    code, kids, err = _stop_midway(command, sig, work, min_children=2)
     assert code == 128 + sig, err
-    assert elapsed < 10, f"took {elapsed:.1f} s to stop"
     assert "Traceback" not in err
     assert ("interrupted" if sig == signal.SIGINT else "terminated") in err
     _assert_workers_gone(kids)
@@ -159,17 +161,17 @@ def test_signal_during_robust_index_build(folder, tmp_path):
     old = b"previous index\n"
     out = tmp_path / "r.ridx"
     out.write_bytes(old)
-    code, elapsed, kids, err = _stop_midway(
+    code, kids, err = _stop_midway(
         ["index", "build", "--robust", str(folder / "imgs"), "-j", "2", "-o", str(out)],
         signal.SIGTERM, tmp_path, min_children=2)
-    assert code == 143 and elapsed < 10 and "Traceback" not in err, err
+    assert code == 143 and "Traceback" not in err, err
     _assert_workers_gone(kids)
     assert out.read_bytes() == old and os.listdir(tmp_path) == ["r.ridx"]
 
 
 @needs_proc
 def test_sigkill_of_the_command_takes_its_workers_along(folder, tmp_path):
-    _, _, kids, _ = _stop_midway(["hash", str(folder / "imgs"), "-j", "2"], signal.SIGKILL,
+    _, kids, _ = _stop_midway(["hash", str(folder / "imgs"), "-j", "2"], signal.SIGKILL,
                                  tmp_path, min_children=2)
     _assert_workers_gone(kids)
 
@@ -209,11 +211,9 @@ def test_bad_worker_counts_are_usage_errors(capsys, command, workers):
 
 
 def test_huge_worker_count_is_clamped(bundled, capsys):
-    start = time.monotonic()
     code, out, err = run(capsys, "hash", *map(str, bundled[:3]), "-j", "10000", "-f", "jsonl")
     assert code == 0 and len(out.splitlines()) == 3
     assert f"using {max_workers()}" in err and "Warning" not in err
-    assert time.monotonic() - start < 60
 
 
 def test_match_usage_errors_leave_the_output_alone(bundled, tmp_path, capsys):

@@ -476,10 +476,8 @@ def test_version_1_recursive_view_does_not_run(tmp_path):
     _side_db(path, [
         "CREATE VIEW keys AS WITH RECURSIVE c(x) AS (SELECT 0 UNION ALL SELECT x + 1 FROM c) "
         "SELECT x AS id, 'k' AS key FROM c"])
-    t0 = time.perf_counter()
-    with pytest.raises(IndexFileError, match="only a table"):
+    with pytest.raises(IndexFileError, match="only a table"):  # refused, never queried
         HashIndex.load(path)
-    assert time.perf_counter() - t0 < 10
 
 
 def test_version_1_side_file_that_is_not_a_regular_file(tmp_path):
