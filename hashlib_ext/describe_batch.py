@@ -10,7 +10,6 @@ a time in a fresh process, and the input that kills it again is reported as a
 from __future__ import annotations
 
 import os
-import pickle
 import sys
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -93,8 +92,8 @@ def _run_pool(chunks: Sequence[list[tuple[int, Any]]], query: bool, workers: int
                 _collect(results, fut.result(), bar)
             except BrokenProcessPool:
                 lost.append(chunk)
-            except (TypeError, AttributeError, pickle.PicklingError):
-                # a source that cannot travel to a worker (an open file): describe here
+            except Exception:  # noqa: BLE001 - errors of describing come back as records,
+                # so this is the chunk failing to travel to a worker (an open file): here
                 _collect(results, _describe_chunk(chunk, query), bar)
     for chunk in lost:  # the pool broke: each input alone, in a fresh process
         for item in chunk:
