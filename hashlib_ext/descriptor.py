@@ -94,6 +94,16 @@ def describe(src: Any, *, query: bool = False, max_pixels: int | None = None) ->
     return with_local(d, image)
 
 
+def describe_pair(src: Any, *, max_pixels: int | None = None
+                  ) -> tuple[Descriptor, Descriptor]:
+    """``(describe(src), describe(src, query=True))`` from one decode: the index side's
+    PDQ codes are the query side's unturned variants, so boxes and PDQ are computed once."""
+    image = load(src, max_pixels=max_pixels)
+    query = with_local(describe_global(image, query=True), image)
+    index = Descriptor(query.size, query.pdq[:, :1], query.quality, query.boxes, (), False)
+    return with_local(index, image), query
+
+
 def describe_global(image: Image.Image, *, query: bool) -> Descriptor:
     """The global (PDQ) part of a descriptor of a loaded RGB or L image."""
     rgb = np.asarray(image)

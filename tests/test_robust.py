@@ -198,3 +198,15 @@ def test_matches_run_while_another_thread_adds(images):
     assert not failures
     assert found and all(row == [0, 1, 2, 3, 4] for row in found)
     assert len(idx) == 10 and idx.match(images[7])[0].id == 7
+
+
+def test_describe_pair_equals_the_two_descriptions(images):
+    src = T.apply("pad:ratio=0.5625", images[2])
+    index, query = D.describe_pair(src)
+    for got, want in ((index, hx.describe(src)), (query, hx.describe(src, query=True))):
+        assert got.query == want.query and got.boxes == want.boxes and got.size == want.size
+        assert np.array_equal(got.pdq, want.pdq) and np.array_equal(got.quality, want.quality)
+        assert len(got.local) == len(want.local)
+        for a, b in zip(got.local, want.local, strict=True):
+            assert np.array_equal(a.xy, b.xy) and np.array_equal(a.desc, b.desc)
+            assert np.array_equal(a.thumb, b.thumb) and a.size == b.size
