@@ -15,12 +15,20 @@ from collections.abc import Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
-from .descriptor import Descriptor, describe
+from .descriptor import Descriptor, describe, describe_pair
 
 Failure = tuple[Any, str, str]
 """(input, error type name, message)."""
+
+
+class Failed(NamedTuple):
+    """A Failure while in flight (told apart from results that are tuples themselves)."""
+
+    input: Any
+    kind: str
+    message: str
 _CHUNK = 4
 
 
@@ -34,16 +42,29 @@ class DescribeResult:
     errors: list[Failure]
 
 
-def _describe_chunk(chunk: list[tuple[int, Any]], query: bool
-                    ) -> list[tuple[int, Descriptor | Failure]]:
+@dataclass
+class PairResult:
+    """``index[i]`` and ``query[i]`` describe the input at ``positions[i]`` (see
+    :func:`hashlib_ext.descriptor.describe_pair`); ``errors`` as in :class:`DescribeResult`."""
+
+    index: list[Descriptor]
+    query: list[Descriptor]
+    positions: list[int]
+    errors: list[Failure]
+
+
+def _describe_chunk(chunk: list[tuple[int, Any]], mode: str) -> list[tuple[int, Any]]:
+    """``(position, result)`` per input: a Descriptor (mode "index" or "query"), a pair of
+    them (mode "pair"), or a Failure record."""
     from .errors import HashlibExtError
 
-    out: list[tuple[int, Descriptor | Failure]] = []
+    out: list[tuple[int, Any]] = []
     for pos, src in chunk:
         try:
-            out.append((pos, describe(src, query=query)))
+            out.append((pos, describe_pair(src) if mode == "pair"
+                        else describe(src, query=mode == "query")))
         except (HashlibExtError, OSError) as e:
-            out.append((pos, (input_id(src, pos), type(e).__name__, str(e))))
+            out.append((pos, Failed(input_id(src, pos), type(e).__name__, str(e))))
     return out
 
 
@@ -51,12 +72,28 @@ def describe_images(srcs: Iterable[Any], *, query: bool = False, workers: int | 
                     progress: bool = False) -> DescribeResult:
     """Describe every source (paths, bytes, PIL images, arrays) for robust matching.
     ``workers``: processes (default one per CPU; 1 runs in this process)."""
+    positions, done, errors = _describe_all(srcs, "query" if query else "index", workers,
+                                            progress)
+    return DescribeResult(done, positions, errors)
+
+
+def describe_image_pairs(srcs: Iterable[Any], *, workers: int | None = None,
+                         progress: bool = False) -> PairResult:
+    """Index-side and query-side descriptions of every source, one decode each (for
+    matching a collection against itself)."""
+    positions, done, errors = _describe_all(srcs, "pair", workers, progress)
+    return PairResult([d[0] for d in done], [d[1] for d in done], positions, errors)
+
+
+def _describe_all(srcs: Iterable[Any], mode: str, workers: int | None, progress: bool
+                  ) -> tuple[list[int], list[Any], list[Failure]]:
+    """(positions, results, failures) of describing every source, in input order."""
     if workers is not None and (isinstance(workers, bool) or workers < 1):
         raise ValueError(f"workers must be a positive integer or None, got {workers!r}")
     items = list(enumerate(srcs))
     workers = max(1, min(workers or os.cpu_count() or 1, len(items) or 1))
     chunks = [items[i:i + _CHUNK] for i in range(0, len(items), _CHUNK)]
-    results: dict[int, Descriptor | Failure] = {}
+    results: dict[int, Any] = {}
     bar = None
     if progress:
         from tqdm import tqdm
@@ -65,28 +102,30 @@ def describe_images(srcs: Iterable[Any], *, query: bool = False, workers: int | 
     try:
         if workers == 1:
             for chunk in chunks:
-                _collect(results, _describe_chunk(chunk, query), bar)
+                _collect(results, _describe_chunk(chunk, mode), bar)
         else:
-            _run_pool(chunks, query, workers, results, bar)
+            _run_pool(chunks, mode, workers, results, bar)
     finally:
         if bar is not None:
             bar.close()
-    out = DescribeResult([], [], [])
+    positions: list[int] = []
+    done: list[Any] = []
+    errors: list[Failure] = []
     for pos, _ in items:
         r = results[pos]
-        if isinstance(r, Descriptor):
-            out.descriptors.append(r)
-            out.positions.append(pos)
+        if isinstance(r, Failed):
+            errors.append((r.input, r.kind, r.message))
         else:
-            out.errors.append(r)
-    return out
+            done.append(r)
+            positions.append(pos)
+    return positions, done, errors
 
 
-def _run_pool(chunks: Sequence[list[tuple[int, Any]]], query: bool, workers: int,
+def _run_pool(chunks: Sequence[list[tuple[int, Any]]], mode: str, workers: int,
               results: dict, bar: Any) -> None:
     lost: list[list[tuple[int, Any]]] = []
     with ProcessPoolExecutor(max_workers=workers) as pool:
-        futures = [(c, pool.submit(_describe_chunk, c, query)) for c in chunks]
+        futures = [(c, pool.submit(_describe_chunk, c, mode)) for c in chunks]
         for chunk, fut in futures:
             try:
                 _collect(results, fut.result(), bar)
@@ -94,16 +133,16 @@ def _run_pool(chunks: Sequence[list[tuple[int, Any]]], query: bool, workers: int
                 lost.append(chunk)
             except Exception:  # noqa: BLE001 - errors of describing come back as records,
                 # so this is the chunk failing to travel to a worker (an open file): here
-                _collect(results, _describe_chunk(chunk, query), bar)
+                _collect(results, _describe_chunk(chunk, mode), bar)
     for chunk in lost:  # the pool broke: each input alone, in a fresh process
         for item in chunk:
             with ProcessPoolExecutor(max_workers=1) as alone:
                 try:
-                    _collect(results, alone.submit(_describe_chunk, [item], query).result(),
+                    _collect(results, alone.submit(_describe_chunk, [item], mode).result(),
                              bar)
                 except BrokenProcessPool:
-                    results[item[0]] = (input_id(item[1], item[0]), "WorkerCrashedError",
-                                        "the worker process died describing this input")
+                    results[item[0]] = Failed(input_id(item[1], item[0]), "WorkerCrashedError",
+                                              "the worker process died describing this input")
                     if bar is not None:
                         bar.update(1)
 

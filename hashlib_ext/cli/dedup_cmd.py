@@ -211,7 +211,7 @@ def run_robust(args: argparse.Namespace) -> int:
     from scipy.sparse import coo_matrix
     from scipy.sparse.csgraph import connected_components
 
-    from ..describe_batch import describe_images
+    from ..describe_batch import describe_image_pairs
     from ..robust import RobustIndex
 
     if args.algorithm not in (None, "pdq"):
@@ -227,17 +227,14 @@ def run_robust(args: argparse.Namespace) -> int:
         return EXIT_FAILED
     progress = show_progress(args)
     index = RobustIndex()
-    with compute_only():
-        added = index.add(images, ids=list(range(len(images))), workers=args.workers,
-                          progress=progress)
-        queries = describe_images([images[i] for i in added.ids.tolist()], query=True,
-                                  workers=args.workers, progress=progress)
-    errors = added.errors + queries.errors  # an image that fails, fails when added
+    with compute_only():  # one decode per image for both descriptions
+        described = describe_image_pairs(images, workers=args.workers, progress=progress)
+    index.add(described.index, ids=described.positions)
+    errors = described.errors
     for src, kind, msg in errors:
         error(f"{src}: {kind}: {msg}")
     edges = []
-    for pos, d in zip(queries.positions, queries.descriptors, strict=True):
-        me = int(added.ids[pos])
+    for me, d in zip(described.positions, described.query, strict=True):
         for m in index.match(d, min_score=args.min_score, pdq_threshold=args.threshold,
                              exclude=[me]):
             edges.append((min(me, m.id), max(me, m.id), m.score, m.stage))
@@ -269,7 +266,7 @@ def run_robust(args: argparse.Namespace) -> int:
                 w.writerow(["cluster", "id", "key"])
                 for k, group in enumerate(clusters):
                     w.writerows([k, i, images[i]] for i in group)
-            if len(added.ids) == 0:
+            if not described.positions:
                 discard(out)  # no image could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
