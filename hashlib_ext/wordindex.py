@@ -81,30 +81,6 @@ class WordIndex:
             self._tables.pop(id(k2), None)
             self._segments.append(_sorted(np.concatenate([k1, k2]), np.concatenate([o1, o2])))
 
-    def postings(self) -> tuple[np.ndarray, np.ndarray]:
-        """All postings as one sorted run ``(keys, owners)`` (merges the segments)."""
-        if len(self._segments) > 1:
-            keys = np.concatenate([k for k, _ in self._segments])
-            owners = np.concatenate([o for _, o in self._segments])
-            self._segments = [_sorted(keys, owners)]
-            self._tables.clear()
-        if not self._segments:
-            return np.zeros(0, np.uint32), np.zeros(0, np.uint32)
-        return self._segments[0]
-
-    @classmethod
-    def from_postings(cls, keys: np.ndarray, owners: np.ndarray,
-                      bits: tuple[int, ...] = WORD_BITS) -> WordIndex:
-        """Rebuild from :meth:`postings` output (checked to be sorted)."""
-        if keys.shape != owners.shape or keys.ndim != 1:
-            raise ValueError("postings: keys and owners differ in shape")
-        if len(keys) and np.any(keys[1:] < keys[:-1]):
-            raise ValueError("postings: keys are not sorted")
-        idx = cls(bits)
-        if len(keys):
-            idx._segments = [(keys.astype(np.uint32), owners.astype(np.uint32))]
-        return idx
-
     def _runs(self, desc: np.ndarray) -> list[tuple[np.ndarray, np.ndarray, np.ndarray,
                                                     np.ndarray]]:
         """Per segment: ``(lo, hi, row, owners)``, the posting run of every probe of the
