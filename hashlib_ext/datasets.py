@@ -40,6 +40,7 @@ from .errors import (
     DatasetError,
     UnsafeArchiveError,
 )
+from .files import IMAGE_EXTENSIONS
 
 __all__ = [
     "ARCHIVES",
@@ -56,9 +57,8 @@ __all__ = [
     "shared_coco_sample",
 ]
 
-IMAGE_SUFFIXES = frozenset(
-    {".jpg", ".jpeg", ".png", ".webp", ".bmp", ".gif", ".tif", ".tiff", ".jfif", ".ppm"}
-)
+IMAGE_SUFFIXES = IMAGE_EXTENSIONS
+"""The folder walk's extension list (one list for the whole package: files.IMAGE_EXTENSIONS)."""
 COCO_LICENCE = (
     "COCO 2017 images: Flickr photographs under per-image Creative Commons licences (see "
     "images[].license in the COCO annotations, https://cocodataset.org/#termsofuse); "

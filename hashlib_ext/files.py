@@ -20,13 +20,51 @@ import stat
 from collections.abc import Callable, Iterable, Iterator
 from typing import BinaryIO
 
-IMAGE_EXTENSIONS = frozenset({
+_FALLBACK_EXTENSIONS = frozenset({
     ".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".gif", ".bmp", ".dib", ".tif", ".tiff",
     ".webp", ".ppm", ".pgm", ".pbm", ".pnm", ".ico", ".tga", ".jp2", ".j2k",
 })
-"""Extensions (lower case) of the files taken from directories."""
+# Formats Pillow registers but cannot decode by itself: write-only (PDF, PALM, XV), stubs
+# that need an outside handler (BUFR, GRIB, HDF5, WMF/EMF off Windows) or a program (EPS
+# needs Ghostscript).
+_NOT_DECODABLE = frozenset({"PDF", "PALM", "XV", "EPS", "MPEG", "BUFR", "GRIB", "HDF5", "WMF"})
+
+
+def _register_plugins() -> None:
+    """Register the optional decoders that add formats when installed: pillow-heif
+    (HEIC/HEIF, and AVIF in its newer releases) and pillow-avif-plugin."""
+    try:
+        import pillow_heif  # type: ignore[import-not-found]
+    except ImportError:
+        pass
+    else:
+        pillow_heif.register_heif_opener()
+        if hasattr(pillow_heif, "register_avif_opener"):
+            pillow_heif.register_avif_opener()
+    try:
+        import pillow_avif  # type: ignore[import-not-found]  # noqa: F401  (registers itself)
+    except ImportError:
+        pass
+
+
+def image_extensions() -> frozenset[str]:
+    """Extensions (lower case, with the dot) of every format the installed Pillow, with
+    pillow-heif / pillow-avif-plugin when installed, can decode. This one list decides which
+    files a folder walk takes, in every command and in :mod:`hashlib_ext.datasets`."""
+    from PIL import Image
+
+    _register_plugins()
+    Image.init()
+    exts = {ext.lower() for ext, fmt in Image.registered_extensions().items()
+            if fmt in Image.OPEN and fmt not in _NOT_DECODABLE}
+    return frozenset(exts) if exts else _FALLBACK_EXTENSIONS
+
+
+IMAGE_EXTENSIONS = image_extensions()
+"""Extensions (lower case) of the files taken from directories: see :func:`image_extensions`."""
 
 OnError = Callable[[str, OSError], None]
+OnSkip = Callable[[str], None]
 
 
 def is_image_name(name: str, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bool:
@@ -35,7 +73,8 @@ def is_image_name(name: str, extensions: Iterable[str] = IMAGE_EXTENSIONS) -> bo
 
 
 def _walk(
-    directory: str, recursive: bool, extensions: frozenset[str], on_error: OnError | None
+    directory: str, recursive: bool, extensions: frozenset[str], on_error: OnError | None,
+    on_skip: OnSkip | None,
 ) -> Iterator[str]:
     try:
         with os.scandir(directory) as it:
@@ -52,9 +91,11 @@ def _walk(
             is_dir = False
         if is_dir:
             if recursive:
-                yield from _walk(entry.path, recursive, extensions, on_error)
+                yield from _walk(entry.path, recursive, extensions, on_error, on_skip)
         elif is_image_name(entry.name, extensions):
             yield entry.path
+        elif on_skip is not None and not entry.name.startswith("."):
+            on_skip(entry.path)
 
 
 def iter_image_paths(
@@ -63,19 +104,21 @@ def iter_image_paths(
     recursive: bool = False,
     extensions: Iterable[str] = IMAGE_EXTENSIONS,
     on_error: OnError | None = None,
+    on_skip: OnSkip | None = None,
 ) -> Iterator[str]:
     """Yield image file paths from ``paths`` (files and directories), lazily.
 
     Files are yielded as given, even missing ones or ones with another extension, so the
-    caller reports them. Directories yield their image files (see the module docstring).
-    A directory that cannot be listed raises ``OSError``, or is passed to
-    ``on_error(path, error)`` when given.
+    caller reports them. Directories yield their image files (see the module docstring);
+    every other file met in a walk (not hidden dot-files) is passed to ``on_skip(path)``
+    when given, so a command can say what it left out. A directory that cannot be listed
+    raises ``OSError``, or is passed to ``on_error(path, error)`` when given.
     """
     exts = frozenset(e.lower() if e.startswith(".") else "." + e.lower() for e in extensions)
     for p in paths:
         path = os.fspath(p)
         if os.path.isdir(path):
-            yield from _walk(path, recursive, exts, on_error)
+            yield from _walk(path, recursive, exts, on_error, on_skip)
         else:
             yield path
 

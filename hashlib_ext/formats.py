@@ -170,6 +170,12 @@ def is_hash_list_path(path: str | os.PathLike[str]) -> bool:
     return inner.suffix.lower() in _EXTENSIONS
 
 
+def format_name(name: str) -> str:
+    """The canonical name of a hash-list format given by name or alias (``"ndjson"`` ->
+    ``"jsonl"``, ``"threatexchange"`` -> ``"te"``); :class:`HashFormatError` if unknown."""
+    return _resolve_format(Path("-"), name)
+
+
 def _resolve_format(path: Path, fmt: str | None) -> str:
     if fmt is None:
         return detect_format(path)

@@ -33,7 +33,8 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 __all__ = ["UsageError", "discard", "output_stream", "RowWriter", "json_text", "check_output",
-           "error", "show_progress", "worker_count", "min_quality", "add_min_quality",
+           "error", "show_progress", "hash_format", "worker_count", "min_quality",
+           "add_min_quality",
            "stdout_lossless", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
 
@@ -52,12 +53,26 @@ def error(msg: str) -> None:
 
 
 def show_progress(args: argparse.Namespace) -> bool:
-    """--progress / --no-progress, else a bar only when stderr is a terminal."""
+    """--progress / --no-progress; -q/--quiet turns it off; else a bar only when stderr is a
+    terminal."""
+    if getattr(args, "quiet", False):
+        return False
     progress = getattr(args, "progress", None)
     return progress if progress is not None else sys.stderr.isatty()
 
 
 # -- argument types ------------------------------------------------------------------------
+def hash_format(text: str) -> str:
+    """argparse type of ``--input-format`` and the like: a hash-list format name."""
+    from ..errors import HashFormatError
+    from ..formats import format_name
+
+    try:
+        return format_name(text)
+    except HashFormatError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
 def worker_count(text: str) -> int:
     """argparse type of ``-j/--workers``: a positive integer, clamped (with a note on
     stderr) to :func:`hashlib_ext.batch.max_workers`, twice the CPU count."""

@@ -35,14 +35,14 @@ from ._common import (
     output_stream,
     show_progress,
 )
-from ._signals import compute_only
-from .match_cmd import (
+from ._inputs import (
     add_input_options,
     check_non_negative,
     classify_inputs,
     low_quality,
     report_skipped,
 )
+from ._signals import compute_only
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -92,7 +92,7 @@ def run(args: argparse.Namespace) -> int:
     if args.min_score is not None:
         raise UsageError("--min-score needs --robust")
     check_output(args.output, args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
     if images and args.algorithm is not None and expected_bits(args.algorithm) is None:
         raise UsageError(f"unknown algorithm {args.algorithm!r} for hashing images; known: "
                          f"{', '.join(algorithms())}")
@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     algorithm = args.algorithm
     for path in lists:
         try:
-            got = read_hash_list(path, algorithm, format=args.hash_format, lenient=args.lenient,
+            got = read_hash_list(path, algorithm, format=args.input_format, lenient=args.lenient,
                                  min_quality=args.min_quality)
         except HashlibExtError as e:
             error(str(e))
@@ -219,7 +219,7 @@ def run_robust(args: argparse.Namespace) -> int:
     if args.min_quality is not None:
         raise UsageError("--min-quality applies to hash deduplication, not --robust")
     check_output(args.output, args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
     if lists:
         raise UsageError(f"--robust deduplicates images, not hash lists: {lists[0]}")
     if not images:

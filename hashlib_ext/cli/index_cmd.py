@@ -19,11 +19,12 @@ from ._common import (
     add_min_quality,
     check_output,
     error,
+    hash_format,
     show_progress,
     worker_count,
 )
+from ._inputs import report_skipped
 from ._signals import compute_only
-from .match_cmd import hash_format, report_skipped
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -200,7 +201,7 @@ def run_info(args: argparse.Namespace) -> int:
 def run_build_robust(args: argparse.Namespace) -> int:
     """``index build --robust``: describe images into a RobustIndex file."""
     from ..robust import RobustIndex
-    from .match_cmd import classify_inputs
+    from ._inputs import classify_inputs
 
     used = [name for name, value in (
         ("--min-quality", args.min_quality), ("--bits", args.bits),

@@ -14,10 +14,8 @@ matched and written); 2 usage (found before the output is touched); 130/143 inte
 from __future__ import annotations
 
 import argparse
-import os
 import sys
-from collections.abc import Iterable, Iterator
-from pathlib import Path
+from collections.abc import Iterator
 from typing import Any
 
 import numpy as np
@@ -35,105 +33,14 @@ from ._common import (  # noqa: F401 - re-exported for the other commands
     show_progress,
     worker_count,
 )
+from ._inputs import (
+    add_input_options,
+    check_non_negative,
+    classify_inputs,
+    low_quality,
+    report_skipped,
+)
 from ._signals import compute_only
-
-
-# -- helpers shared with dedup_cmd and index_cmd --------------------------------------------
-def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
-                   limit: int = 10) -> None:
-    """Tell the user which malformed records lenient mode skipped."""
-    for line, reason in skipped[:limit]:
-        error(f"{path}, line {line}: {reason} (skipped)")
-    if len(skipped) > limit:
-        error(f"{path}: ... and {len(skipped) - limit} more malformed records skipped")
-
-
-def image_files(folder: Path, recursive: bool) -> list[str]:
-    """Image files in ``folder`` (by extension), in the fixed order :mod:`files` walks."""
-    from ..files import iter_image_paths
-
-    def unreadable(path: str, e: OSError) -> None:
-        error(f"{path}: cannot list folder: {e.strerror or e}")
-
-    return list(iter_image_paths([folder], recursive=recursive, on_error=unreadable))
-
-
-def classify_inputs(inputs: Iterable[str], recursive: bool,
-                    hash_format: str | None) -> tuple[list[str], list[str], list[str]]:
-    """Split command-line inputs into (hash-list files, image paths, failed inputs).
-
-    A folder contributes its images; a file with a hash-list extension (or any file when
-    ``--hash-format`` is given) is a hash list; any other file is an image.
-    """
-    from ..files import is_image_name
-    from ..formats import is_hash_list_path
-
-    lists: list[str] = []
-    images: list[str] = []
-    missing: list[str] = []
-    for arg in inputs:
-        p = Path(arg)
-        if p.is_dir():
-            found = image_files(p, recursive)
-            if not found:
-                error(f"{arg}: no images found" + ("" if recursive else
-                                                    " (use --recursive for subfolders)"))
-                missing.append(arg)
-            images.extend(found)
-        elif not p.exists():
-            error(f"{arg}: no such file or folder")
-            missing.append(arg)
-        elif hash_format is not None or (is_hash_list_path(p) and not is_image_name(arg)):
-            lists.append(arg)
-        else:
-            images.append(arg)
-    return lists, images, missing
-
-
-def hash_format(text: str) -> str:
-    """argparse type of ``--hash-format``: a format name the readers know."""
-    from ..errors import HashFormatError
-    from ..formats import _resolve_format
-
-    try:
-        return _resolve_format(Path("-"), text)
-    except HashFormatError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def check_non_negative(args: argparse.Namespace, *names: str) -> None:
-    """``--threshold`` and the like: integers >= 0 (:class:`UsageError` otherwise)."""
-    for name in names:
-        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
-        if value is not None and value < 0:
-            raise UsageError(f"{name} must be >= 0, got {value}")
-
-
-def low_quality(hashes: Any, min_quality: int | None) -> np.ndarray:
-    """Per row: whether its quality is known and below ``min_quality``."""
-    q = getattr(hashes, "qualities", None)
-    if min_quality is None or q is None:
-        return np.zeros(len(hashes), dtype=bool)
-    q = np.asarray(q)
-    return (q >= 0) & (q < min_quality)
-
-
-# -- the command ----------------------------------------------------------------------------
-def add_input_options(p: argparse.ArgumentParser) -> None:
-    """Options shared by the commands that read images or hash lists (match, dedup)."""
-    p.add_argument("-r", "--recursive", action="store_true", help="descend into subfolders")
-    p.add_argument("--hash-format", type=hash_format, default=None,
-                   help="format of hash-list inputs: hex, csv, tsv, jsonl, json, parquet or "
-                        "te (default: from the extension)")
-    p.add_argument("--lenient", action="store_true",
-                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
-    p.add_argument("-j", "--workers", type=worker_count, default=None, metavar="N",
-                   help="hashing processes (default: one per CPU; at most twice the CPU "
-                        "count, a larger N is clamped)")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")
-    p.add_argument("-q", "--quiet", dest="progress", action="store_false", default=None,
-                   help="same as --no-progress")
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -210,7 +117,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("the index holds raw codes without an algorithm: pass --threshold")
         threshold = default_threshold(algorithm)
 
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
     if images and algorithm is None:
         raise UsageError("the index holds raw codes without an algorithm: pass --algorithm "
                          "to hash images")
@@ -293,7 +200,7 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
     ignored = used = low = 0
     try:
         for chunk in iter_hash_list(path, index.algorithm or args.algorithm,
-                                    format=args.hash_format, lenient=args.lenient,
+                                    format=args.input_format, lenient=args.lenient,
                                     bits=None if index.algorithm else index.bits,
                                     skipped=skipped, min_quality=args.min_quality):
             ignored += chunk.ignored
@@ -402,7 +309,7 @@ def run_robust(args: argparse.Namespace) -> int:
     if args.min_quality is not None:
         raise UsageError("--min-quality applies to hash matching, not --robust")
     check_output(args.output, [args.index, *args.inputs])
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.hash_format)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
     if lists:
         raise UsageError(f"--robust matches images, not hash lists: {lists[0]}")
     try:

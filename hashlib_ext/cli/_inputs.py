@@ -1,0 +1,93 @@
+"""Reading the inputs of the commands that take images or hash lists (match, dedup,
+index): telling hash lists from images, walking folders, and the options for it."""
+
+from __future__ import annotations
+
+import argparse
+import os
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ._common import UsageError, error
+from ._options import add_input_format, add_progress, add_recursive, add_workers
+
+
+def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
+                   limit: int = 10) -> None:
+    """Tell the user which malformed records lenient mode skipped."""
+    for line, reason in skipped[:limit]:
+        error(f"{path}, line {line}: {reason} (skipped)")
+    if len(skipped) > limit:
+        error(f"{path}: ... and {len(skipped) - limit} more malformed records skipped")
+
+
+def image_files(folder: Path, recursive: bool) -> list[str]:
+    """Image files in ``folder`` (by extension), in the fixed order :mod:`files` walks."""
+    from ..files import iter_image_paths
+
+    def unreadable(path: str, e: OSError) -> None:
+        error(f"{path}: cannot list folder: {e.strerror or e}")
+
+    return list(iter_image_paths([folder], recursive=recursive, on_error=unreadable))
+
+
+def classify_inputs(inputs: Iterable[str], recursive: bool,
+                    input_format: str | None) -> tuple[list[str], list[str], list[str]]:
+    """Split command-line inputs into (hash-list files, image paths, failed inputs).
+
+    A folder contributes its images; a file with a hash-list extension (or any file when
+    ``--input-format`` is given) is a hash list; any other file is an image.
+    """
+    from ..files import is_image_name
+    from ..formats import is_hash_list_path
+
+    lists: list[str] = []
+    images: list[str] = []
+    missing: list[str] = []
+    for arg in inputs:
+        p = Path(arg)
+        if p.is_dir():
+            found = image_files(p, recursive)
+            if not found:
+                error(f"{arg}: no images found" + ("" if recursive else
+                                                    " (use --recursive for subfolders)"))
+                missing.append(arg)
+            images.extend(found)
+        elif not p.exists():
+            error(f"{arg}: no such file or folder")
+            missing.append(arg)
+        elif input_format is not None or (is_hash_list_path(p) and not is_image_name(arg)):
+            lists.append(arg)
+        else:
+            images.append(arg)
+    return lists, images, missing
+
+
+def check_non_negative(args: argparse.Namespace, *names: str) -> None:
+    """``--threshold`` and the like: integers >= 0 (:class:`UsageError` otherwise)."""
+    for name in names:
+        value = getattr(args, name.lstrip("-").replace("-", "_"), None)
+        if value is not None and value < 0:
+            raise UsageError(f"{name} must be >= 0, got {value}")
+
+
+def low_quality(hashes: Any, min_quality: int | None) -> np.ndarray:
+    """Per row: whether its quality is known and below ``min_quality``."""
+    q = getattr(hashes, "qualities", None)
+    if min_quality is None or q is None:
+        return np.zeros(len(hashes), dtype=bool)
+    q = np.asarray(q)
+    return (q >= 0) & (q < min_quality)
+
+
+def add_input_options(p: argparse.ArgumentParser) -> None:
+    """Options shared by the commands that read images or hash lists (match, dedup, index)."""
+    add_recursive(p)
+    add_input_format(p, legacy="--hash-format")
+    p.add_argument("--lenient", action="store_true",
+                   help="skip malformed hash-list lines (reported on stderr) instead of failing")
+    add_workers(p)
+    add_progress(p)
