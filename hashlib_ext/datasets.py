@@ -66,6 +66,8 @@ COCO_LICENCE = (
 )
 
 _PACKAGE_DIR = Path(__file__).resolve().parent
+BUNDLED_DIR = _PACKAGE_DIR / "data" / "coco-mini"
+"""The bundled images: package data, present in every installation."""
 _CHECKOUT = _PACKAGE_DIR.parent  # the source checkout when installed editable / run in place
 
 
@@ -121,20 +123,20 @@ def folder(path: str | os.PathLike[str], recursive: bool = True, *, name: str | 
 
 
 def bundled(verify: bool = False) -> Dataset:
-    """The 32 COCO 2017 images in ``datasets/coco-mini`` of the source checkout.
-
-    They ship with the repository, not inside the wheel: a non-editable install has no
-    bundled images and gets a :class:`DatasetError` saying how to get data.
+    """The 32 COCO 2017 images shipped inside the package (``hashlib_ext/data/coco-mini``,
+    also reachable as ``datasets/coco-mini`` in the source checkout), so that ``pip install
+    hashlib-ext`` then ``hashlib-ext bench`` works anywhere. ``$HASHLIB_EXT_BUNDLED`` points
+    elsewhere (a folder with the same ``MANIFEST.csv`` layout).
     ``verify=True`` checks each file's SHA-256 against ``MANIFEST.csv``.
     """
-    root = Path(os.environ.get("HASHLIB_EXT_BUNDLED", _CHECKOUT / "datasets" / "coco-mini"))
+    root = Path(os.environ.get("HASHLIB_EXT_BUNDLED", BUNDLED_DIR))
     manifest = root / "MANIFEST.csv"
     if not manifest.is_file():
         raise DatasetError(
-            f"bundled images not found at {str(root)!r}: they ship with the source checkout, "
-            "not the wheel. Install from a checkout (git clone ...; pip install -e .), set "
-            "HASHLIB_EXT_BUNDLED to a copy of datasets/coco-mini, use a folder of your own "
-            "images (--dataset DIR), or run 'hashlib-ext datasets download coco-val2017 --dir D'"
+            f"bundled images not found at {str(root)!r} (MANIFEST.csv missing): the "
+            "installation is incomplete or HASHLIB_EXT_BUNDLED points to the wrong folder. "
+            "Reinstall hashlib-ext, use a folder of your own images (--dataset DIR), or run "
+            "'hashlib-ext datasets download coco-val2017 --dir D'"
         )
     with manifest.open(newline="", encoding="utf-8") as f:
         rows = list(csv.DictReader(f))
@@ -254,8 +256,8 @@ def known() -> list[dict[str, object]]:
             rows.append({"name": name, "description": description, "licence": licence,
                          "images": None, "location": where, "present": False})
 
-    row("bundled", "32 COCO 2017 images shipped in the checkout (datasets/coco-mini)",
-        COCO_LICENCE, bundled, str(_CHECKOUT / "datasets" / "coco-mini"))
+    row("bundled", "32 COCO 2017 images shipped with the package",
+        COCO_LICENCE, bundled, str(BUNDLED_DIR))
     row("coco-sample", "256 COCO 2017 images in ../shared/datasets (optional)", COCO_LICENCE,
         shared_coco_sample, str(_CHECKOUT.parent / "shared" / "datasets" / "coco-sample"))
     for a in ARCHIVES.values():
