@@ -160,6 +160,20 @@ def open_regular(path: str | os.PathLike[str]) -> tuple[io.BufferedReader, int]:
         raise
 
 
+def file_format(path: str | os.PathLike[str]) -> str | None:
+    """The ``format`` a container file declares in its header (e.g. the robust index's), or
+    None when ``path`` is not a container file; :class:`IndexFileError` for a corrupt header,
+    ``OSError`` when it cannot be opened."""
+    f, size = open_regular(path)
+    with f:
+        if f.read(8) != MAGIC:
+            return None
+        f.seek(0)
+        _, head = read_header(f, size, os.fspath(path))
+    kind = head.get("format")
+    return kind if isinstance(kind, str) else None
+
+
 def read(path: str | os.PathLike[str], kind: str, max_version: int,
          expected: Mapping[str, str] | None = None
          ) -> tuple[int, dict[str, Any], dict[str, np.ndarray]]:

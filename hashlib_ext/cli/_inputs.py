@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from collections.abc import Iterable
 from pathlib import Path
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ._common import UsageError, error
+from ._failures import Failures
 from ._options import add_input_format, add_progress, add_recursive, add_workers
 
 
@@ -24,45 +26,66 @@ def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
         error(f"{path}: ... and {len(skipped) - limit} more malformed records skipped")
 
 
-def image_files(folder: Path, recursive: bool) -> list[str]:
-    """Image files in ``folder`` (by extension), in the fixed order :mod:`files` walks."""
+def image_files(folder: Path, recursive: bool, skipped: list[str] | None = None) -> list[str]:
+    """Image files in ``folder`` (by extension), in the fixed order :mod:`files` walks;
+    other files met are appended to ``skipped`` when given."""
     from ..files import iter_image_paths
 
     def unreadable(path: str, e: OSError) -> None:
         error(f"{path}: cannot list folder: {e.strerror or e}")
 
-    return list(iter_image_paths([folder], recursive=recursive, on_error=unreadable))
+    on_skip = None if skipped is None else skipped.append
+    return list(iter_image_paths([folder], recursive=recursive, on_error=unreadable,
+                                 on_skip=on_skip))
 
 
-def classify_inputs(inputs: Iterable[str], recursive: bool,
-                    input_format: str | None) -> tuple[list[str], list[str], list[str]]:
+def note_skipped(skipped: list[str], quiet: bool = False) -> None:
+    """One note for the files a folder walk left out because they are not images."""
+    if skipped and not quiet:
+        s = "s" if len(skipped) != 1 else ""
+        print(f"hashlib-ext: skipped {len(skipped)} file{s} that {'are' if s else 'is'} not "
+              f"an image format Pillow can decode, e.g. {skipped[0]}", file=sys.stderr)
+
+
+def classify_inputs(inputs: Iterable[str], recursive: bool, input_format: str | None,
+                    quiet: bool = False, failures: Failures | None = None,
+                    ) -> tuple[list[str], list[str], list[str]]:
     """Split command-line inputs into (hash-list files, image paths, failed inputs).
 
     A folder contributes its images; a file with a hash-list extension (or any file when
-    ``--input-format`` is given) is a hash list; any other file is an image.
+    ``--input-format`` is given) is a hash list; any other file is an image. Files that
+    folder walks leave out (not images) are noted once on stderr unless ``quiet``. Failed
+    inputs go to ``failures`` when given (else one line each on stderr).
     """
+    def failed(arg: str, kind: str, message: str) -> None:
+        missing.append(arg)
+        if failures is None:
+            error(f"{arg}: {message}")
+        else:
+            failures.add(arg, kind, message)
+
     from ..files import is_image_name
     from ..formats import is_hash_list_path
 
     lists: list[str] = []
     images: list[str] = []
     missing: list[str] = []
+    skipped: list[str] = []
     for arg in inputs:
         p = Path(arg)
         if p.is_dir():
-            found = image_files(p, recursive)
+            found = image_files(p, recursive, skipped)
             if not found:
-                error(f"{arg}: no images found" + ("" if recursive else
-                                                    " (use --recursive for subfolders)"))
-                missing.append(arg)
+                failed(arg, "NoImagesFound", "no images found" + (
+                    "" if recursive else " (use --recursive for subfolders)"))
             images.extend(found)
         elif not p.exists():
-            error(f"{arg}: no such file or folder")
-            missing.append(arg)
+            failed(arg, "FileNotFoundError", "no such file or folder")
         elif input_format is not None or (is_hash_list_path(p) and not is_image_name(arg)):
             lists.append(arg)
         else:
             images.append(arg)
+    note_skipped(skipped, quiet)
     return lists, images, missing
 
 

@@ -1,4 +1,5 @@
-"""``hashlib-ext index``: build an index file from a hash list; describe an index file.
+"""``hashlib-ext index``: build an index file from hash lists or images, add to it, merge
+index files, describe one.
 
 Exit codes: 0 ok; 1 the hash list or index could not be read or written (a malformed line
 without ``--lenient``); 2 usage (found before anything is read or written); 130/143
@@ -10,7 +11,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import sys
 from typing import Any
 
 from ._common import (
@@ -19,72 +19,124 @@ from ._common import (
     add_min_quality,
     check_output,
     error,
-    hash_format,
     show_progress,
-    worker_count,
 )
+from ._failures import Failures
 from ._inputs import report_skipped
+from ._options import (
+    add_errors,
+    add_input_format,
+    add_output,
+    add_progress,
+    add_recursive,
+    add_workers,
+    note,
+)
 from ._signals import compute_only
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "index",
-        help="build an index from a hash list; show what an index holds",
-        description="Build a HashIndex file from a hash list (hex lines, CSV/TSV, JSONL, "
-                    "Parquet, ThreatExchange CSV), or describe an index file.",
-        epilog="exit codes: 0 ok, 1 unreadable or malformed input / index, 2 usage, "
-               "130/143 interrupted (an existing index file is left as it was)",
+        help="build, extend, merge or describe index files",
+        description="Build a HashIndex file from hash lists (hex lines, CSV/TSV, JSONL, "
+                    "JSON, Parquet, ThreatExchange CSV) or images, add to one, merge several, "
+                    "or describe one.",
+        epilog="exit codes: 0 ok, 1 unreadable or malformed input / index (or some inputs "
+               "failed), 2 usage, 130/143 interrupted (an existing index file is left as it "
+               "was)",
     )
     sub = p.add_subparsers(dest="index_command", metavar="ACTION")
     sub.required = True
 
     b = sub.add_parser(
         "build",
-        help="index a hash list",
-        description="Read HASHFILE (streamed in chunks) into a HashIndex and save it to "
-                    "INDEX atomically. Ids come from the file's id column (else record "
-                    "numbers from 0); keys (a key/path column) are saved inside the index "
-                    "file. A malformed line fails the build, naming its line number, unless "
-                    "--lenient (then it is skipped and reported). An existing INDEX is "
-                    "replaced only when the build succeeds.",
+        help="index hash lists or images",
+        description="Read hash lists (streamed in chunks) and/or hash images into a "
+                    "HashIndex and save it to INDEX atomically. Ids come from a list's id "
+                    "column (else record numbers from 0; later lists and images continue after "
+                    "the largest id); keys (a key/path column, or the image path) and "
+                    "metadata columns (ThreatExchange collab/category/tags, any extra column) "
+                    "are saved inside the index file and shown by 'match'. A malformed line "
+                    "fails the build, naming its line number, unless --lenient (then it is "
+                    "skipped and reported). An existing INDEX is replaced only when the build "
+                    "succeeds.",
     )
-    b.add_argument("hashfile", metavar="HASHFILE", nargs="+",
-                   help="hash list to index; with --robust: images or folders of images")
-    b.add_argument("-o", "--output", required=True, metavar="INDEX", help="index file to write")
-    b.add_argument("--algorithm", default=None,
-                   help="algorithm of the hashes (default: recorded in the file, else pdq)")
-    b.add_argument("--bits", type=_bits, default=None,
-                   help="hash width, for an algorithm name the registry does not know")
-    b.add_argument("--format", dest="hash_format", type=hash_format, default=None,
-                   help="hex, csv, tsv, jsonl, json, parquet or te (default: from the "
-                        "extension)")
-    b.add_argument("--lenient", action="store_true",
-                   help="skip malformed lines (reported on stderr) instead of failing")
-    b.add_argument("--hash-column", default=None, help="CSV/TSV/Parquet column of the hashes")
-    b.add_argument("--id-column", default=None, help="column of the int64 ids")
-    b.add_argument("--key-column", default=None, help="column of the keys (e.g. paths)")
-    add_min_quality(b, "hashes")
+    b.add_argument("inputs", metavar="HASHES_OR_IMAGES", nargs="+",
+                   help="hash-list files, image files or folders of images; with --robust: "
+                        "images or folders")
+    add_output(b, "the index", required=True, metavar="INDEX")
+    _add_input_args(b)
     b.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
                    help="index structure (default auto: chosen by size and threshold)")
     b.add_argument("--robust", action="store_true",
                    help="build a robust index from images (PDQ of content boxes and local "
                         "features), for 'match --robust'; keys are the image paths")
-    b.add_argument("-r", "--recursive", action="store_true",
-                   help="--robust: descend into subfolders")
-    b.add_argument("-j", "--workers", type=worker_count, default=None, metavar="N",
-                   help="--robust: describing processes (default: one per CPU; at most "
-                        "twice the CPU count)")
-    b.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bar on stderr (default: when stderr is a terminal)")
     b.set_defaults(func=run_build)
+
+    a = sub.add_parser(
+        "add",
+        help="add hash lists or images to an index file",
+        description="Load INDEX, add the hashes of the given lists or images and save it "
+                    "back atomically (a robust index takes images). Ids of a list that "
+                    "collide with ids already in the index are refused unless --renumber "
+                    "(new ids continue after the largest) or --replace (the old entries are "
+                    "removed first).",
+    )
+    a.add_argument("index", metavar="INDEX")
+    a.add_argument("inputs", metavar="HASHES_OR_IMAGES", nargs="+",
+                   help="hash-list files, image files or folders of images")
+    _add_input_args(a)
+    ids = a.add_mutually_exclusive_group()
+    ids.add_argument("--renumber", action="store_true",
+                     help="give the new hashes fresh ids after the index's largest")
+    ids.add_argument("--replace", action="store_true",
+                     help="a new hash whose id is already in the index replaces it")
+    a.set_defaults(func=run_add)
+
+    m = sub.add_parser(
+        "merge",
+        help="merge index files into one",
+        description="Merge INDEX files of one algorithm and width into one new index, with "
+                    "their keys and metadata. Ids must be distinct across the inputs unless "
+                    "--renumber (each input's ids then continue after the previous input's "
+                    "largest, in input order).",
+    )
+    m.add_argument("indexes", metavar="INDEX", nargs="+")
+    add_output(m, "the merged index", required=True, metavar="OUT")
+    m.add_argument("--renumber", action="store_true",
+                   help="renumber ids so that they do not collide")
+    m.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
+                   help="index structure of the result (default auto)")
+    add_progress(m)
+    m.set_defaults(func=run_merge)
 
     i = sub.add_parser("info", help="describe an index file",
                        description="Algorithm, width, count, structure and size of an index.")
     i.add_argument("index", metavar="INDEX")
-    i.add_argument("--format", choices=("text", "json"), default="text")
+    i.add_argument("-f", "--format", choices=("text", "json"), default="text")
     i.set_defaults(func=run_info)
     return p
+
+
+def _add_input_args(p: argparse.ArgumentParser) -> None:
+    """What ``build`` and ``add`` read: hash lists and images."""
+    p.add_argument("-a", "--algorithm", default=None,
+                   help="algorithm of the hashes (default: recorded in the file, else pdq); "
+                        "images are hashed with it")
+    p.add_argument("--bits", type=_bits, default=None,
+                   help="hash width, for an algorithm name the registry does not know")
+    add_input_format(p, legacy="--format")
+    p.add_argument("--lenient", action="store_true",
+                   help="skip malformed lines (reported) instead of failing")
+    p.add_argument("--hash-column", default=None, help="CSV/TSV/Parquet column of the hashes")
+    p.add_argument("--id-column", default=None, help="column of the int64 ids")
+    p.add_argument("--key-column", default=None, help="column of the keys (e.g. paths)")
+    add_min_quality(p, "hashes")
+    add_recursive(p)
+    add_workers(p)
+    add_progress(p)
+    add_errors(p)
 
 
 def _bits(text: str) -> int:
@@ -103,62 +155,265 @@ def _column(value: str | None) -> str | int | None:
     return int(value) if value is not None and value.isdigit() else value
 
 
-def run_build(args: argparse.Namespace) -> int:
-    from ..errors import HashlibExtError
-    from ..formats import iter_hash_list
+class _Filler:
+    """Adds hash lists and images to a HashIndex (created on first use), counting what was
+    left out, and recording failed inputs."""
 
-    if args.robust:
-        return run_build_robust(args)
-    if len(args.hashfile) != 1:
-        raise UsageError("index build reads one hash list (several inputs need --robust)")
-    args.hashfile = args.hashfile[0]
-    check_output(args.output, [args.hashfile])
-    skipped: list[tuple[int, str]] = []
-    index = None
-    ignored = low = 0
-    try:
+    def __init__(self, args: argparse.Namespace, failures: Failures, index: Any = None,
+                 renumber: bool = False, replace: bool = False):
+        self.args, self.failures, self.index = args, failures, index
+        self.renumber, self.replace = renumber, replace
+        self.skipped: dict[str, list[tuple[int, str]]] = {}
+        self.ignored = self.low = self.replaced = 0
+        self.sources = 0
+
+    def add_list(self, path: str) -> None:
+        """Stream one hash list into the index (a malformed record raises, unless
+        --lenient). The first list of a new index keeps its ids; a later one whose ids
+        collide with indexed ones is refused (``index add``: see --renumber/--replace)."""
+        from ..formats import iter_hash_list
+
+        args = self.args
+        skipped: list[tuple[int, str]] = []
+        fresh = self.index is None or len(self.index) == 0
         for chunk in iter_hash_list(
-                args.hashfile, args.algorithm, format=args.hash_format, lenient=args.lenient,
+                path, args.algorithm, format=args.input_format, lenient=args.lenient,
                 bits=args.bits, hash_column=_column(args.hash_column),
                 id_column=_column(args.id_column), key_column=_column(args.key_column),
                 skipped=skipped, min_quality=args.min_quality):
-            if index is None:
-                index = _new_index(chunk.hashes.algorithm, chunk.hashes.bits, args)
-            ignored += chunk.ignored
-            low += chunk.low_quality
-            if len(chunk):
-                keys = None if chunk.keys is None else chunk.keys.tolist()
-                index.add(chunk.hashes if index.algorithm else chunk.hashes.codes, chunk.ids,
-                          keys=keys)
-        if index is None:  # an empty file: an empty index of the requested width
+            if self.index is None:
+                self.index = _new_index(chunk.hashes.algorithm, chunk.hashes.bits, args)
+            self.ignored += chunk.ignored
+            self.low += chunk.low_quality
+            if not len(chunk):
+                continue
+            ids = None if self.renumber or (not fresh and _no_ids(chunk)) else chunk.ids
+            if ids is not None and not fresh:
+                ids = self._check_ids(path, ids)
+            keys = None if chunk.keys is None else chunk.keys.tolist()
+            metadata = _metadata_of(chunk)
+            self.index.add(chunk.hashes if self.index.algorithm else chunk.hashes.codes, ids,
+                           keys=keys, metadata=metadata)
+        self.sources += 1
+        if skipped:
+            self.skipped[path] = skipped
+            report_skipped(path, skipped)
+
+    def _check_ids(self, path: str, ids: Any) -> Any:
+        import numpy as np
+
+        taken = np.isin(ids, self.index.ids)
+        if not taken.any():
+            return ids
+        if self.replace:
+            self.replaced += self.index.remove(ids[taken])
+            return ids
+        first = int(ids[taken][0])
+        raise UsageError(f"{path}: {int(taken.sum())} ids are already in the index (e.g. "
+                         f"{first}); pass --renumber for fresh ids or --replace to replace "
+                         "those entries")
+
+    def add_images(self, images: list[str]) -> None:
+        """Hash image files (in worker processes) and add them, keyed by path, with ids
+        continuing after the largest."""
+        import numpy as np
+
+        from ..batch import hash_images
+        from ..hash import HashArray
+
+        if not images:
+            return
+        algorithm = self.args.algorithm or (self.index.algorithm if self.index is not None
+                                            else None) or "pdq"
+        with compute_only():
+            res = hash_images(images, algorithm, workers=self.args.workers,
+                              progress=show_progress(self.args))
+        self.failures.add_batch(res.errors)
+        if self.index is None:
+            self.index = _new_index(algorithm, None, self.args)
+        hashes = res.hashes
+        if res.ok and isinstance(hashes, HashArray):
+            paths = [str(p) for p in res.ids]
+            if self.args.min_quality is not None and hashes.qualities is not None:
+                q = np.asarray(hashes.qualities)
+                keep = ~((q >= 0) & (q < self.args.min_quality))
+                self.low += int((~keep).sum())
+                hashes = HashArray(hashes.codes[keep], hashes.algorithm,
+                                   qualities=q[keep])
+                paths = [p for p, k in zip(paths, keep.tolist(), strict=True) if k]
+            if paths:
+                self.index.add(hashes, keys=paths)
+        self.sources += len(images)
+
+    def summary(self) -> str:
+        parts = []
+        if self.skipped:
+            parts.append(f"{sum(map(len, self.skipped.values()))} malformed lines skipped")
+        if self.ignored:
+            parts.append(f"{self.ignored} rows of other algorithms ignored")
+        if self.low:
+            parts.append(f"{self.low} hashes below quality {self.args.min_quality} left out")
+        if self.replaced:
+            parts.append(f"{self.replaced} entries replaced")
+        if self.failures:
+            parts.append(f"{len(self.failures)} inputs failed")
+        return "".join(f", {p}" for p in parts)
+
+
+def _no_ids(chunk: Any) -> bool:
+    """Whether a chunk's ids are plain record numbers (the file had no id column)."""
+    return not bool(getattr(chunk, "has_ids", True))
+
+
+def _metadata_of(chunk: Any) -> dict[str, list[str | None]] | None:
+    """A hash list's metadata columns (ThreatExchange collab/category/tags, extra columns)
+    in the form HashIndex.add takes."""
+    meta = getattr(chunk, "metadata", None)
+    if not meta:
+        return None
+    return {name: [None if v is None else str(v) for v in values]
+            for name, values in meta.items()}
+
+
+def _split_inputs(args: argparse.Namespace, failures: Failures) -> tuple[list[str], list[str]]:
+    from ._inputs import classify_inputs
+
+    lists, images, _missing = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                              quiet=args.quiet, failures=failures)
+    return lists, images
+
+
+def run_build(args: argparse.Namespace) -> int:
+    from ..errors import HashlibExtError
+
+    if args.robust:
+        return run_build_robust(args)
+    failures = Failures(args)
+    check_output(args.output, args.inputs)
+    failures.check(args.inputs)
+    lists, images = _split_inputs(args, failures)
+    fill = _Filler(args, failures)
+    try:
+        for path in lists:
+            fill.add_list(path)
+        fill.add_images(images)
+        index = fill.index
+        if index is None:  # nothing read: an empty index of the requested width
             index = _new_index(args.algorithm or "pdq", args.bits, args)
-        report_skipped(args.hashfile, skipped)
-        if len(index) == 0 and (ignored or skipped or low):
-            why = "; ".join(x for x in (
-                f"{ignored} rows of other algorithms (pass --algorithm)" if ignored else "",
-                f"{len(skipped)} malformed lines skipped" if skipped else "",
-                f"{low} below quality {args.min_quality}" if low else "") if x)
+        if len(index) == 0:
             what = f"{index.algorithm} hashes" if index.algorithm else f"{index.bits}-bit codes"
-            error(f"{args.hashfile}: no {what} to index ({why}); {args.output} not written")
+            failures.finish()
+            error(f"no {what} to index{fill.summary()}; {args.output} not written")
             return EXIT_FAILED
-        if len(index):
-            # Build the search tables now (when the index's size calls for them), so they
-            # are saved and every later `match` loads them instead of rebuilding.
-            index.prepare()
+        # Build the search tables now (when the index's size calls for them), so they are
+        # saved and every later `match` loads them instead of rebuilding.
+        index.prepare()
     except HashlibExtError as e:
         error(str(e))
         return EXIT_FAILED
     except ValueError as e:  # e.g. ids the index refuses: about the input, not the output
-        error(f"{args.hashfile}: {e}")
+        if isinstance(e, UsageError):
+            raise
+        error(f"{e}")
         return EXIT_FAILED
     if not _saved(index, args.output):
         return EXIT_FAILED
-    note = f", {len(skipped)} malformed lines skipped" if skipped else ""
-    note += f", {ignored} rows of other algorithms ignored" if ignored else ""
-    note += f", {low} hashes below quality {args.min_quality} left out" if low else ""
-    print(f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
-          f"{args.hashfile} into {args.output}{note}", file=sys.stderr)
+    failures.finish()
+    note(args, f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) "
+               f"from {fill.sources} input{'s' if fill.sources != 1 else ''} into "
+               f"{args.output}{fill.summary()}")
+    return EXIT_FAILED if failures else 0
+
+
+def run_add(args: argparse.Namespace) -> int:
+    """``index add INDEX INPUT...``: extend an index file in place (atomically)."""
+    from ..errors import HashlibExtError
+    from ..index import HashIndex
+
+    if _is_robust_file(args.index):
+        return run_add_robust(args)
+    failures = Failures(args)
+    failures.check(args.inputs)
+    check_output(args.index, args.inputs)
+    index = HashIndex.load(args.index)
+    before = len(index)
+    if args.algorithm and index.algorithm and args.algorithm != index.algorithm:
+        raise UsageError(f"{args.index} holds {index.algorithm} hashes, not {args.algorithm}")
+    args.algorithm = args.algorithm or index.algorithm
+    if args.bits is None and not index.algorithm:
+        args.bits = index.bits
+    args.kind = index.kind
+    lists, images = _split_inputs(args, failures)
+    fill = _Filler(args, failures, index, renumber=args.renumber, replace=args.replace)
+    try:
+        for path in lists:
+            fill.add_list(path)
+        fill.add_images(images)
+        index.prepare()
+    except HashlibExtError as e:
+        error(str(e))
+        return EXIT_FAILED
+    if len(index) == before and not fill.replaced:
+        failures.finish()
+        error(f"nothing added{fill.summary()}; {args.index} left as it was")
+        return EXIT_FAILED
+    if not _saved(index, args.index):
+        return EXIT_FAILED
+    failures.finish()
+    note(args, f"added {len(index) - before + fill.replaced} hashes to {args.index} (now "
+               f"{len(index)}){fill.summary()}")
+    return EXIT_FAILED if failures else 0
+
+
+def run_merge(args: argparse.Namespace) -> int:
+    """``index merge INDEX... -o OUT``: one index from several, keys and metadata kept."""
+    import numpy as np
+
+    from ..index import HashIndex
+
+    check_output(args.output, args.indexes)
+    if any(_is_robust_file(p) for p in args.indexes):
+        raise UsageError("index merge combines hash indexes; robust indexes are not merged "
+                         "(build one from all the images, or use 'index add')")
+    parts = [HashIndex.load(p) for p in args.indexes]
+    first = parts[0]
+    for path, part in zip(args.indexes[1:], parts[1:], strict=True):
+        if (part.algorithm, part.bits) != (first.algorithm, first.bits):
+            raise UsageError(f"{path} holds {part.algorithm or 'raw'} {part.bits}-bit hashes, "
+                             f"{args.indexes[0]} {first.algorithm or 'raw'} {first.bits}-bit")
+    out = HashIndex(first.algorithm, kind=args.kind) if first.algorithm else \
+        HashIndex(bits=first.bits, kind=args.kind)
+    seen = np.zeros(0, dtype=np.int64)
+    for path, part in zip(args.indexes, parts, strict=True):
+        ids = part.ids
+        if not len(ids):
+            continue
+        new_ids = None
+        if args.renumber:
+            new_ids = None  # continue after the largest so far
+        else:
+            clash = np.isin(ids, seen)
+            if clash.any():
+                raise UsageError(f"{path}: {int(clash.sum())} ids are also in an earlier index "
+                                 f"(e.g. {int(ids[clash][0])}); pass --renumber")
+            new_ids = ids
+            seen = np.concatenate([seen, ids])
+        keys: list[Any] = part.keys(ids)
+        meta = part.metadata(ids)
+        out.add(part.codes, new_ids, keys=keys,
+                metadata=meta if any(meta) else None)
+    out.prepare()
+    if not _saved(out, args.output):
+        return EXIT_FAILED
+    note(args, f"merged {len(args.indexes)} indexes ({len(out)} hashes) into {args.output}")
     return 0
+
+
+def _is_robust_file(path: str) -> bool:
+    """Whether ``path`` is a RobustIndex file (by its container kind)."""
+    from .. import container, robust
+
+    return container.file_format(path) == robust.FORMAT
 
 
 def _new_index(algorithm: str, bits: int | None, args: argparse.Namespace) -> Any:
@@ -201,38 +456,74 @@ def run_info(args: argparse.Namespace) -> int:
 def run_build_robust(args: argparse.Namespace) -> int:
     """``index build --robust``: describe images into a RobustIndex file."""
     from ..robust import RobustIndex
-    from ._inputs import classify_inputs
 
-    used = [name for name, value in (
-        ("--min-quality", args.min_quality), ("--bits", args.bits),
-        ("--format", args.hash_format), ("--hash-column", args.hash_column),
-        ("--id-column", args.id_column), ("--key-column", args.key_column),
-        ("--algorithm", args.algorithm)) if value is not None]
-    if used or args.lenient or args.kind != "auto":
-        raise UsageError(f"{(used or ['--lenient' if args.lenient else '--kind'])[0]} applies "
-                         "to hash lists, not --robust")
-    check_output(args.output, args.hashfile)
-    lists, images, missing = classify_inputs(args.hashfile, args.recursive, None)
+    _refuse_list_options(args)
+    failures = Failures(args)
+    check_output(args.output, args.inputs)
+    failures.check(args.inputs)
+    lists, images = _split_inputs(args, failures)
     if lists:
         raise UsageError(f"--robust indexes images, not hash lists: {lists[0]}")
-    if not images:
-        error("no images to index")
-        return EXIT_FAILED
     index = RobustIndex()
-    with compute_only():
-        res = index.add(images, keys=images, workers=args.workers,
-                        progress=show_progress(args))
-    for src, kind, msg in res.errors:
-        error(f"{src}: {kind}: {msg}")
+    if images:
+        with compute_only():
+            res = index.add(images, keys=images, workers=args.workers,
+                            progress=show_progress(args))
+        failures.add_batch(res.errors)
     if len(index) == 0:
+        failures.finish()
         error(f"no image could be indexed; {args.output} not written")
         return EXIT_FAILED
     if not _saved(index, args.output):
         return EXIT_FAILED
-    failed = len(missing) + len(res.errors)
-    print(f"indexed {len(index)} images (robust) into {args.output}"
-          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
-    return EXIT_FAILED if failed else 0
+    failures.finish()
+    note(args, f"indexed {len(index)} images (robust) into {args.output}"
+               + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
+
+
+def run_add_robust(args: argparse.Namespace) -> int:
+    """``index add`` on a robust index: describe more images into it."""
+    from ..robust import RobustIndex
+
+    _refuse_list_options(args)
+    if args.renumber or args.replace:
+        raise UsageError("--renumber/--replace apply to hash indexes (a robust index "
+                         "numbers its images itself)")
+    failures = Failures(args)
+    failures.check(args.inputs)
+    index = RobustIndex.load(args.index)
+    before = len(index)
+    lists, images = _split_inputs(args, failures)
+    if lists:
+        raise UsageError(f"{args.index} is a robust index: it takes images, not hash lists "
+                         f"({lists[0]})")
+    if images:
+        with compute_only():
+            res = index.add(images, keys=images, workers=args.workers,
+                            progress=show_progress(args))
+        failures.add_batch(res.errors)
+    if len(index) == before:
+        failures.finish()
+        error(f"nothing added; {args.index} left as it was")
+        return EXIT_FAILED
+    if not _saved(index, args.index):
+        return EXIT_FAILED
+    failures.finish()
+    note(args, f"added {len(index) - before} images to {args.index} (now {len(index)})"
+               + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
+
+
+def _refuse_list_options(args: argparse.Namespace) -> None:
+    used = [name for name, value in (
+        ("--min-quality", args.min_quality), ("--bits", args.bits),
+        ("--input-format", args.input_format), ("--hash-column", args.hash_column),
+        ("--id-column", args.id_column), ("--key-column", args.key_column),
+        ("--algorithm", args.algorithm)) if value is not None]
+    if used or args.lenient or getattr(args, "kind", "auto") != "auto":
+        raise UsageError(f"{(used or ['--lenient' if args.lenient else '--kind'])[0]} applies "
+                         "to hash lists, not robust indexes")
 
 
 def _saved(index: Any, output: str) -> bool:
