@@ -73,7 +73,7 @@ def test_match_images_finds_themselves_and_edited_copies(capsys, corpus, tmp_pat
         im.resize((im.width // 2, im.height // 2)).save(small, quality=70)
     expected_d = hx.hash_image(small, "pdq") - corpus["hashes"][5]
     assert expected_d <= hx.default_threshold("pdq")
-    code, out, err = run(capsys, "match", corpus["index"], paths[0], paths[3], small, "-q")
+    code, out, err = run(capsys, "match", corpus["index"], paths[0], paths[3], small, "--no-progress")
     assert code == 0, err
     rows = list(csv.DictReader(io.StringIO(out)))
     assert [(r["query"], int(r["id"]), r["key"], int(r["distance"])) for r in rows] == [
@@ -114,9 +114,9 @@ def test_match_dihedral_reports_the_variant(capsys, corpus, tmp_path):
     rotated = tmp_path / "rotated.png"
     with Image.open(corpus["paths"][4]) as im:
         im.rotate(90, expand=True).save(rotated)
-    code, out, _ = run(capsys, "match", corpus["index"], rotated, "-q")
-    assert code == 0 and out.strip() == "query,id,key,distance"  # no match as it is
-    code, out, err = run(capsys, "match", corpus["index"], rotated, "--dihedral", "-q",
+    code, out, _ = run(capsys, "match", corpus["index"], rotated, "--no-progress")
+    assert code == 0 and out.strip() == "query,id,key,distance,error_type,error"  # no match
+    code, out, err = run(capsys, "match", corpus["index"], rotated, "--dihedral", "--no-progress",
                          "--format", "json")
     assert code == 0, err
     (row,) = json.loads(out)
@@ -126,14 +126,14 @@ def test_match_dihedral_reports_the_variant(capsys, corpus, tmp_path):
 def test_match_exit_codes(capsys, corpus, tmp_path):
     paths = corpus["paths"]
     # A missing input fails the run (exit 1) but the good inputs are still matched.
-    code, out, err = run(capsys, "match", corpus["index"], paths[1], tmp_path / "nope.jpg", "-q")
+    code, out, err = run(capsys, "match", corpus["index"], paths[1], tmp_path / "nope.jpg", "--no-progress")
     assert code == 1
     assert "hashlib-ext: " in err and "nope.jpg" in err
     assert ",1001," in out
     # An undecodable image: reported, exit 1.
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"not an image")
-    code, _, err = run(capsys, "match", corpus["index"], bad, "-q")
+    code, _, err = run(capsys, "match", corpus["index"], bad, "--no-progress")
     assert code == 1 and "broken.jpg" in err
     # A missing or corrupt index.
     code, _, err = run(capsys, "match", tmp_path / "none.hxi", paths[0])
@@ -216,7 +216,7 @@ def test_dedup_folder_of_images(capsys, corpus, tmp_path):
     folder = tmp_path / "imgs"
     expected = _planted_folder(corpus["paths"], folder)
     clusters_file = tmp_path / "clusters.json"
-    code, out, err = run(capsys, "dedup", folder, "--output", clusters_file, "-q")
+    code, out, err = run(capsys, "dedup", folder, "--output", clusters_file, "--no-progress")
     assert code == 0, err
     assert out == ""
     report = json.loads(clusters_file.read_text())
@@ -227,7 +227,7 @@ def test_dedup_folder_of_images(capsys, corpus, tmp_path):
     got = sorted(sorted(Path(m["key"]).name for m in c) for c in report["clusters"])
     assert got == sorted(sorted(g) for g in expected.values())
     # Another algorithm, CSV output.
-    code, out, _ = run(capsys, "dedup", folder, "--algorithm", "phash", "--format", "csv", "-q")
+    code, out, _ = run(capsys, "dedup", folder, "--algorithm", "phash", "--format", "csv", "--no-progress")
     assert code == 0
     rows = list(csv.DictReader(io.StringIO(out)))
     assert {r["cluster"] for r in rows} == {"0", "1", "2"}
@@ -238,14 +238,14 @@ def test_dedup_recursive_and_errors(capsys, corpus, tmp_path):
     (top / "nested").mkdir(parents=True)
     shutil.copy(corpus["paths"][0], top / "x.jpg")
     shutil.copy(corpus["paths"][0], top / "nested" / "y.jpg")
-    code, out, _ = run(capsys, "dedup", top, "-q")
+    code, out, _ = run(capsys, "dedup", top, "--no-progress")
     assert code == 0 and json.loads(out)["clusters"] == []
-    code, out, _ = run(capsys, "dedup", top, "-q", "--recursive")
+    code, out, _ = run(capsys, "dedup", top, "--no-progress", "--recursive")
     assert code == 0
     (cluster,) = json.loads(out)["clusters"]
     assert len(cluster) == 2
     (top / "broken.jpg").write_bytes(b"\xff\xd8\xff garbage")
-    code, out, err = run(capsys, "dedup", top, "-q", "--recursive")
+    code, out, err = run(capsys, "dedup", top, "--no-progress", "--recursive")
     assert code == 1 and "broken.jpg" in err
     assert len(json.loads(out)["clusters"]) == 1  # the rest is still clustered
     code, _, err = run(capsys, "dedup", tmp_path / "nothing-here")
@@ -260,7 +260,7 @@ def test_dedup_hash_file_matches_library(capsys, tmp_path):
     ids = rng.choice(10**9, 300, replace=False)
     path = tmp_path / "list.tsv"
     formats.write_hash_list(path, hx.HashArray(codes, "phash"), ids)
-    code, out, err = run(capsys, "dedup", path, "-q")
+    code, out, err = run(capsys, "dedup", path, "--no-progress")
     assert code == 0, err
     report = json.loads(out)
     assert report["algorithm"] == "phash"

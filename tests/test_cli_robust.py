@@ -47,6 +47,10 @@ def test_build_then_match_finds_every_edit(capsys, folders):
     assert code == 1  # the broken input
     assert "zz-broken.jpg" in err and "ImageDecodeError" in err
     rows = list(csv.DictReader(io.StringIO(out)))
+    (failed,) = [r for r in rows if r["error_type"]]  # the broken input is a row of its own
+    assert failed["query"].endswith("zz-broken.jpg") and failed["error_type"] == "ImageDecodeError"
+    assert failed["id"] == "" and "zz-broken.jpg" not in failed["error"]
+    rows = [r for r in rows if not r["error_type"]]
     got = {r["query"].rsplit("/", 1)[-1]: r for r in rows}
     assert len(rows) == len(EDITS)  # one match each, no false ones
     for i in range(len(EDITS)):

@@ -189,12 +189,17 @@ def json_text(obj: Any, **kwargs: Any) -> str:
 
 
 class RowWriter:
-    """Writes rows (dicts with fixed columns) as CSV, JSON lines, or one JSON array."""
+    """Writes rows (dicts with fixed columns) as CSV, JSON lines, or one JSON array.
 
-    def __init__(self, out: IO[str], fmt: str, columns: Sequence[str]):
+    ``optional`` columns (e.g. ``error_type``/``error`` of failed inputs) are in the CSV
+    header, and in a JSON row only when the row has a value for them."""
+
+    def __init__(self, out: IO[str], fmt: str, columns: Sequence[str],
+                 optional: Sequence[str] = ()):
         if fmt not in ("csv", "json", "jsonl"):
             raise ValueError(f"unknown format {fmt!r}")
-        self.out, self.fmt, self.columns = out, fmt, list(columns)
+        self.out, self.fmt, self.columns = out, fmt, list(columns) + list(optional)
+        self.optional = frozenset(optional)
         self.count = 0
         self._csv = csv.writer(out, lineterminator="\n")
         if fmt == "csv":
@@ -207,7 +212,8 @@ class RowWriter:
             if self.fmt == "csv":
                 self._csv.writerow([_csv_cell(row.get(c)) for c in self.columns])
             else:
-                text = json_text({c: row.get(c) for c in self.columns})
+                text = json_text({c: row.get(c) for c in self.columns
+                                  if c not in self.optional or row.get(c) is not None})
                 if self.fmt == "json":
                     text = ("\n  " if self.count == 0 else ",\n  ") + text
                 else:

@@ -42,7 +42,7 @@ def failure(src: Any, kind: str, message: str) -> Failure:
     (error messages name their input; the record has it in its own field)."""
     name = str(src)
     text = str(message).strip()
-    for prefix in (f"{name}: ", f"{name}:", f"{os.path.basename(name)}: "):
+    for prefix in (f"{name}: ", f"{name}, ", f"{name}:", f"{os.path.basename(name)}: "):
         if name and text.startswith(prefix):
             text = text[len(prefix):]
             break

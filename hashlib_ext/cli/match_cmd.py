@@ -1,9 +1,12 @@
 """``hashlib-ext match``: look up images or hash lists in a saved index.
 
-Output: one row per match — ``query, id, [key,] distance[, variant]`` — as CSV (default),
-a JSON array or JSON lines. ``query`` is the image path, or for a hash-list row its key
-(else ``FILE#ID``). Queries without a match produce no row unless ``--unmatched`` (then
-one row with empty id and distance). A summary goes to stderr.
+Output: one row per match — ``query, id, [key,] distance[, variant][, metadata...]`` — as
+CSV (default), a JSON array or JSON lines. ``query`` is the image path, or for a hash-list
+row its key (else ``FILE#ID``); the metadata columns are those the index holds (e.g.
+ThreatExchange ``collab``, ``category``, ``tags``). Queries without a match produce no row
+unless ``--unmatched`` (then one row with empty id and distance). ``--top-k K`` keeps the K
+nearest per query. Each failed input is a row with ``error_type`` and ``error`` (or, with
+``--errors FILE``, a record in FILE). A summary goes to stderr.
 
 Exit codes: 0 ok (also when nothing matched); 1 the index or an input could not be read, or
 a hash list held no hash of the index's algorithm and width (the other inputs are still
@@ -33,6 +36,7 @@ from ._common import (  # noqa: F401 - re-exported for the other commands
     show_progress,
     worker_count,
 )
+from ._failures import Failures
 from ._inputs import (
     add_input_options,
     check_non_negative,
@@ -40,6 +44,7 @@ from ._inputs import (
     low_quality,
     report_skipped,
 )
+from ._options import add_errors, add_output, note
 from ._signals import compute_only
 
 
@@ -62,16 +67,19 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-t", "--threshold", type=int, default=None,
                    help="largest Hamming distance that matches, inclusive (default: the "
                         "algorithm's default threshold)")
+    p.add_argument("-k", "--top-k", type=int, default=None, metavar="K",
+                   help="keep at most the K nearest matches of each query (within the "
+                        "threshold; ties by id)")
     p.add_argument("-f", "--format", choices=("csv", "json", "jsonl"), default="csv",
                    help="output format (default csv)")
-    p.add_argument("-o", "--output", default=None,
-                   help="write results here, atomically (default stdout)")
+    add_output(p, "the results")
+    add_errors(p)
     p.add_argument("--dihedral", action="store_true",
                    help="also match the 8 rotations/flips of each image (PDQ); adds a "
                         "'variant' column (0 = as is)")
     p.add_argument("--unmatched", action="store_true",
                    help="write a row with empty id and distance for queries without a match")
-    p.add_argument("--algorithm", default=None,
+    p.add_argument("-a", "--algorithm", default=None,
                    help="algorithm to hash images with when the index has none (raw codes)")
     add_min_quality(p, "queries")
     p.add_argument("--robust", action="store_true",
@@ -93,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
     from ..index import HashIndex
 
     check_non_negative(args, "--threshold", "--min-score")
+    if args.top_k is not None and args.top_k < 1:
+        raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     if args.robust:
         return run_robust(args)
     if args.min_score is not None:
@@ -101,6 +111,8 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError(f"unknown algorithm {args.algorithm!r}; known: "
                          f"{', '.join(algorithms())}")
     check_output(args.output, [args.index, *args.inputs])
+    failures = Failures(args)
+    failures.check([args.index, *args.inputs])
 
     try:
         index = HashIndex.load(args.index)
@@ -117,7 +129,8 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError("the index holds raw codes without an algorithm: pass --threshold")
         threshold = default_threshold(algorithm)
 
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
+    lists, images, _ = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                       quiet=args.quiet, failures=failures)
     if images and algorithm is None:
         raise UsageError("the index holds raw codes without an algorithm: pass --algorithm "
                          "to hash images")
@@ -128,13 +141,15 @@ def run(args: argparse.Namespace) -> int:
               f"{expected_bits(algorithm)} bits")
         return EXIT_FAILED
     if not lists and not images:
+        failures.finish()
         error("nothing to match")
         return EXIT_FAILED
-    failed = len(missing)
     has_keys = any(k is not None for k in index.keys(index.ids))
+    meta = index.metadata_columns
     columns = ["query", "id"] + (["key"] if has_keys else []) + ["distance"] + \
-        (["variant"] if args.dihedral else [])
-    stats = {"queries": 0, "matched": 0, "low_quality": 0}
+        (["variant"] if args.dihedral else []) + meta
+    look = _Lookup(index, has_keys, meta, args.unmatched, args.top_k)
+    stats = look.stats
     image_queries = None
     if images:  # hashed before the output is opened (a signal there ends at once)
         assert algorithm is not None
@@ -142,55 +157,82 @@ def run(args: argparse.Namespace) -> int:
             image_queries = _hash_queries(images, algorithm, index, threshold, args)
     try:
         with output_stream(args.output) as out:
-            writer = RowWriter(out, args.format, columns)
+            writer = RowWriter(out, args.format, columns, _error_columns(failures))
             for path in lists:
-                failed += _match_list(path, index, threshold, args, writer, has_keys, stats)
+                _match_list(path, index, threshold, args, writer, look, failures)
             if image_queries is not None:
                 names, results, errors, low = image_queries
-                for src, kind, msg in errors:
-                    error(f"{src}: {kind}: {msg}")
+                failures.add_batch(errors)
                 stats["low_quality"] += low
-                failed += len(errors)
-                writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
+                writer.write(look.rows(names, results))
+            _failure_rows(writer, failures)
             writer.close()
-            if failed and stats["queries"] == 0 and stats["low_quality"] == 0:
+            if failures and stats["queries"] == 0 and stats["low_quality"] == 0:
                 discard(out)  # nothing could be read: an existing output stays as it was
     except BrokenPipeError:
         raise
     except OSError as e:
         error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
+    failures.finish()
     low = stats["low_quality"]
-    print(f"{stats['matched']} of {stats['queries']} queries matched at threshold "
-          f"{threshold}; {writer.count} rows"
-          + (f"; {low} queries below quality {args.min_quality} left out" if low else "")
-          + (f"; {failed} inputs failed" if failed else ""),
-          file=sys.stderr)
-    return EXIT_FAILED if failed else 0
+    note(args, f"{stats['matched']} of {stats['queries']} queries matched at threshold "
+               f"{threshold}; {writer.count} rows"
+               + (f"; {low} queries below quality {args.min_quality} left out" if low else "")
+               + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
 
 
-def _rows(names: list[str], results: list[list[tuple]], index: Any, has_keys: bool,
-          unmatched: bool, stats: dict[str, int]) -> Iterator[dict[str, Any]]:
-    stats["queries"] += len(names)
-    stats["matched"] += sum(1 for r in results if r)
-    keys: dict[int, str | None] = {}
-    if has_keys:
+def _error_columns(failures: Failures) -> list[str]:
+    """Failed inputs are rows of the output (``error_type``, ``error``) unless ``--errors``
+    sends them to a file of their own."""
+    return [] if failures.path else ["error_type", "error"]
+
+
+def _failure_rows(writer: RowWriter, failures: Failures) -> None:
+    if not failures.path:
+        writer.write({"query": f.input, "error_type": f.type, "error": f.message}
+                     for f in failures.items)
+
+
+class _Lookup:
+    """Turns search results into output rows: keys and metadata of the matched ids, at most
+    ``top_k`` per query, counts of queries and matches."""
+
+    def __init__(self, index: Any, has_keys: bool, meta: list[str], unmatched: bool,
+                 top_k: int | None):
+        self.index, self.has_keys, self.meta = index, has_keys, meta
+        self.unmatched, self.top_k = unmatched, top_k
+        self.stats = {"queries": 0, "matched": 0, "low_quality": 0}
+
+    def rows(self, names: list[str], results: list[list[tuple]]) -> Iterator[dict[str, Any]]:
+        if self.top_k is not None:
+            results = [r[:self.top_k] for r in results]
+        self.stats["queries"] += len(names)
+        self.stats["matched"] += sum(1 for r in results if r)
         found = sorted({m[0] for r in results for m in r})
-        keys = dict(zip(found, index.keys(found), strict=True))
-    for name, matches in zip(names, results, strict=True):
-        if not matches and unmatched:
-            yield {"query": name}
-        for m in matches:
-            row = {"query": name, "id": m[0], "distance": m[1], "key": keys.get(m[0])}
-            if len(m) > 2:
-                row["variant"] = m[2]
-            yield row
+        keys: dict[int, str | None] = {}
+        if self.has_keys:
+            keys = dict(zip(found, self.index.keys(found), strict=True))
+        meta: dict[int, dict[str, str]] = {}
+        if self.meta:
+            meta = dict(zip(found, self.index.metadata(found), strict=True))
+        for name, matches in zip(names, results, strict=True):
+            if not matches and self.unmatched:
+                yield {"query": name}
+            for m in matches:
+                row = {"query": name, "id": m[0], "distance": m[1], "key": keys.get(m[0])}
+                if len(m) > 2:
+                    row["variant"] = m[2]
+                if self.meta:
+                    row.update(meta.get(m[0], {}))
+                yield row
 
 
 def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
-                writer: RowWriter, has_keys: bool, stats: dict[str, int]) -> int:
-    """Match every hash of one hash-list file, chunk by chunk; returns 1 if it failed: it
-    could not be read, or it held no hash of the index's algorithm and width."""
+                writer: RowWriter, look: _Lookup, failures: Failures) -> None:
+    """Match every hash of one hash-list file, chunk by chunk; a file that cannot be read,
+    or holds no hash of the index's algorithm and width, is a failed input."""
     from ..errors import HashlibExtError
     from ..formats import iter_hash_list
 
@@ -208,9 +250,10 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
             if not len(chunk):
                 continue
             if chunk.hashes.bits != index.bits:
-                error(f"{path}: holds {chunk.hashes.bits}-bit hashes; the index "
-                      f"{args.index} holds {index.bits}-bit codes")
-                return 1
+                failures.add(path, "AlgorithmMismatchError",
+                             f"holds {chunk.hashes.bits}-bit hashes; the index "
+                             f"{args.index} holds {index.bits}-bit codes")
+                return
             results = index.search(chunk.hashes if index.algorithm else chunk.hashes.codes,
                                    threshold)
             used += len(chunk)
@@ -219,22 +262,22 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
                                                             strict=True)]
             else:
                 names = [f"{path}#{i}" for i in chunk.ids.tolist()]
-            writer.write(_rows(names, results, index, has_keys, args.unmatched, stats))
+            writer.write(look.rows(names, results))
     except HashlibExtError as e:
-        error(str(e))
-        return 1
+        failures.add(path, type(e).__name__, str(e))
+        return
     report_skipped(path, skipped)
-    stats["low_quality"] += low
+    look.stats["low_quality"] += low
     what = f"{index.algorithm} hashes" if index.algorithm else f"{index.bits}-bit codes"
     if used == 0 and (ignored or skipped):
         why = "; ".join(x for x in (f"{ignored} rows of other algorithms" if ignored else "",
                                     f"{len(skipped)} malformed rows skipped" if skipped else "")
                         if x)
-        error(f"{path}: no {what} to match against {args.index} ({why})")
-        return 1
+        failures.add(path, "HashFormatError", f"no {what} to match against {args.index} "
+                                              f"({why})")
+        return
     if ignored:
-        error(f"{path}: {ignored} rows of other algorithms ignored")
-    return 0
+        note(args, f"{path}: {ignored} rows of other algorithms ignored")
 
 
 def _hash_queries(images: list[str], algorithm: str, index: Any, threshold: int,
@@ -309,7 +352,10 @@ def run_robust(args: argparse.Namespace) -> int:
     if args.min_quality is not None:
         raise UsageError("--min-quality applies to hash matching, not --robust")
     check_output(args.output, [args.index, *args.inputs])
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
+    failures = Failures(args)
+    failures.check([args.index, *args.inputs])
+    lists, images, _ = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                       quiet=args.quiet, failures=failures)
     if lists:
         raise UsageError(f"--robust matches images, not hash lists: {lists[0]}")
     try:
@@ -323,23 +369,24 @@ def run_robust(args: argparse.Namespace) -> int:
     with compute_only():
         got = describe_images(images, query=True, workers=args.workers,
                               progress=show_progress(args))
-    for src, kind, msg in got.errors:
-        error(f"{src}: {kind}: {msg}")
-    failed = len(missing) + len(got.errors)
+    failures.add_batch(got.errors)
     has_keys = any(k is not None for k in index.keys(index.ids.tolist()))
     columns = ["query", "id"] + (["key"] if has_keys else []) + ["score", "stage"]
     matched = 0
     try:
         with output_stream(args.output) as out:
-            writer = RowWriter(out, args.format, columns)
+            writer = RowWriter(out, args.format, columns, _error_columns(failures))
             for pos, d in zip(got.positions, got.descriptors, strict=True):
                 found = index.match(d, min_score=args.min_score, pdq_threshold=args.threshold)
+                if args.top_k is not None:
+                    found = found[:args.top_k]
                 matched += bool(found)
                 keys = index.keys([m.id for m in found]) if has_keys else [None] * len(found)
                 if not found and args.unmatched:
                     writer.write([{"query": images[pos]}])
                 writer.write({"query": images[pos], "id": m.id, "key": k, "score": m.score,
                               "stage": m.stage} for m, k in zip(found, keys, strict=True))
+            _failure_rows(writer, failures)
             writer.close()
             if not got.descriptors:
                 discard(out)  # nothing could be read: an existing output stays as it was
@@ -348,6 +395,7 @@ def run_robust(args: argparse.Namespace) -> int:
     except OSError as e:
         error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
         return EXIT_FAILED
-    print(f"{matched} of {len(got.descriptors)} images matched (robust); {writer.count} rows"
-          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
-    return EXIT_FAILED if failed else 0
+    failures.finish()
+    note(args, f"{matched} of {len(got.descriptors)} images matched (robust); "
+               f"{writer.count} rows" + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
