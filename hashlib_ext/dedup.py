@@ -19,6 +19,11 @@ one cluster, the remaining queries cannot change the answer and are skipped.
 When the index answers through MIH tables (whose compiled kernel releases the GIL), query
 batches are searched by several threads, one per CPU up to :data:`MAX_THREADS`; a flat scan
 is already spread over the CPUs by FAISS, so it runs from one thread.
+
+:func:`duplicate_forest` runs the same join and also keeps, with their distances, the links
+that joined components (a spanning forest: at most one edge fewer than there are distinct
+codes, whatever the number of linked pairs), and can match every rotation/flip of each
+hash (``variants``). :mod:`hashlib_ext.clusters` builds the safe-dedup result on it.
 """
 
 from __future__ import annotations
@@ -28,6 +33,8 @@ import sys
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -87,22 +94,87 @@ def duplicate_labels(
     kind: str = "auto",
 ) -> np.ndarray:
     """Component label per hash (``(n,)`` int64): equal labels = same cluster."""
+    forest = _join(hashes, threshold, None, progress=progress, batch_size=batch_size,
+                   kind=kind, record=False)
+    return forest.labels[forest.inverse]
+
+
+@dataclass(frozen=True)
+class DuplicateForest:
+    """The link graph of a range self-join, kept small: distinct codes and a spanning forest.
+
+    ``first[u]`` is the position of the first hash with distinct code ``u`` (in order of
+    first appearance); ``inverse[i]`` the distinct code of hash ``i``; ``labels[u]`` the
+    component of code ``u`` (the smallest code of its component); ``edges`` an ``(k, 3)``
+    int64 array ``[u, v, distance]`` of links between distinct codes, each within the
+    threshold, that connect every component (a spanning forest: ``k`` = distinct codes -
+    components). Hashes sharing a code are linked at distance 0 and have no edge here.
+    """
+
+    first: np.ndarray
+    inverse: np.ndarray
+    labels: np.ndarray
+    edges: np.ndarray
+
+
+def duplicate_forest(
+    hashes: HashArray | np.ndarray,
+    threshold: int,
+    *,
+    variants: HashArray | np.ndarray | None = None,
+    progress: bool = False,
+    batch_size: int = QUERY_BATCH,
+    kind: str = "auto",
+) -> DuplicateForest:
+    """The join of :func:`duplicate_labels`, keeping a spanning forest of the links.
+
+    ``variants`` (optional): 8 rows per hash, rows ``8i..8i+7`` the rotations/flips of
+    hash ``i`` as ``hash_image(src, "pdq", dihedral=True)`` returns them; then ``i`` and
+    ``j`` are linked when any variant of either is within ``threshold`` of the other, at
+    the smallest such distance. Within each query batch the forest prefers the shortest
+    links (a minimum spanning forest of that batch's new links).
+    """
+    return _join(hashes, threshold, variants, progress=progress, batch_size=batch_size,
+                 kind=kind, record=True)
+
+
+def _join(hashes: HashArray | np.ndarray, threshold: int,
+          variants: HashArray | np.ndarray | None, *, progress: bool, batch_size: int,
+          kind: str, record: bool) -> DuplicateForest:
     codes = _codes(hashes)
     threshold = _check_threshold(threshold)
-    n = codes.shape[0]
-    if n == 0:
-        return np.zeros(0, np.int64)
-    # Collapse exact duplicates: join distinct codes only, then map back.
     if isinstance(batch_size, bool) or not isinstance(batch_size, (int, np.integer)) \
             or batch_size < 1:
         raise ValueError(f"batch_size must be a positive integer, got {batch_size!r}")
-    unique, inverse = _unique_rows(codes)
-    m = unique.shape[0]
-    uf = _Components(m)
-    for rows, cols in _pairs(unique, threshold, progress=progress, batch_size=int(batch_size),
-                             kind=kind, finished=lambda: uf.count == 1):
-        uf.add(rows, cols)
-    return uf.labels()[inverse]
+    n, nbytes = codes.shape
+    queries = None if variants is None else variant_codes(variants, n, nbytes)
+    if n == 0:
+        empty = np.zeros(0, np.int64)
+        return DuplicateForest(empty, empty, empty, np.zeros((0, 3), np.int64))
+    # Collapse exact duplicates (with variants: of the hash and all its variants): join
+    # distinct codes only, then map back.
+    key = codes if queries is None else np.concatenate([codes, queries.reshape(n, -1)], 1)
+    first, inverse = _unique_rows(key)
+    unique = codes[first]
+    uf = _Components(first.size, record=record)
+    for rows, cols, dist in _pairs(unique, threshold, progress=progress,
+                                   batch_size=int(batch_size), kind=kind,
+                                   finished=lambda: uf.count == 1,
+                                   queries=None if queries is None else queries[first]):
+        uf.add(rows, cols, dist)
+    return DuplicateForest(first, inverse, uf.labels(), uf.edge_array())
+
+
+def variant_codes(variants: HashArray | np.ndarray, n: int, nbytes: int) -> np.ndarray:
+    """``variants`` (8 rows per hash, or ``(n, 8, nbytes)``) as an ``(n, 8, nbytes)`` array."""
+    v = variants.codes if isinstance(variants, HashArray) else np.asarray(variants)
+    if v.dtype != np.uint8 or v.ndim not in (2, 3):
+        raise HashFormatError(f"variants must be uint8 codes, got {v.dtype} {v.shape}")
+    if v.size != n * 8 * nbytes or v.shape[-1] != nbytes:
+        raise HashFormatError(
+            f"variants must hold 8 rows of {nbytes} bytes per hash ({n} hashes), "
+            f"got {v.shape}")
+    return np.ascontiguousarray(v.reshape(n, 8, nbytes))
 
 
 def _check_threshold(threshold: int) -> int:
@@ -125,25 +197,32 @@ def _codes(hashes: HashArray | np.ndarray) -> np.ndarray:
 
 
 def _unique_rows(codes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Distinct rows (in order of first appearance) and the inverse map."""
+    """Positions of the distinct rows' first occurrences (in order of first appearance)
+    and the inverse map (row -> distinct row)."""
+    codes = np.ascontiguousarray(codes)
     view = codes.view(np.dtype((np.void, codes.shape[1]))).reshape(-1)
     _, first, inverse = np.unique(view, return_index=True, return_inverse=True)
     order = np.argsort(first, kind="stable")
     rank = np.empty_like(order)
     rank[order] = np.arange(order.size)
-    return codes[first[order]], rank[inverse.reshape(-1)]
+    return first[order].astype(np.int64), rank[inverse.reshape(-1)].astype(np.int64)
 
 
 def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int, kind: str,
-           finished: Callable[[], bool] = lambda: False
-           ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Yield (rows, cols) int64 arrays of the pairs i != j with distance <= threshold, about
-    :data:`RESULT_BUDGET` pairs at a time; stops early once ``finished()`` (checked after
-    each batch was consumed)."""
+           finished: Callable[[], bool] = lambda: False, queries: np.ndarray | None = None
+           ) -> Iterator[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Yield (rows, cols, distances) arrays of the pairs i != j with distance <= threshold,
+    about :data:`RESULT_BUDGET` pairs at a time; stops early once ``finished()`` (checked
+    after each batch was consumed). ``queries`` (``(n, q, nbytes)``, default the codes
+    themselves) are what each row searches with: pair (i, j) is found when any of row i's
+    queries is within the threshold of code j, at that query's distance (a pair may come
+    more than once)."""
     from tqdm import tqdm
 
     search, threaded = _range_searcher(codes, threshold, kind)
     n = codes.shape[0]
+    per = 1 if queries is None else queries.shape[1]
+    qcodes = codes[:, None, :] if queries is None else queries
     may_switch = kind == "auto" and threaded
 
     def observe(done: int, found: int) -> None:
@@ -152,7 +231,7 @@ def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int
         cheaper (exact either way)."""
         nonlocal search, may_switch
         sizer.saw(done, found)
-        if may_switch and found >= done * max(256, n // 8):
+        if may_switch and found >= done * per * max(256, n // 8):
             search, _ = _range_searcher(codes, threshold, "flat")
             may_switch = False
 
@@ -160,17 +239,17 @@ def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int
     # filling a few, so the density seen so far predicts the next batches' matches.
     order = np.random.default_rng(0x5EED).permutation(n).astype(np.int64)
 
-    def batch(queries: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray]:
-        lims, labels = search(codes[queries])
-        rows = np.repeat(queries, np.diff(lims))
+    def batch(items: np.ndarray) -> tuple[int, int, np.ndarray, np.ndarray, np.ndarray]:
+        lims, labels, dist = search(qcodes[items].reshape(-1, codes.shape[1]))
+        rows = np.repeat(np.repeat(items, per), np.diff(lims))
         # Both directions of each pair are kept: a query then joins its whole neighbourhood
         # at once, which is what lets a dense blob end the search early.
         keep = labels != rows
-        return queries.size, labels.size, rows[keep], labels[keep]
+        return items.size, labels.size, rows[keep], labels[keep], dist[keep]
 
     threads = _threads(-(-n // batch_size)) if threaded else 1
     in_flight = 2 * threads if threads > 1 else 1
-    sizer = _BatchSizer(n, batch_size, max(1, RESULT_BUDGET // in_flight))
+    sizer = _BatchSizer(n * per, batch_size, max(1, RESULT_BUDGET // in_flight))
     taken = 0
 
     def next_queries() -> np.ndarray | None:
@@ -186,28 +265,29 @@ def _pairs(codes: np.ndarray, threshold: int, *, progress: bool, batch_size: int
               mininterval=0.5) as bar:
         if threads == 1:
             while (queries := next_queries()) is not None:
-                done, found, rows, cols = batch(queries)
+                done, found, rows, cols, dist = batch(queries)
                 observe(done, found)
                 seen += done
                 bar.update(done)
-                yield rows, cols
-                del rows, cols
+                yield rows, cols, dist
+                del rows, cols, dist
                 if finished():
                     bar.update(n - seen)
                     return
             return
         # A few batches in flight per thread, taken in order: memory stays bounded.
         with ThreadPoolExecutor(threads, thread_name_prefix="dedup") as pool:
-            pending: deque[Future[tuple[int, int, np.ndarray, np.ndarray]]] = deque()
+            pending: deque[Future[tuple[int, int, np.ndarray, np.ndarray, np.ndarray]]] = \
+                deque()
             while len(pending) < in_flight and (queries := next_queries()) is not None:
                 pending.append(pool.submit(batch, queries))
             while pending:
-                done, found, rows, cols = pending.popleft().result()
+                done, found, rows, cols, dist = pending.popleft().result()
                 observe(done, found)
                 seen += done
                 bar.update(done)
-                yield rows, cols
-                del rows, cols
+                yield rows, cols, dist
+                del rows, cols, dist
                 if finished():
                     for f in pending:
                         f.cancel()
@@ -239,8 +319,9 @@ def _threads(batches: int) -> int:
 
 
 def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
-    """A function queries -> (lims, positions) over ``codes`` (distance <= threshold), and
-    whether it searches through MIH tables (then threads may call it at once).
+    """A function queries -> (lims, positions, distances) over ``codes`` (distance <=
+    threshold), and whether it searches through MIH tables (then threads may call it at
+    once).
 
     Goes through :meth:`HashIndex.search_arrays` (FAISS-style arrays, inclusive threshold),
     so dedup gets whatever exact structure HashIndex picks for this size and threshold.
@@ -252,22 +333,23 @@ def _range_searcher(codes: np.ndarray, threshold: int, kind: str):
     index.add(codes)  # ids 0..n-1 == positions
     index.prepare()
 
-    def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        lims, found, _dist = index.search_arrays(queries, threshold)
-        return lims, found
+    def search(queries: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        return index.search_arrays(queries, threshold)
 
     return search, index._plan(min(threshold, index.bits)) is not None
 
 
 class _Components:
     """Union-find over ``n`` nodes fed with batches of edges (numpy-vectorised): memory is
-    O(n) plus one batch, whatever the number of edges."""
+    O(n) plus one batch, whatever the number of edges. With ``record``, the edges that
+    joined components are kept with their distances (a spanning forest, < n edges)."""
 
-    def __init__(self, n: int):
+    def __init__(self, n: int, record: bool = False):
         self.n = n
         self.parent = np.arange(n, dtype=np.int64)
         self.count = n  # components so far
         self.batches = 0
+        self.forest: list[np.ndarray] | None = [] if record else None
 
     def find(self, x: np.ndarray) -> np.ndarray:
         """Roots of ``x`` (compressing their paths)."""
@@ -281,7 +363,7 @@ class _Components:
         p[x] = r
         return r
 
-    def add(self, rows: np.ndarray, cols: np.ndarray) -> None:
+    def add(self, rows: np.ndarray, cols: np.ndarray, dist: np.ndarray | None = None) -> None:
         if not rows.size:
             return
         a, b = self.find(rows), self.find(cols)
@@ -295,7 +377,12 @@ class _Components:
             from scipy.sparse import coo_matrix  # scipy loads only when clustering
             from scipy.sparse.csgraph import connected_components
 
-            graph = coo_matrix((np.ones(m, bool), (inv[:m], inv[m:])), shape=(k, k))
+            if self.forest is not None:
+                if dist is None:
+                    raise ValueError("recording a forest needs the edges' distances")
+                graph = self._record(inv[:m], inv[m:], k, rows[diff], cols[diff], dist[diff])
+            else:
+                graph = coo_matrix((np.ones(m, bool), (inv[:m], inv[m:])), shape=(k, k))
             ncomp, lab = connected_components(graph.tocsr(), directed=False)
             first = np.full(ncomp, self.n, dtype=np.int64)
             np.minimum.at(first, lab, nodes)
@@ -304,6 +391,36 @@ class _Components:
         self.batches += 1
         if self.batches % _COMPRESS_EVERY == 0:
             self.parent = self.find(np.arange(self.n, dtype=np.int64))
+
+    def _record(self, ia: np.ndarray, ib: np.ndarray, k: int, rows: np.ndarray,
+                cols: np.ndarray, dist: np.ndarray) -> Any:
+        """Keep a minimum spanning forest of this batch's links between roots (shortest
+        link per pair of roots); returns it as a graph over the ``k`` roots."""
+        from scipy.sparse import csr_matrix
+        from scipy.sparse.csgraph import minimum_spanning_tree
+
+        assert self.forest is not None
+        lo, hi = np.minimum(ia, ib), np.maximum(ia, ib)
+        order = np.lexsort((dist, hi, lo))
+        lo, hi = lo[order], hi[order]
+        keep = np.ones(order.size, bool)
+        keep[1:] = (lo[1:] != lo[:-1]) | (hi[1:] != hi[:-1])
+        pick, lo, hi = order[keep], lo[keep], hi[keep]
+        # weights d + 1: a zero would mean "no edge" (dihedral variants can match exactly)
+        graph = csr_matrix((dist[pick].astype(np.float64) + 1, (lo, hi)), shape=(k, k))
+        tree = minimum_spanning_tree(graph).tocoo()
+        tlo = np.minimum(tree.row, tree.col).astype(np.int64)
+        thi = np.maximum(tree.row, tree.col).astype(np.int64)
+        at = np.searchsorted(lo * k + hi, tlo * k + thi)  # (lo, hi) are sorted and unique
+        e = pick[at]
+        self.forest.append(np.stack([rows[e], cols[e], dist[e].astype(np.int64)], axis=1))
+        return tree
+
+    def edge_array(self) -> np.ndarray:
+        """The recorded forest as an ``(k, 3)`` int64 array ``[a, b, distance]``."""
+        if not self.forest:
+            return np.zeros((0, 3), np.int64)
+        return np.concatenate(self.forest).astype(np.int64)
 
     def labels(self) -> np.ndarray:
         """Component label per node: the smallest node of its component."""

@@ -196,9 +196,9 @@ def _recording_searches(monkeypatch) -> list[tuple[int, int]]:
         search, threaded = real(codes, threshold, kind)
 
         def recorded(queries):
-            lims, found = search(queries)
+            lims, found, dist = search(queries)
             calls.append((len(queries), int(found.size)))
-            return lims, found
+            return lims, found, dist
 
         return recorded, threaded
 
