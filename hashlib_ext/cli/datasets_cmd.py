@@ -12,6 +12,8 @@ import sys
 from collections.abc import Callable
 from typing import Any
 
+from ._options import add_progress
+
 EXIT_FAILED = 1
 EXIT_INTEGRITY = 3
 
@@ -39,7 +41,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     sub.required = True
 
     ls = sub.add_parser("list", help="known datasets, their licence and where they are")
-    ls.add_argument("--format", choices=("text", "json"), default="text")
+    ls.add_argument("-f", "--format", choices=("text", "json"), default="text")
     ls.set_defaults(func=run_list)
 
     dl = sub.add_parser(
@@ -54,7 +56,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     from ..datasets import ARCHIVES
 
     dl.add_argument("name", choices=sorted(ARCHIVES), help="dataset to download")
-    dl.add_argument("--dir", dest="dest", metavar="DIR", default=None,
+    dl.add_argument("-o", "--output", "--dir", dest="dest", metavar="DIR", default=None,
                     help="destination folder (default: $HASHLIB_EXT_DATA or "
                          "~/.cache/hashlib-ext/NAME)")
     dl.add_argument("--url", default=None, help="a mirror of the archive (needs --sha256)")
@@ -62,8 +64,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     dl.add_argument("--md5", type=_hex(32), default=None, help="expected MD5 of the archive")
     dl.add_argument("--keep-archive", action="store_true", help="keep the zip after extraction")
     dl.add_argument("--timeout", type=float, default=60.0, help="network timeout, seconds")
-    dl.add_argument("--no-progress", dest="progress", action="store_false",
-                    help="no progress bar on stderr")
+    add_progress(dl)
     dl.set_defaults(func=run_download)
     return p
 
@@ -90,7 +91,8 @@ def run_download(args: argparse.Namespace) -> int:
 
     try:
         path = download(args.name, args.dest, url=args.url, sha256=args.sha256, md5=args.md5,
-                        progress=args.progress, keep_archive=args.keep_archive,
+                        progress=not args.quiet and args.progress is not False,
+                        keep_archive=args.keep_archive,
                         timeout=args.timeout)
     except (ChecksumMismatchError, UnsafeArchiveError) as e:
         print(f"hashlib-ext datasets download: {e}", file=sys.stderr)
