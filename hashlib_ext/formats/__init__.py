@@ -60,12 +60,16 @@ from .common import (
     is_hash_list_path,
     quality_ok,
 )
+from .metadata import MAX_METADATA_CHARS, MAX_METADATA_COLUMNS, MAX_METADATA_NAME
+from .parquet import PARQUET_EXTRA, require_pyarrow
 from .read import concat_lists, iter_hash_list, read_hash_list
-from .write import write_hash_list
+from .write import HashListWriter, Layout, write_hash_list
 
 __all__ = [
     "CHUNK_ROWS", "DEFAULT_ALGORITHM", "FORMATS", "GZIP_RATIO_FLOOR", "MAX_GZIP_RATIO",
     "MAX_HASH_BYTES", "MAX_LINE_CHARS", "MAX_PARQUET_COLUMN_CHUNK", "MAX_PARQUET_ROWS",
     "PDQ_MIN_QUALITY", "HashList", "concat_lists", "detect_format", "format_name",
     "is_hash_list_path", "iter_hash_list", "quality_ok", "read_hash_list", "write_hash_list",
+    "HashListWriter", "Layout", "MAX_METADATA_CHARS", "MAX_METADATA_COLUMNS", "MAX_METADATA_NAME",
+    "PARQUET_EXTRA", "require_pyarrow",
 ]

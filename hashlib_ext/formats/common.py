@@ -93,6 +93,11 @@ class HashList:
     """Records of other algorithms (ThreatExchange signal types, ``algorithm`` columns)."""
     low_quality: int = 0
     """Records left out by ``min_quality`` (a known quality below it)."""
+    metadata: dict[str, np.ndarray] = field(default_factory=dict)
+    """Extra columns (ThreatExchange's ``collab``, ``category``, ``tags``; any other column
+    of the file that is not hash, id, key, quality or algorithm): name -> ``(n,)`` object
+    array of str, None where a record has no value. What ``HashIndex.add(metadata=...)``
+    takes. Empty when the file has none (or was read with ``metadata=False``)."""
 
     def __len__(self) -> int:
         return len(self.hashes)
@@ -233,7 +238,7 @@ def check_algorithm_name(name: Any, path: Path, where: str) -> str:
     return name
 
 
-def key_texts(path: Path, keys: Any) -> list[str | None]:
+def key_texts(path: object, keys: Any) -> list[str | None]:
     """Keys as text (None stays None); a key too long to be read back is refused."""
     out = [None if k is None else str(k) for k in keys]
     for k in out:

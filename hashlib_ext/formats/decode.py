@@ -3,7 +3,7 @@ qualities; malformed records are collected (lenient) or raised (strict)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
@@ -57,8 +57,10 @@ class Decoder:
     """State shared by the chunks of one file: width, skipped records, record numbering."""
 
     def __init__(self, path: Path, algorithm: str, nbytes: int | None, lenient: bool,
-                 unit: str = "line"):
+                 unit: str = "line", metadata: bool | tuple[str, ...] = True):
         self.path = path
+        self.metadata = metadata  # which metadata columns to read (see formats.metadata)
+        self.meta_names: set[str] = set()  # JSON: the metadata fields met so far
         self.algorithm = algorithm
         self.nbytes = nbytes
         self.lenient = lenient
@@ -165,7 +167,7 @@ def parse_int(text: Any, what: str) -> tuple[int | None, str | None]:
 class Rows:
     """Fields of one chunk, column by column."""
 
-    __slots__ = ("lines", "texts", "ids", "keys", "quals", "bad")
+    __slots__ = ("lines", "texts", "ids", "keys", "quals", "bad", "meta")
 
     def __init__(self) -> None:
         self.lines: list[int] = []
@@ -174,20 +176,32 @@ class Rows:
         self.keys: list[str | None] = []
         self.quals: list[int] = []
         self.bad: list[tuple[int, str]] = []
+        self.meta: dict[str, list[str | None]] = {}
 
     def add(self, dec: Decoder, line: int, text: str, id_: Any = None, key: str | None = None,
-            quality: Any = None) -> None:
-        """One data record (``id_`` None: the record number; ``quality`` None or "": unknown).
+            quality: Any = None, meta: Mapping[str, str | None] | None = None) -> None:
+        """One data record (``id_`` None: the record number; ``quality`` None or "": unknown;
+        ``meta``: its metadata values, checked by the reader).
 
         Ids and qualities are kept raw and parsed for the whole chunk in :meth:`finish`.
         """
         record = dec.records
         dec.records += 1
+        before = len(self.lines)
         self.lines.append(line)
         self.texts.append(text)
         self.ids.append(record if id_ is None else id_)
         self.keys.append(key)
         self.quals.append(-1 if quality is None or quality == "" else quality)
+        if meta or self.meta:
+            for name, col in self.meta.items():
+                col.append(meta.get(name) if meta else None)
+            if meta:
+                for name, value in meta.items():
+                    if name not in self.meta:
+                        filled: list[str | None] = [None] * before
+                        filled.append(value)
+                        self.meta[name] = filled
 
     def __len__(self) -> int:
         return len(self.lines) + len(self.bad)
@@ -209,9 +223,15 @@ class Rows:
             keys[:] = self.keys if dec.json else \
                 ["" if k is None else k for k in self.keys]
             keys = keys[keep]
+        meta = {}
+        for name, values in self.meta.items():
+            col = np.empty(len(values), dtype=object)
+            col[:] = values
+            meta[name] = col[keep]
         nbytes = dec.nbytes or 0
         codes = codes.reshape(-1, nbytes) if codes.size == 0 else codes
-        return make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16))
+        return make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16),
+                         meta)
 
 
 def int64_column(values: list[Any], lines: list[int], what: str, bad: list[tuple[int, str]],
@@ -264,7 +284,9 @@ def int64_column(values: list[Any], lines: list[int], what: str, bad: list[tuple
 
 
 def make_list(codes: np.ndarray, algorithm: str, ids: np.ndarray, keys: np.ndarray | None,
-               quals: np.ndarray | None) -> HashList:
+              quals: np.ndarray | None, metadata: dict[str, np.ndarray] | None = None
+              ) -> HashList:
+    """A chunk's HashList (qualities dropped when none is known)."""
     if quals is not None and not (quals >= 0).any():
         quals = None
-    return HashList(HashArray(codes, algorithm, quals), ids, keys)
+    return HashList(HashArray(codes, algorithm, quals), ids, keys, metadata=metadata or {})

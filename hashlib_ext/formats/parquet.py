@@ -1,4 +1,5 @@
-"""Parquet hash lists, read and written with pyarrow (imported only here, lazily)."""
+"""Reading Parquet hash lists with pyarrow, imported lazily (only when a Parquet file is
+read or written): without it, :class:`MissingDependencyError` names the ``parquet`` extra."""
 
 from __future__ import annotations
 
@@ -8,9 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_path
-from ..errors import HashFormatError
-from ..hash import HashArray
+from ..errors import HashFormatError, MissingDependencyError
 from .common import (
     HASH_NAMES,
     ID_NAMES,
@@ -23,18 +22,34 @@ from .common import (
     QUALITY_NAMES,
     HashList,
     check_algorithm_name,
-    key_texts,
     open_binary,
     short_text,
 )
 from .decode import Decoder, make_list
+from .metadata import MAX_METADATA_CHARS, select_columns, take
 from .text import find_column
+
+PARQUET_EXTRA = "pip install 'hashlib-ext[parquet]'"
+
+
+def require_pyarrow() -> None:
+    """Raise :class:`MissingDependencyError` naming the ``parquet`` extra when pyarrow (or
+    its Parquet module) cannot be imported."""
+    try:
+        import pyarrow  # noqa: F401
+        import pyarrow.compute  # noqa: F401
+        import pyarrow.parquet  # noqa: F401
+    except ImportError as e:
+        raise MissingDependencyError(
+            f"Parquet hash lists need pyarrow, which is not installed ({e}): "
+            f"{PARQUET_EXTRA}") from None
 
 
 class ParquetList:
     """An open Parquet hash list: its schema checked, its footer's sizes bounded."""
 
     def __init__(self, path: Path):
+        require_pyarrow()
         import pyarrow.parquet as pq
 
         self.path = path
@@ -75,8 +90,9 @@ class ParquetList:
 
 
 def iter_parquet(pqf: ParquetList, dec: Decoder, chunk: int, hash_column: str | int | None,
-                  id_column: str | int | None, key_column: str | int | None
-                  ) -> Iterator[HashList]:
+                 id_column: str | int | None, key_column: str | int | None
+                 ) -> Iterator[HashList]:
+    """The row batches of a Parquet hash list as HashList chunks (``chunk`` rows each)."""
     import pyarrow as pa
 
     path = pqf.path
@@ -109,7 +125,8 @@ def iter_parquet(pqf: ParquetList, dec: Decoder, chunk: int, hash_column: str | 
         if not (pa.types.is_string(kt) or pa.types.is_large_string(kt) or pa.types.is_integer(kt)
                 or pa.types.is_null(kt)):
             raise HashFormatError(f"{path}: key column has type {kt}, expected strings")
-    columns = [names[c] for c in chosen]
+    meta_cols = parquet_metadata_columns(pqf, set(chosen), dec.metadata)
+    columns = [names[c] for c in chosen] + [name for _, name in meta_cols]
     row0 = 0
     batches = pqf.pf.iter_batches(batch_size=chunk, columns=columns)
     while True:
@@ -127,7 +144,7 @@ def iter_parquet(pqf: ParquetList, dec: Decoder, chunk: int, hash_column: str | 
         ids = np.arange(row0, row0 + n, dtype=np.int64)
         if i is not None:
             ids = parquet_ints(decoded(batch.column(pos)), rows_no, ok, bad, "id", None,
-                                null_ok=False)
+                               null_ok=False)
             pos += 1
         keys = None
         if k is not None:
@@ -136,15 +153,74 @@ def iter_parquet(pqf: ParquetList, dec: Decoder, chunk: int, hash_column: str | 
         quals = None
         if q is not None:
             quals = parquet_ints(decoded(batch.column(pos)), rows_no, ok, bad, "quality",
-                                  (0, 100), null_ok=True).astype(np.int16)
+                                 (0, 100), null_ok=True).astype(np.int16)
+            pos += 1
+        meta = {}
+        for _, name in meta_cols:
+            meta[name] = parquet_metadata(decoded(batch.column(pos)), name, rows_no, ok, bad)
+            pos += 1
         bad.sort()
         dec.fail(bad)
         row0 += n
         sel = np.flatnonzero(ok)
         yield make_list(codes[sel], dec.algorithm, ids[sel],
-                         None if keys is None else keys[sel],
-                         None if quals is None else quals[sel])
+                        None if keys is None else keys[sel],
+                        None if quals is None else quals[sel], take(meta, sel))
     dec.records = row0
+
+
+def metadata_type_ok(t: Any) -> bool:
+    """Whether a column of type ``t`` can be metadata: text, or scalars with a text form
+    (numbers, booleans, dates, times, decimals); not binary or nested columns."""
+    import pyarrow as pa
+
+    return bool(pa.types.is_string(t) or pa.types.is_large_string(t) or pa.types.is_integer(t)
+                or pa.types.is_floating(t) or pa.types.is_boolean(t) or pa.types.is_null(t)
+                or pa.types.is_temporal(t) or pa.types.is_decimal(t))
+
+
+def parquet_metadata_columns(pqf: ParquetList, taken: set[int],
+                             request: bool | tuple[str, ...]) -> list[tuple[int, str]]:
+    """The metadata columns of a Parquet list (see :func:`metadata.select_columns`); with
+    ``request`` True, columns of binary or nested types are not metadata, a column asked for
+    by name must have a usable type."""
+    names = pqf.schema.names
+    out = []
+    for i, name in select_columns(pqf.path, names, taken, request):
+        if names[i] != name:  # surrounding white space: not a name a reader can ask for
+            continue
+        t = value_type(pqf.schema.field(i).type)
+        if metadata_type_ok(t):
+            out.append((i, name))
+        elif request is not True:
+            raise HashFormatError(f"{pqf.path}: metadata column {name[:40]!r} has type {t}, "
+                                  "expected strings or scalars")
+    return out
+
+
+def parquet_metadata(col: Any, name: str, rows_no: np.ndarray, ok: np.ndarray,
+                     bad: list[tuple[int, str]]) -> np.ndarray:
+    """One metadata column as an object array of str or None; values longer than
+    :data:`MAX_METADATA_CHARS` make their rows bad."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(col)
+    if pa.types.is_null(col.type):
+        return np.full(n, None, dtype=object)
+    if not (pa.types.is_string(col.type) or pa.types.is_large_string(col.type)):
+        col = col.cast(pa.string())
+    lengths = pc.utf8_length(col).fill_null(0).to_numpy(zero_copy_only=False)
+    long = lengths > MAX_METADATA_CHARS
+    for r in np.flatnonzero(long & ok):
+        bad.append((int(rows_no[r]), f"{name[:40]!r}: metadata value longer than "
+                    f"{MAX_METADATA_CHARS} characters"))
+    ok &= ~long
+    if long.any():
+        col = pc.if_else(pa.array(long), pa.scalar(None, col.type), col)
+    out = np.empty(n, dtype=object)
+    out[:] = col.to_pylist()
+    return out
 
 
 def value_type(t: Any) -> Any:
@@ -161,7 +237,7 @@ def decoded(col: Any) -> Any:
 
 
 def parquet_ints(col: Any, rows_no: np.ndarray, ok: np.ndarray, bad: list[tuple[int, str]],
-                  what: str, valid: tuple[int, int] | None, null_ok: bool) -> np.ndarray:
+                 what: str, valid: tuple[int, int] | None, null_ok: bool) -> np.ndarray:
     """An integer column as int64 (nulls: -1 if ``null_ok``, else bad rows); values that do
     not fit in int64 or lie outside ``valid`` are bad rows."""
     import pyarrow as pa
@@ -195,7 +271,7 @@ def parquet_ints(col: Any, rows_no: np.ndarray, ok: np.ndarray, bad: list[tuple[
 
 
 def parquet_keys(col: Any, rows_no: np.ndarray, ok: np.ndarray,
-                  bad: list[tuple[int, str]]) -> np.ndarray:
+                 bad: list[tuple[int, str]]) -> np.ndarray:
     """Keys as an object array: str, or None for a NULL key; over-long keys are bad rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -218,7 +294,7 @@ def parquet_keys(col: Any, rows_no: np.ndarray, ok: np.ndarray,
 
 
 def parquet_codes(col: Any, dec: Decoder, rows_no: np.ndarray, ok: np.ndarray,
-                   bad: list[tuple[int, str]]) -> np.ndarray:
+                  bad: list[tuple[int, str]]) -> np.ndarray:
     """``(n, nbytes)`` codes of one Parquet column chunk; clears ``ok`` for bad rows."""
     import pyarrow as pa
     import pyarrow.compute as pc
@@ -272,35 +348,3 @@ def parquet_codes(col: Any, dec: Decoder, rows_no: np.ndarray, ok: np.ndarray,
         bad.append((int(rows_no[r]), "hash is null"))
     ok &= ~nulls
     return codes
-
-
-def write_parquet(path: Path, hashes: HashArray, ids: np.ndarray, keys: Any,
-                   quals: np.ndarray | None, chunk_rows: int) -> None:
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    nbytes = hashes.codes.shape[1]
-    fields = [pa.field("hash", pa.binary(nbytes), nullable=False),
-              pa.field("id", pa.int64(), nullable=False)]
-    if keys is not None:
-        fields.append(pa.field("key", pa.string()))
-    if quals is not None:
-        fields.append(pa.field("quality", pa.int16()))
-    schema = pa.schema(fields, metadata={PARQUET_META: hashes.algorithm.encode(),
-                                         b"hashlib_ext.bits": str(hashes.bits).encode()})
-    with atomic_path(path) as tmp, pq.ParquetWriter(tmp, schema) as writer:
-        n = len(hashes)
-        for start in range(0, n, chunk_rows) if n else ():
-            stop = min(n, start + chunk_rows)
-            flat = pa.py_buffer(np.ascontiguousarray(hashes.codes[start:stop]).tobytes())
-            arrays = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(nbytes), stop - start,
-                                                           [None, flat]),
-                      pa.array(ids[start:stop], pa.int64())]
-            if keys is not None:
-                arrays.append(pa.array(key_texts(path, keys[start:stop]), pa.string()))
-            if quals is not None:
-                q = quals[start:stop]
-                arrays.append(pa.array(q, pa.int16(), mask=q < 0))
-            writer.write_table(pa.Table.from_arrays(arrays, schema=schema))
-        if n == 0:
-            writer.write_table(schema.empty_table())

@@ -27,6 +27,8 @@ from .common import (
 )
 from .decode import Decoder, bounded_lines, expected_nbytes, make_list
 from .jsonstream import JsonStream, iter_json
+from .metadata import MetadataRequest, check_request, take
+from .metadata import concat as concat_metadata
 from .parquet import ParquetList, iter_parquet
 from .text import iter_csv, iter_hex, iter_jsonl
 
@@ -94,6 +96,7 @@ def iter_hash_list(
     chunk_rows: int = CHUNK_ROWS,
     skipped: list[tuple[int, str]] | None = None,
     min_quality: int | None = None,
+    metadata: MetadataRequest = True,
 ) -> Iterator[HashList]:
     """Read a hash list in chunks of at most ``chunk_rows`` records (bounded memory).
 
@@ -103,7 +106,8 @@ def iter_hash_list(
     ``pdq`` rows) or ``"pdq"``; the hash width is the algorithm's (or ``bits``, or, for a
     name the registry does not know, the first hash's). ``min_quality`` leaves out hashes
     whose quality is known and lower (counted in each chunk's ``low_quality``); hashes
-    without a quality are kept. See :func:`read_hash_list`.
+    without a quality are kept. ``metadata``: which extra columns to read into each chunk's
+    ``metadata`` (see :func:`read_hash_list`). See :func:`read_hash_list`.
 
     Every failure to read the file is a :class:`HashFormatError` naming it.
     """
@@ -111,6 +115,7 @@ def iter_hash_list(
     fmt = resolve_format(path, format)
     min_quality = check_min_quality(min_quality)
     chunk_rows = check_chunk_rows(chunk_rows)
+    request = check_request(metadata)
     dec: Decoder | None = None
     try:
         if fmt == "parquet":
@@ -121,15 +126,16 @@ def iter_hash_list(
                                           f"{algorithm}")
                 algorithm = algorithm or pqf.algorithm or DEFAULT_ALGORITHM
                 dec = Decoder(path, algorithm, expected_nbytes(algorithm, bits), lenient,
-                               unit="row")
+                              unit="row", metadata=request)
                 chunks = iter_parquet(pqf, dec, chunk_rows, hash_column, id_column,
-                                       key_column)
+                                      key_column)
                 yield from report_chunks(chunks, dec, skipped, min_quality)
             finally:
                 pqf.close()
             return
         algorithm = algorithm or file_algorithm(path, fmt)
-        dec = Decoder(path, algorithm, expected_nbytes(algorithm, bits), lenient)
+        dec = Decoder(path, algorithm, expected_nbytes(algorithm, bits), lenient,
+                      metadata=request)
         with open_text(path) as f:
             if fmt == "hex":
                 chunks = iter_hex(f, dec, chunk_rows)
@@ -140,7 +146,7 @@ def iter_hash_list(
                 chunks = iter_json(f, dec, chunk_rows)
             else:
                 chunks = iter_csv(f, dec, chunk_rows, "\t" if fmt == "tsv" else ",",
-                                   fmt == "te", header, hash_column, id_column, key_column)
+                                  fmt == "te", header, hash_column, id_column, key_column)
             yield from report_chunks(chunks, dec, skipped, min_quality)
     except HashFormatError:
         raise
@@ -150,8 +156,11 @@ def iter_hash_list(
         raise HashFormatError(f"{path}{where(dec)}: {failure_reason(e)}") from None
 
 
-def report_chunks(chunks: Iterator[HashList], dec: Decoder, skipped: list[tuple[int, str]] | None,
-            min_quality: int | None) -> Iterator[HashList]:
+def report_chunks(chunks: Iterator[HashList], dec: Decoder,
+                  skipped: list[tuple[int, str]] | None,
+                  min_quality: int | None) -> Iterator[HashList]:
+    """Chunks with their ``ignored`` counts, skipped records moved to ``skipped`` and
+    ``min_quality`` applied."""
     for chunk in chunks:
         if skipped is not None:
             skipped.extend(dec.skipped)
@@ -164,7 +173,7 @@ def report_chunks(chunks: Iterator[HashList], dec: Decoder, skipped: list[tuple[
         if skipped is not None:
             skipped.extend(dec.skipped)
         empty = make_list(np.zeros((0, dec.nbytes or 0), np.uint8), dec.algorithm,
-                           np.zeros(0, np.int64), None, None)
+                          np.zeros(0, np.int64), None, None)
         empty.ignored, dec.ignored, dec.skipped = dec.ignored, 0, []
         yield empty
 
@@ -177,10 +186,10 @@ def drop_low_quality(chunk: HashList, min_quality: int) -> HashList:
     if not low.any():
         return chunk
     keep = np.flatnonzero(~low)
-    out = HashList(chunk.hashes[keep], chunk.ids[keep],
-                   None if chunk.keys is None else chunk.keys[keep], chunk.skipped,
-                   chunk.ignored, chunk.low_quality + int(low.sum()))
-    return out
+    return HashList(chunk.hashes[keep], chunk.ids[keep],
+                    None if chunk.keys is None else chunk.keys[keep], chunk.skipped,
+                    chunk.ignored, chunk.low_quality + int(low.sum()),
+                    take(chunk.metadata, keep))
 
 
 def read_hash_list(
@@ -196,6 +205,7 @@ def read_hash_list(
     key_column: str | int | None = None,
     chunk_rows: int = CHUNK_ROWS,
     min_quality: int | None = None,
+    metadata: MetadataRequest = True,
 ) -> HashList:
     """Read a whole hash list: hashes, int64 ids, optional keys.
 
@@ -213,12 +223,19 @@ def read_hash_list(
 
     ``min_quality`` (e.g. :data:`PDQ_MIN_QUALITY`) leaves out hashes of a lower known
     quality and counts them in ``low_quality``; hashes without a quality are kept.
+
+    ``metadata``: the file's extra columns — ThreatExchange's ``collab``, ``category``,
+    ``tags``, any CSV/TSV/Parquet column or JSON field that is not read as hash, id, key,
+    quality or algorithm — go into ``HashList.metadata`` (True, the default: all of them;
+    False: none; a list of names: those, which must be there in CSV/TSV/Parquet). Bounded
+    for untrusted files: see :mod:`hashlib_ext.formats.metadata`. An empty CSV/TSV cell is
+    None (no value).
     """
     skipped: list[tuple[int, str]] = []
     chunks = list(iter_hash_list(
         path, algorithm, format=format, lenient=lenient, bits=bits, header=header,
         hash_column=hash_column, id_column=id_column, key_column=key_column,
-        chunk_rows=chunk_rows, skipped=skipped, min_quality=min_quality))
+        chunk_rows=chunk_rows, skipped=skipped, min_quality=min_quality, metadata=metadata))
     if chunks:
         algorithm = chunks[0].hashes.algorithm
     else:
@@ -259,7 +276,8 @@ def file_algorithm(path: Path, fmt: str) -> str:
 
 def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = None,
                  skipped: list[tuple[int, str]] | None = None) -> HashList:
-    """Join chunks (as :func:`iter_hash_list` yields them) into one :class:`HashList`."""
+    """Join chunks (as :func:`iter_hash_list` yields them) into one :class:`HashList`;
+    a metadata column some chunks lack is None there."""
     skipped = list(skipped or [])
     ignored = sum(c.ignored for c in chunks)
     low = sum(c.low_quality for c in chunks)
@@ -276,4 +294,5 @@ def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = 
         keys = np.concatenate([
             c.keys if c.keys is not None else np.full(len(c), None, dtype=object) for c in chunks
         ])
-    return HashList(hashes, ids, keys, skipped, ignored, low)
+    meta = concat_metadata([(c.metadata, len(c)) for c in chunks])
+    return HashList(hashes, ids, keys, skipped, ignored, low, meta)

@@ -20,6 +20,14 @@ from .common import (
     HashList,
 )
 from .decode import TOO_LONG, Decoder, Rows, bounded_lines
+from .metadata import (
+    MAX_METADATA_CHARS,
+    MAX_METADATA_COLUMNS,
+    name_ok,
+    select_columns,
+    text_value,
+    wanted,
+)
 
 
 def iter_hex(f: IO[str], dec: Decoder, chunk: int) -> Iterator[HashList]:
@@ -111,6 +119,8 @@ def iter_csv(f: IO[str], dec: Decoder, chunk: int, delimiter: str, te: bool,
     t_col = find_column(cols, None, ("signal_type",) if te else ("algorithm",), "algorithm",
                     dec.path) if cols else None
     need = max(c for c in (h_col, i_col, k_col, q_col, t_col) if c is not None) + 1
+    taken = {c for c in (h_col, i_col, k_col, q_col, t_col) if c is not None}
+    meta_cols = select_columns(dec.path, cols, taken, dec.metadata) if cols else []
     algo = dec.algorithm.lower()
 
     def records() -> Iterator[tuple[int, list[str]]]:
@@ -133,10 +143,15 @@ def iter_csv(f: IO[str], dec: Decoder, chunk: int, delimiter: str, te: bool,
             dec.records += 1
             rows.bad.append((line_no, f"row has {len(row)} fields, expected at least {need}"))
         else:
-            rows.add(dec, line_no, row[h_col].strip(),
-                     None if i_col is None else row[i_col],
-                     None if k_col is None else row[k_col],
-                     None if q_col is None else row[q_col].strip())
+            meta = csv_metadata(row, meta_cols) if meta_cols else None
+            if isinstance(meta, str):
+                dec.records += 1
+                rows.bad.append((line_no, meta))
+            else:
+                rows.add(dec, line_no, row[h_col].strip(),
+                         None if i_col is None else row[i_col],
+                         None if k_col is None else row[k_col],
+                         None if q_col is None else row[q_col].strip(), meta)
         if len(rows) >= chunk:
             yield rows.finish(dec)
             rows = Rows()
@@ -145,6 +160,39 @@ def iter_csv(f: IO[str], dec: Decoder, chunk: int, delimiter: str, te: bool,
         rows.bad.append((too_long.pop(0), TOO_LONG))
     if len(rows):
         yield rows.finish(dec)
+
+
+def csv_metadata(row: list[str], columns: list[tuple[int, str]]
+                 ) -> dict[str, str | None] | str:
+    """The metadata values of one CSV row (an empty or missing cell: None), or the reason
+    the row is malformed."""
+    meta: dict[str, str | None] = {}
+    for i, name in columns:
+        value = row[i] if i < len(row) and row[i] != "" else None
+        if value is not None and len(value) > MAX_METADATA_CHARS:
+            return f"{name[:40]!r}: metadata value longer than {MAX_METADATA_CHARS} characters"
+        meta[name] = value
+    return meta
+
+
+def json_metadata(obj: dict[str, Any], dec: Decoder) -> dict[str, str | None] | str:
+    """The metadata fields of one JSON record (those not read as hash, id, key, quality or
+    algorithm), or the reason the record is malformed."""
+    meta: dict[str, str | None] = {}
+    for name, value in obj.items():
+        if not wanted(name, dec.metadata) or name.lower() == dec.algorithm.lower():
+            continue
+        if name not in dec.meta_names:
+            if not name_ok(name):
+                return f"field {name[:40]!r} is not a usable metadata name"
+            if len(dec.meta_names) >= MAX_METADATA_COLUMNS:
+                return f"more than {MAX_METADATA_COLUMNS} metadata fields in the file"
+            dec.meta_names.add(name)
+        text, err = text_value(value)
+        if err is not None:
+            return f"{name[:40]!r}: {err}"
+        meta[name] = text
+    return meta
 
 
 def first_field(obj: dict[str, Any], names: Sequence[str]) -> Any:
@@ -177,7 +225,12 @@ def add_object(rows: Rows, dec: Decoder, line_no: int, obj: Any) -> None:
             rows.bad.append((line_no, f"key is a JSON {type(key).__name__}, expected a string"))
             return
         key = json.dumps(key)  # a number or boolean: its JSON text
-    rows.add(dec, line_no, text.strip(), obj.get("id"), key, obj.get("quality"))
+    meta = json_metadata(obj, dec) if dec.metadata is not False else None
+    if isinstance(meta, str):
+        dec.records += 1
+        rows.bad.append((line_no, meta))
+        return
+    rows.add(dec, line_no, text.strip(), obj.get("id"), key, obj.get("quality"), meta)
 
 
 def json_reason(e: BaseException) -> str:
