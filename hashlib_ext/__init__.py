@@ -34,6 +34,7 @@ from .hashers import algorithms, default_threshold, hash_image
 from .imageio import load
 from .index import HashIndex
 from .robust import AddResult, RobustIndex, RobustMatch
+from .sharded import ShardedIndex
 
 __version__ = "0.1.0"
 
@@ -43,6 +44,7 @@ __all__ = [
     "MissingDependencyError",
     "RobustIndex",
     "RobustMatch",
+    "ShardedIndex",
     "describe",
     "AlgorithmMismatchError",
     "BatchResult",

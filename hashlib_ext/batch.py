@@ -96,7 +96,7 @@ def _error_text(exc: BaseException) -> str:
     return " ".join(text.split()) if text else type(exc).__name__
 
 
-def _hash_chunk(
+def hash_chunk(
     items: Chunk, names: Sequence[str], fast: bool, max_pixels: int | None
 ) -> _ChunkResult:
     """Hash every item of a chunk (runs in a worker, or in-process for ``workers=1``)."""
@@ -138,7 +138,7 @@ def _input_id(src: Any, pos: int) -> str | int:
     return pos
 
 
-class _Accumulator:
+class Accumulator:
     """Collects chunk results: lists of arrays, concatenated once at the end."""
 
     def __init__(self, names: Sequence[str]):
@@ -286,7 +286,9 @@ def _warm_before_fork(names: Sequence[str], ctx: mp.context.BaseContext) -> None
     _WARMED.add(key)
 
 
-def _validate(algorithm: str | Sequence[str], fast: bool) -> tuple[list[str], bool]:
+def validate_algorithms(algorithm: str | Sequence[str], fast: bool) -> tuple[list[str], bool]:
+    """The algorithm names to hash with, and whether one name (not a list) was given;
+    unknown, repeated or fast-less names raise at once (before any input is read)."""
     from .hashers import get
 
     single = isinstance(algorithm, str)
@@ -315,10 +317,10 @@ class _Pool:
 
     def submit(self, chunk: Chunk, args: tuple) -> Future:
         try:
-            return self.executor.submit(_hash_chunk, chunk, *args)
+            return self.executor.submit(hash_chunk, chunk, *args)
         except BrokenProcessPool:
             self.restart()
-            return self.executor.submit(_hash_chunk, chunk, *args)
+            return self.executor.submit(hash_chunk, chunk, *args)
 
     def restart(self) -> None:
         self.executor.shutdown(wait=True, cancel_futures=True)
@@ -467,7 +469,7 @@ def hash_images(
     An unknown algorithm name (:class:`~hashlib_ext.errors.UnknownAlgorithmError`) or a
     bad argument raises a ``ValueError`` at once; a failing input never does.
     """
-    names, single = _validate(algorithm, fast)
+    names, single = validate_algorithms(algorithm, fast)
     workers = _resolve_workers(workers)
     try:
         total: int | None = len(srcs)  # type: ignore[arg-type]
@@ -479,7 +481,7 @@ def hash_images(
         raise ValueError(f"chunksize must be >= 1, got {chunksize!r}")
     args = (tuple(names), bool(fast), max_pixels)
     chunks = _chunks(srcs, None if chunksize is None else int(chunksize), total, workers)
-    acc = _Accumulator(names)
+    acc = Accumulator(names)
 
     from tqdm import tqdm
 
@@ -492,7 +494,7 @@ def hash_images(
     ) as bar:
         if workers == 1 or (total is not None and total <= 1):
             results: Generator[tuple[Chunk, _ChunkResult], None, None] = (
-                (c, _hash_chunk(c, *args)) for c in chunks
+                (c, hash_chunk(c, *args)) for c in chunks
             )
         else:
             results = _run_pool(chunks, workers, args)

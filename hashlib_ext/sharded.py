@@ -1,0 +1,571 @@
+"""ShardedIndex: a hash list split into N HashIndex shard files, searched shard by shard in
+this process or with every shard held in memory by a dask worker.
+
+    idx = hx.ShardedIndex.build(hashes, "index/", shards=4)      # or an fsspec URL
+    idx = hx.ShardedIndex.open("index/")
+    idx.search(queries, threshold=31)                              # in-process
+    idx.search(queries, threshold=31, client=client)               # on a dask cluster
+
+Answers are exactly those of one :class:`~hashlib_ext.HashIndex` over the union, pair for
+pair and in the same order (nearest first, ties by id). Ids are global: shard ``k`` holds
+the ids :func:`~hashlib_ext.shard_manifest.shard_of` maps to ``k``, and an id appears at
+most once in the whole index. The folder layout, the manifest and how it is checked are
+described in :mod:`hashlib_ext.shard_manifest`.
+
+On a cluster, each shard is loaded once by one long-lived task (spread over the workers,
+``workers=`` pinned but allowed to move) whose future the index keeps; every query batch
+is sent to the cluster once and searched by one task per shard, next to its shard. If a
+worker dies, dask recomputes the shards it held from their recipe — loading the file again
+— and the searches that were lost with it, so answers stay exact. Docs: docs/scale.md.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import tempfile
+import threading
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+import numpy as np
+
+from . import fsio
+from . import shard_manifest as sm
+from . import shard_tasks as st
+from .errors import AlgorithmMismatchError, HashFormatError
+from .hash import Hash, HashArray
+from .index import HashIndex, Kind, MetadataLike
+from .shard_manifest import Manifest, ShardEntry
+
+QueryLike = Hash | HashArray | np.ndarray
+INLINE_QUERY_BYTES = 64 << 10
+"""Query batches up to this size travel inside the per-shard tasks (one message fewer);
+larger ones are scattered to the cluster once per batch and shared by the shard tasks."""
+
+
+class PendingSearch:
+    """A query batch sent to the cluster: :meth:`result` waits for every shard's answer
+    and merges them (several batches may be in flight at once)."""
+
+    def __init__(self, client: Any, parts: list[Any], nq: int, k: int | None,
+                 rows: int | None = None):
+        self._client, self._parts, self._nq, self._k = client, parts, nq, k
+        self._rows = rows
+
+    def arrays(self) -> st.Arrays:
+        """``(lims, ids, distances)`` as :meth:`HashIndex.search_arrays` returns them."""
+        parts = self._client.gather(self._parts)
+        self._parts = []
+        return st.merge(parts, self._nq, self._k)
+
+    def result(self) -> list[list[tuple[int, int]]]:
+        """Per query, ``(id, distance)`` pairs, as :meth:`HashIndex.search` returns them."""
+        return st.to_lists(*self.arrays())
+
+
+class ShardedIndex:
+    """A sharded hash index in a folder (path or fsspec URL): see the module docstring.
+    Make one with :meth:`build`, :meth:`build_from_chunks` or :meth:`open`."""
+
+    def __init__(self, folder: str | os.PathLike[str], manifest: Manifest):
+        self._folder = os.fspath(folder)
+        self._manifest = manifest
+        self._local: dict[int, st.ShardHandle] = {}
+        self._futures: dict[str, tuple[str, list[Any]]] = {}
+        self._lock = threading.RLock()
+
+    # -- making one ---------------------------------------------------------------------
+    @classmethod
+    def open(cls, folder: str | os.PathLike[str]) -> ShardedIndex:
+        """Open the sharded index in ``folder``; its manifest is read and validated now, each
+        shard file when it is first loaded (:meth:`verify` checks them all at once)."""
+        folder = os.fspath(folder)
+        return cls(folder, sm.read_manifest(folder))
+
+    @classmethod
+    def build(
+        cls,
+        hashes: HashArray | np.ndarray,
+        folder: str | os.PathLike[str],
+        shards: int,
+        *,
+        ids: Sequence[int] | np.ndarray | None = None,
+        keys: Sequence[str | None] | None = None,
+        metadata: Mapping[str, Sequence[str | None]] | None = None,
+        algorithm: str | None = None,
+        kind: Kind = "auto",
+        design_threshold: int | None = None,
+        overwrite: bool = False,
+    ) -> ShardedIndex:
+        """Split ``hashes`` (a HashArray, or raw ``(n, bits/8)`` uint8 codes of
+        ``algorithm``) into ``shards`` shard files in ``folder`` and write the manifest.
+        ``ids`` (unique int64, default 0..n-1), ``keys`` and ``metadata`` (columns of one
+        str-or-None per hash) are as for :meth:`HashIndex.add`. An existing index in
+        ``folder`` is replaced only with ``overwrite`` (and only once the new one is
+        complete). Memory: the input plus one shard's index at a time."""
+        codes, algorithm, bits = _input_codes(hashes, algorithm)
+        n = codes.shape[0]
+        ids_arr = _ids(ids, n, 0)
+        _check_unique(ids_arr)
+        _check_len(keys, n, "keys")
+        for name, col in (metadata or {}).items():
+            _check_len(col, n, f"metadata column {name!r}")
+        shards = _check_shards(shards)
+        folder = os.fspath(folder)
+        old = _existing(folder, overwrite)
+        which = sm.shard_of(ids_arr, shards)
+        order = np.argsort(which, kind="stable")
+        bounds = np.searchsorted(which[order], np.arange(shards + 1))
+        token = sm.new_token()
+        fsio.make_folder(folder)
+        entries: list[ShardEntry] = []
+        try:
+            for k in range(shards):
+                rows = order[bounds[k]:bounds[k + 1]]
+                entries.append(st.write_shard(
+                    folder, sm.shard_file_name(k, token), codes[rows], ids_arr[rows],
+                    _take(keys, rows), algorithm, bits,
+                    metadata={c: _take(v, rows) for c, v in metadata.items()}  # type: ignore[misc]
+                    if metadata else None, kind=kind, design_threshold=design_threshold))
+        except BaseException:
+            _remove_files(folder, entries)
+            raise
+        next_id = int(ids_arr.max()) + 1 if n else 0
+        return cls._commit(folder, Manifest(algorithm, bits, kind, next_id, entries), old)
+
+    @classmethod
+    def build_from_chunks(
+        cls,
+        chunks: Iterable[Any],
+        folder: str | os.PathLike[str],
+        shards: int,
+        *,
+        algorithm: str | None = None,
+        bits: int | None = None,
+        kind: Kind = "auto",
+        design_threshold: int | None = None,
+        overwrite: bool = False,
+        spill_dir: str | None = None,
+    ) -> ShardedIndex:
+        """Build from a stream of chunks — :class:`~hashlib_ext.formats.HashList` objects
+        (as :func:`~hashlib_ext.formats.iter_hash_list` yields them: hashes, ids, keys) or
+        HashArrays (ids continuing 0, 1, ...) — in bounded memory: each chunk is split by
+        shard into temporary Parquet files (in ``spill_dir``, default the system temp
+        folder), then the shards are built one at a time. A hash list larger than memory
+        can be indexed this way; ids must be unique across all chunks."""
+        from .shard_spill import Spill
+
+        shards = _check_shards(shards)
+        folder = os.fspath(folder)
+        old = _existing(folder, overwrite)
+        with tempfile.TemporaryDirectory(prefix="hashlib_ext-spill-", dir=spill_dir) as tmp:
+            spill = Spill(tmp, shards)
+            with spill:
+                for chunk in chunks:
+                    hashes, ids, keys = _chunk_parts(chunk, spill.next_id)
+                    codes, alg, b = _input_codes(hashes, algorithm)
+                    if spill.bits is None:
+                        algorithm, bits = alg, b
+                    spill.add(codes, ids, keys, alg, b)
+            if spill.bits is None:  # no chunks at all: an empty index
+                algorithm = algorithm or "pdq"
+                bits = bits or _bits_of(algorithm)
+            assert bits is not None
+            token = sm.new_token()
+            fsio.make_folder(folder)
+            entries: list[ShardEntry] = []
+            try:
+                for k in range(shards):
+                    codes, ids, keys = spill.read(k, bits // 8)
+                    _check_unique(ids)
+                    entries.append(st.write_shard(
+                        folder, sm.shard_file_name(k, token), codes, ids, keys,
+                        algorithm, bits, kind=kind, design_threshold=design_threshold))
+                    del codes, ids, keys
+            except BaseException:
+                _remove_files(folder, entries)
+                raise
+        next_id = max((e.max_id + 1 for e in entries if e.max_id is not None), default=0)
+        return cls._commit(folder, Manifest(algorithm, bits, kind, next_id, entries), old)
+
+    @classmethod
+    def _commit(cls, folder: str, manifest: Manifest, old: Manifest | None) -> ShardedIndex:
+        sm.write_manifest(folder, manifest)
+        if old is not None:
+            keep = {e.file for e in manifest.shards}
+            _remove_files(folder, [e for e in old.shards if e.file not in keep])
+        return cls(folder, manifest)
+
+    # -- what it holds ------------------------------------------------------------------
+    @property
+    def folder(self) -> str:
+        return self._folder
+
+    @property
+    def manifest(self) -> Manifest:
+        return self._manifest
+
+    @property
+    def algorithm(self) -> str | None:
+        return self._manifest.algorithm
+
+    @property
+    def bits(self) -> int:
+        return self._manifest.bits
+
+    @property
+    def shards(self) -> int:
+        """Number of shards."""
+        return len(self._manifest.shards)
+
+    @property
+    def has_keys(self) -> bool:
+        """Whether any hash has a key (from the manifest; no shard is loaded)."""
+        return any(e.keys for e in self._manifest.shards)
+
+    def __len__(self) -> int:
+        return self._manifest.count
+
+    def __repr__(self) -> str:
+        return (f"ShardedIndex({self._folder!r}, algorithm={self.algorithm!r}, "
+                f"bits={self.bits}, shards={self.shards}, n={len(self)})")
+
+    def shard_location(self, k: int) -> str:
+        """Path or URL of shard ``k``'s file."""
+        return fsio.join(self._folder, self._manifest.shards[k].file)
+
+    def load_shard(self, k: int) -> HashIndex:
+        """Shard ``k``'s HashIndex, loaded in this process (checked, then kept)."""
+        return self._handle(k).index
+
+    def _handle(self, k: int) -> st.ShardHandle:
+        with self._lock:
+            h = self._local.get(k)
+            if h is None:
+                h = self._load(k)
+                self._local[k] = h
+            return h
+
+    def _load(self, k: int) -> st.ShardHandle:
+        return st.load_shard(self.shard_location(k), self._manifest.shards[k], self.algorithm,
+                             self.bits)
+
+    def verify(self, client: Any = None) -> None:
+        """Load every shard (on the cluster with ``client``, else here one at a time without
+        keeping them) and check it against the manifest: a shard that fails raises
+        :class:`~hashlib_ext.shard_manifest.ShardChecksumError` naming its file."""
+        if client is not None:
+            client.gather(self.shard_futures(client))
+            return
+        for k in range(self.shards):
+            if k not in self._local:
+                self._load(k)
+
+    def release(self, client: Any = None) -> None:
+        """Drop the shards loaded in this process, and (with ``client``) the shard tasks
+        held on that cluster, freeing their memory there."""
+        with self._lock:
+            self._local.clear()
+            if client is not None:
+                self._futures.pop(_client_id(client), None)
+
+    # -- on a cluster -------------------------------------------------------------------
+    def shard_futures(self, client: Any) -> list[Any]:
+        """One future per shard on ``client``'s cluster, each the shard loaded by a
+        long-lived task: submitted on first use (shard ``k`` pinned to the ``k``-th worker
+        modulo their number, allowed to move), then reused by every query batch. Keys are
+        derived from the shard checksums, so indexes opened twice share them."""
+        cid = _client_id(client)
+        with self._lock:
+            held = self._futures.get(cid)
+            digest = self._manifest.digest
+            if held is not None and held[0] == digest:
+                return held[1]
+            workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
+            futures = []
+            for k, entry in enumerate(self._manifest.shards):
+                where = {"workers": [workers[k % len(workers)]], "allow_other_workers": True} \
+                    if workers else {}
+                futures.append(client.submit(
+                    st.load_shard, self.shard_location(k), entry, self.algorithm, self.bits,
+                    key=f"hashlib_ext-shard-{digest}-{k}", **where))
+            self._futures[cid] = (digest, futures)
+            return futures
+
+    def submit_search(self, queries: QueryLike, threshold: int, client: Any) -> PendingSearch:
+        """Send one query batch to every shard on ``client``'s cluster; returns at once."""
+        q = self._as_codes(queries)
+        t = _check_threshold(threshold)
+        return PendingSearch(client, self._submit(client, st.search_shard, q, t),
+                             q.shape[0], None)
+
+    def _submit(self, client: Any, fn: Any, q: np.ndarray, arg: Any) -> list[Any]:
+        shard_futures = self.shard_futures(client)
+        qarg: Any = q if q.nbytes <= INLINE_QUERY_BYTES else client.scatter(q, hash=False)
+        return [client.submit(fn, f, qarg, arg, pure=False) for f in shard_futures]
+
+    # -- searching ----------------------------------------------------------------------
+    def search(self, queries: QueryLike, threshold: int,
+               client: Any = None) -> list[list[tuple[int, int]]]:
+        """Per query, every ``(id, distance)`` with distance <= threshold, nearest first,
+        ties by id: what :meth:`HashIndex.search` answers over the union. ``client``: a
+        ``distributed.Client`` to search on its cluster; None searches here, shard by
+        shard (each loaded on first use and kept)."""
+        return st.to_lists(*self.search_arrays(queries, threshold, client))
+
+    def search_arrays(self, queries: QueryLike, threshold: int,
+                      client: Any = None) -> st.Arrays:
+        """Batch form of :meth:`search`, as :meth:`HashIndex.search_arrays`."""
+        q = self._as_codes(queries)
+        t = _check_threshold(threshold)
+        if client is not None:
+            return PendingSearch(client, self._submit(client, st.search_shard, q, t),
+                                 q.shape[0], None).arrays()
+        parts = [self._handle(k).index.search_arrays(q, t) for k in range(self.shards)]
+        return st.merge(parts, q.shape[0])
+
+    def knn(self, queries: QueryLike, k: int, client: Any = None) -> list[list[tuple[int, int]]]:
+        """Per query, the ``k`` nearest ``(id, distance)``, ties by smallest id: what
+        :meth:`HashIndex.knn` answers over the union."""
+        if isinstance(k, bool) or not isinstance(k, (int, np.integer)) or k < 1:
+            raise ValueError(f"k must be a positive integer, got {k!r}")
+        q = self._as_codes(queries)
+        k = int(k)
+        if client is not None:
+            return PendingSearch(client, self._submit(client, st.knn_shard, q, k),
+                                 q.shape[0], k).result()
+        parts = [st.knn_shard(self._handle(s), q, k) for s in range(self.shards)]
+        return st.to_lists(*st.merge(parts, q.shape[0], k))
+
+    def search_dihedral(self, variants: HashArray | np.ndarray, threshold: int,
+                        client: Any = None) -> list[list[tuple[int, int, int]]]:
+        """What :meth:`HashIndex.search_dihedral` answers over the union (8 rows per
+        query, as ``hash_image(src, "pdq", dihedral=True)`` gives them)."""
+        q = self._as_codes(variants)
+        if q.shape[0] % 8:
+            raise HashFormatError(f"dihedral queries need 8 rows per query, got "
+                                  f"{q.shape[0]} rows")
+        lims, ids, dist = self.search_arrays(q, threshold, client)
+        return st.dihedral(lims, ids, dist, q.shape[0])
+
+    def keys(self, ids: Iterable[int] | np.ndarray, client: Any = None) -> list[str | None]:
+        """The key recorded for each id (None where none was, or the id is unknown)."""
+        return self._by_shard(ids, client, st.keys_shard, (), None)
+
+    def metadata(self, ids: Iterable[int] | np.ndarray, columns: Sequence[str] | None = None,
+                 client: Any = None) -> list[dict[str, str]]:
+        """Per id, ``{column: value}`` as :meth:`HashIndex.metadata` gives it."""
+        return self._by_shard(ids, client, st.metadata_shard, (columns,), {})
+
+    def _by_shard(self, ids: Iterable[int] | np.ndarray, client: Any, fn: Any,
+                  args: tuple[Any, ...], empty: Any) -> list[Any]:
+        arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, np.int64)
+        which = sm.shard_of(arr, self.shards)
+        out: list[Any] = [empty] * arr.size
+        wanted = [int(k) for k in np.unique(which)]
+        rows = {k: np.flatnonzero(which == k) for k in wanted}
+        if client is not None:
+            futures = self.shard_futures(client)
+            found = client.gather([client.submit(fn, futures[k], arr[rows[k]], *args,
+                                                 pure=False) for k in wanted])
+        else:
+            found = [fn(self._handle(k), arr[rows[k]], *args) for k in wanted]
+        for k, values in zip(wanted, found, strict=True):
+            for r, v in zip(rows[k].tolist(), values, strict=True):
+                out[r] = v
+        return out
+
+    # -- adding -------------------------------------------------------------------------
+    def add(self, hashes: HashArray | Hash | np.ndarray,
+            ids: Sequence[int] | np.ndarray | None = None, *,
+            keys: Sequence[str | None] | None = None,
+            metadata: MetadataLike | None = None) -> np.ndarray:
+        """Add hashes, each to the shard its id maps to; returns their ids (default: from
+        ``next_id`` on, as :meth:`HashIndex.add`). An id already in the index is refused
+        (:class:`HashFormatError`), as is any repeated in ``ids``. Only the shards that
+        receive hashes are rewritten (new files, then the manifest, then the old files are
+        removed), here in this process; clusters holding the old shards drop them."""
+        codes = self._as_codes(hashes)
+        n = codes.shape[0]
+        new_ids = _ids(ids, n, self._manifest.next_id)
+        _check_unique(new_ids)
+        _check_len(keys, n, "keys")
+        rows_meta = _metadata_rows(metadata, n)
+        if n == 0:
+            return new_ids
+        which = sm.shard_of(new_ids, self.shards)
+        affected = [int(k) for k in np.unique(which)]
+        rows = {k: np.flatnonzero(which == k) for k in affected}
+        token = sm.new_token()
+        entries = list(self._manifest.shards)
+        written: list[ShardEntry] = []
+        with self._lock:
+            handles = {k: self._handle(k) for k in affected}
+            for k in affected:  # refuse before anything changes
+                taken = np.isin(new_ids[rows[k]], handles[k].index.ids)
+                if taken.any():
+                    raise HashFormatError(f"ids already in the index: "
+                                          f"{new_ids[rows[k]][taken][:5].tolist()}")
+            try:
+                for k in affected:
+                    r = rows[k]
+                    handles[k].index.add(
+                        codes[r], new_ids[r], keys=_take(keys, r),
+                        metadata=None if rows_meta is None else [rows_meta[i] for i in r.tolist()])
+                    entries[k] = st.save_shard(self._folder, sm.shard_file_name(k, token),
+                                               handles[k].index)
+                    written.append(entries[k])
+                old = self._manifest
+                manifest = Manifest(old.algorithm, old.bits, old.kind,
+                                    max(old.next_id, int(new_ids.max()) + 1), entries)
+                sm.write_manifest(self._folder, manifest)
+            except BaseException:
+                _remove_files(self._folder, written)
+                for k in affected:  # their in-memory copies may hold part of the change
+                    self._local.pop(k, None)
+                raise
+            _remove_files(self._folder, [old.shards[k] for k in affected])
+            self._manifest = manifest
+            for k in affected:
+                self._local[k] = st.ShardHandle(self.shard_location(k), entries[k],
+                                                self.algorithm, self.bits, handles[k].index)
+            self._futures.clear()
+        return new_ids
+
+    def _as_codes(self, x: Any) -> np.ndarray:
+        nb = self.bits // 8
+        if isinstance(x, (Hash, HashArray)):
+            if self.algorithm is not None and x.algorithm != self.algorithm:
+                raise AlgorithmMismatchError(
+                    f"{x.algorithm} hashes cannot be used with a {self.algorithm} index")
+            if x.bits != self.bits:
+                raise AlgorithmMismatchError(
+                    f"{x.algorithm} hashes have {x.bits} bits, the index holds "
+                    f"{self.bits}-bit codes")
+            codes = x.code[None, :] if isinstance(x, Hash) else x.codes
+        elif isinstance(x, np.ndarray):
+            if x.dtype != np.uint8 or x.ndim not in (1, 2) or x.shape[-1] != nb:
+                raise HashFormatError(f"expected a (n, {nb}) uint8 array of {self.bits}-bit "
+                                      f"codes, got {x.dtype} {x.shape}")
+            codes = x.reshape(-1, nb)
+        else:
+            raise HashFormatError(
+                f"expected a Hash, HashArray or uint8 array, got {type(x).__name__}")
+        return np.ascontiguousarray(codes, dtype=np.uint8)
+
+
+# -- helpers ------------------------------------------------------------------------------
+def _client_id(client: Any) -> str:
+    return str(getattr(client, "id", id(client)))
+
+
+def _existing(folder: str, overwrite: bool) -> Manifest | None:
+    """The manifest already in ``folder`` (to replace), refusing without ``overwrite``."""
+    if not fsio.exists(sm.manifest_location(folder)):
+        return None
+    if not overwrite:
+        raise FileExistsError(f"{folder}: a sharded index is already there "
+                              "(pass overwrite=True to replace it)")
+    with contextlib.suppress(Exception):
+        return sm.read_manifest(folder)
+    return None
+
+
+def _remove_files(folder: str, entries: Iterable[ShardEntry]) -> None:
+    for e in entries:
+        with contextlib.suppress(OSError):
+            fsio.remove(fsio.join(folder, e.file))
+
+
+def _input_codes(hashes: Any, algorithm: str | None) -> tuple[np.ndarray, str | None, int]:
+    if isinstance(hashes, HashArray):
+        if algorithm is not None and hashes.algorithm != algorithm:
+            raise AlgorithmMismatchError(f"{hashes.algorithm} hashes given for a "
+                                         f"{algorithm} index")
+        return np.ascontiguousarray(hashes.codes), hashes.algorithm, hashes.bits
+    codes = np.asarray(hashes)
+    if codes.dtype != np.uint8 or codes.ndim != 2 or not codes.shape[1]:
+        raise HashFormatError(f"hashes must be a HashArray or an (n, bits/8) uint8 array, "
+                              f"got {codes.dtype} {codes.shape}")
+    bits = codes.shape[1] * 8
+    if algorithm is not None and _bits_of(algorithm) not in (None, bits):
+        raise AlgorithmMismatchError(f"{algorithm} hashes have {_bits_of(algorithm)} bits, "
+                                     f"not {bits}")
+    return np.ascontiguousarray(codes), algorithm, bits
+
+
+def _bits_of(algorithm: str) -> int | None:
+    from .hashers import expected_bits
+
+    return expected_bits(algorithm)
+
+
+def _chunk_parts(chunk: Any, next_id: int) -> tuple[Any, np.ndarray, Any]:
+    if isinstance(chunk, HashArray):
+        return chunk, np.arange(next_id, next_id + len(chunk), dtype=np.int64), None
+    hashes, ids = chunk.hashes, np.asarray(chunk.ids, dtype=np.int64)
+    keys = getattr(chunk, "keys", None)
+    return hashes, ids, keys
+
+
+def _ids(ids: Any, n: int, start: int) -> np.ndarray:
+    if ids is None:
+        return np.arange(start, start + n, dtype=np.int64)
+    arr = np.asarray(ids)
+    if arr.ndim != 1 or arr.shape[0] != n or (n and not np.issubdtype(arr.dtype, np.integer)):
+        raise HashFormatError(f"ids must be a 1-D integer array of length {n}, got shape "
+                              f"{arr.shape} dtype {arr.dtype}")
+    return arr.astype(np.int64)
+
+
+def _check_unique(ids: np.ndarray) -> None:
+    if ids.size < 2:
+        return
+    s = np.sort(ids)
+    rep = s[1:][s[1:] == s[:-1]]
+    if rep.size:
+        raise HashFormatError(f"ids must be unique in a sharded index; repeated: "
+                              f"{np.unique(rep)[:5].tolist()}")
+
+
+def _check_len(values: Any, n: int, what: str) -> None:
+    if values is not None and len(values) != n:
+        raise HashFormatError(f"{len(values)} {what} for {n} hashes")
+
+
+def _check_shards(shards: Any) -> int:
+    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or \
+            not 1 <= shards <= sm.MAX_SHARDS:
+        raise ValueError(f"shards must be an integer from 1 to {sm.MAX_SHARDS}, got {shards!r}")
+    return int(shards)
+
+
+def _check_threshold(threshold: Any) -> int:
+    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) \
+            or threshold < 0:
+        raise ValueError(f"threshold must be a non-negative integer, got {threshold!r}")
+    return int(threshold)
+
+
+def _take(values: Any, rows: np.ndarray) -> list[Any] | None:
+    if values is None:
+        return None
+    if isinstance(values, np.ndarray):
+        return values[rows].tolist()
+    seq = list(values) if not isinstance(values, list) else values
+    return [seq[i] for i in rows.tolist()]
+
+
+def _metadata_rows(metadata: MetadataLike | None, n: int) -> list[dict[str, Any] | None] | None:
+    """Metadata as one mapping (or None) per hash, whatever form it was given in."""
+    if metadata is None:
+        return None
+    if isinstance(metadata, Mapping):
+        cols = {c: list(v) for c, v in metadata.items()}
+        for c, v in cols.items():
+            _check_len(v, n, f"metadata column {c!r}")
+        return [{c: v[i] for c, v in cols.items()} for i in range(n)]
+    rows = list(metadata)
+    _check_len(rows, n, "metadata rows")
+    return [None if r is None else dict(r) for r in rows]
