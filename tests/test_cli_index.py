@@ -172,3 +172,26 @@ def test_folder_walk_notes_skipped_files_unless_quiet(capsys, tmp_path, bundled)
     assert "skipped 1 file" in err and "readme.txt" in err and ".hidden" not in err
     code, _, err = run(capsys, "index", "build", folder, "-o", tmp_path / "x.hxi", "-q")
     assert code == 0 and err == ""
+
+
+def test_threatexchange_metadata_reaches_match_output(capsys, tmp_path, bundled):
+    h = hx.hash_image(bundled[0], "pdq")
+    other = hx.hash_image(bundled[1], "pdq")
+    te = tmp_path / "list.te.csv"
+    te.write_text("signal_type,signal_str,collab,category,tags\n"
+                  f"pdq,{h.hex},collab-a,spam,\"t1 t2\"\n"
+                  f"pdq,{other.hex},collab-b,,\n")
+    idx = tmp_path / "te.hxi"
+    assert run(capsys, "index", "build", te, "--input-format", "te", "-o", idx)[0] == 0
+    assert hx.HashIndex.load(idx).metadata_columns == ["collab", "category", "tags"]
+    code, out, _ = run(capsys, "match", idx, bundled[0], bundled[1], "-f", "json")
+    assert code == 0
+    rows = {r["id"]: r for r in json.loads(out)}
+    assert rows[0]["collab"] == "collab-a" and rows[0]["category"] == "spam"
+    assert rows[0]["tags"] == "t1 t2"
+    assert rows[1]["collab"] == "collab-b"
+    assert rows[1].get("category") in (None, "")
+    # CSV: the metadata columns follow distance
+    code, out, _ = run(capsys, "match", idx, bundled[0])
+    header = out.splitlines()[0].split(",")
+    assert header[:4] == ["query", "id", "distance", "collab"]
