@@ -1,0 +1,111 @@
+"""The running service: banks, decoders, metrics and the background compaction."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, TypeVar
+
+from .banks import Bank, BankStore
+from .config import ServiceConfig
+from .decode import DecodePool
+from .errors import Unavailable
+from .metrics import Metrics
+
+log = logging.getLogger("hashlib_ext.service")
+T = TypeVar("T")
+CHECK_EVERY_S = 1.0
+"""How often the compaction task looks for banks that are due."""
+
+
+class Service:
+    """Everything a request handler needs, kept on ``app.state.service``."""
+
+    def __init__(self, config: ServiceConfig, store: BankStore):
+        self.config = config
+        self.store = store
+        self.pool = DecodePool(config.decode_workers)
+        self.metrics = Metrics(self._state)
+        self.searchers = ThreadPoolExecutor(max_workers=config.search_threads,
+                                            thread_name_prefix="hashlib-ext-search") \
+            if config.search_threads > 0 else None
+        self.stopping = False
+        self._tasks: list[asyncio.Task[Any]] = []
+        self._compacting = False
+        self._last_sweep = time.monotonic()
+
+    # -- readiness ----------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        return self.pool.ready and not self.stopping
+
+    def check_decoders(self) -> None:
+        if self.stopping:
+            raise Unavailable("the server is shutting down", kind="ShuttingDown")
+        if not self.pool.ready:
+            raise Unavailable("the decoders are starting; try again", kind="NotReady")
+
+    def _state(self) -> Iterator[Any]:
+        for bank in list(self.store.banks.values()):
+            yield "bank", bank.stats()
+        yield "pool", self.pool
+        yield "ready", self.ready
+
+    # -- running work ---------------------------------------------------------------------------
+    async def search(self, fn: Callable[[], T]) -> T:
+        """Run a search: in a search thread, or inline when there are none."""
+        if self.searchers is None:
+            return fn()
+        return await asyncio.get_running_loop().run_in_executor(self.searchers, fn)
+
+    # -- lifecycle ------------------------------------------------------------------------------
+    async def startup(self) -> None:
+        loop = asyncio.get_running_loop()
+        self._tasks.append(loop.create_task(self._start_pool()))
+        self._tasks.append(loop.create_task(self._compaction_loop()))
+
+    async def _start_pool(self) -> None:
+        try:
+            await self.pool.start()
+        except Exception:  # noqa: BLE001 - reported; /readyz stays 503
+            log.exception("the decoding workers did not start")
+        else:
+            log.info("ready: %d banks, %d decoding workers", len(self.store.banks),
+                     self.pool.workers)
+
+    async def shutdown(self) -> None:
+        """Stop taking work, stop the decoders, compact every bank and release them."""
+        self.stopping = True
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await task
+        loop = asyncio.get_running_loop()
+        await loop.run_in_executor(None, self.pool.close)
+        await loop.run_in_executor(None, self.store.close)
+        if self.searchers is not None:
+            self.searchers.shutdown(wait=False)
+
+    async def _compaction_loop(self) -> None:
+        """Compact banks whose journal has grown (and, with ``compact_interval``, every
+        bank with changes that often), one at a time, in a thread."""
+        loop = asyncio.get_running_loop()
+        while True:
+            await asyncio.sleep(CHECK_EVERY_S)
+            due: list[Bank] = self.store.due()
+            every = self.config.compact_interval
+            if every is not None and time.monotonic() - self._last_sweep >= every:
+                self._last_sweep = time.monotonic()
+                due += [b for b in self.store.banks.values()
+                        if b.pending() and b not in due]
+            for bank in due:
+                try:
+                    await loop.run_in_executor(None, bank.compact)
+                except Exception:  # noqa: BLE001 - the journal keeps every change
+                    log.exception("bank %s: compaction failed (its journal keeps every "
+                                  "change)", bank.name)
