@@ -15,7 +15,7 @@ from PIL import Image
 from hashlib_ext.cli import main
 from hashlib_ext.evaluate.run import run_benchmark
 
-PNGS = ["roc.png", "recall_heatmap.png", "recall_heatmap_default.png",
+PNGS = ["roc_by_family.png", "recall_by_family.png", "recall_heatmap_default.png",
         "distance_histograms.png", "throughput.png", "fpr_model.png"]
 
 
@@ -37,17 +37,26 @@ def _check_report(out: Path) -> dict:
         (out / name).read_bytes() for name in PNGS)
     assert ".png'" not in html
     assert "MODEL" in md and "results.json" in html
+    # the verdict comes first
+    assert md.index("## Verdict") < min(md.index(f"## {s}") for s in ("Thresholds", "Throughput"))
     return json.loads((out / "results.json").read_text())
 
 
 def test_bench_cli_end_to_end(tmp_path, capsys):
     out = tmp_path / "rep"
     rc = main(["bench", "--limit", "6", "--transforms", "jpeg:q=30", "hflip", "rotate90:k=1",
-               "--algorithms", "phash,pdq", "pdq-dihedral", "--threshold-for", "phash=12",
-               "--out", str(out), "--workers", "1", "--no-progress"])
+               "-a", "phash,pdq", "-a", "pdq-dihedral", "--threshold-for", "phash=12",
+               "-o", str(out), "-j", "1", "-q", "--collection-size", "1_000",
+               "--collection-size", "50", "--match-budget", "0.1", "--no-robust"])
     assert rc == 0
-    assert str(out / "report.md") in capsys.readouterr().out
+    cap = capsys.readouterr()
+    assert str(out / "report.md") in cap.out
+    assert cap.err == ""  # -q: no progress bar, no notes
     res = _check_report(out)
+    v = res["verdict"]
+    assert v["collection_sizes"] == [50, 1000] and v["budgets"]["match"] == 0.1
+    assert [(r["use"], r["n"]) for r in v["recommendations"]] == [
+        ("match", 50), ("match", 1000), ("dedup", 50), ("dedup", 1000)]
     meta = res["meta"]
     assert meta["images_hashed"] == 6 and meta["dataset"]
     assert meta["transforms"] == ["jpeg:q=30", "hflip", "rotate90:k=1"]
@@ -72,6 +81,18 @@ def test_bench_cli_end_to_end(tmp_path, capsys):
                 >= algos["pdq"]["transforms"][spec]["recall_at_default"])
 
 
+def test_bench_old_flag_spellings_still_work(tmp_path, capsys):
+    out = tmp_path / "old"
+    rc = main(["bench", "--limit", "3", "--transforms", "jpeg:q=30", "--algorithms", "dhash",
+               "--out", str(out), "--workers", "1", "--no-progress", "--no-robust",
+               "--no-plots"])
+    assert rc == 0
+    assert str(out / "report.md") in capsys.readouterr().out
+    res = json.loads((out / "results.json").read_text())
+    assert res["meta"]["algorithms"] == ["dhash"]
+    assert not list(out.glob("*.png"))
+
+
 def test_bench_is_deterministic_across_workers():
     kw = dict(limit=4, transforms=["noise:sigma=10", "crop:side=0.2,edge=random"],
               algorithms=["dhash", "pdq"], progress=False, seed=3, throughput_images=1)
@@ -94,7 +115,9 @@ def test_bench_cli_errors(tmp_path, capsys):
     assert main(["bench", "--algorithms", "dhash-dihedral", "--out", out,
                  "--no-progress"]) == 2
     assert "dihedral" in capsys.readouterr().err
-    for bad in (["--target-fpr", "2"], ["--threshold-for", "pdq"], ["--workers", "0"]):
+    for bad in (["--target-fpr", "2"], ["--threshold-for", "pdq"], ["--workers", "0"],
+                ["--collection-size", "1"], ["--collection-size", "many"],
+                ["--match-budget", "0"], ["--dedup-budget", "-1"]):
         with pytest.raises(SystemExit) as e:
             main(["bench", *bad])
         assert e.value.code == 2
@@ -189,4 +212,4 @@ def test_harness_reproduces_the_reference_figures(coco_sample, tmp_path):
         fpr = res["algorithms"][algo]["fpr_at_target_threshold"]
         assert fpr <= 1e-3
     assert not misses, "\n".join(misses)
-    assert np.isfinite(res["algorithms"]["pdq"]["auc_pooled"])
+    assert np.isfinite(res["algorithms"]["pdq"]["auc_designed"])

@@ -1,7 +1,11 @@
 """``hashlib-ext bench``: which hash and threshold catch which edits, at what FPR, how fast.
 
 With no arguments it runs on the bundled images with the default transform suite and writes
-a report (Markdown, HTML, PNG plots, results.json) to ./hashlib-ext-report.
+a report (Markdown, HTML, PNG plots, results.json) to ./hashlib-ext-report, opening with a
+verdict: algorithm and threshold for matching and for de-duplication at the collection sizes
+given by ``--collection-size``. Options follow the CLI's vocabulary (``-o/--output``,
+``-a/--algorithm``, ``-j/--workers``, ``-q/--quiet``, ``--progress``); the older spellings
+``--out`` and ``--algorithms`` still work (hidden from --help).
 """
 
 from __future__ import annotations
@@ -11,7 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import worker_count
+from ._common import show_progress
+from ._options import add_progress, add_workers
 from ._signals import compute_only
 
 DEFAULT_OUT = "hashlib-ext-report"
@@ -53,6 +58,26 @@ def _rate(text: str) -> float:
     return x
 
 
+def _budget(text: str) -> float:
+    try:
+        x = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not a number: {text!r}") from None
+    if not (x > 0 and x < float("inf")):
+        raise argparse.ArgumentTypeError(f"a budget must be a positive number, got {text}")
+    return x
+
+
+def _size(text: str) -> int:
+    try:
+        n = int(text.replace("_", "").replace(",", ""))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
+    if n < 2:
+        raise argparse.ArgumentTypeError(f"a collection has at least 2 images, got {n}")
+    return n
+
+
 def _positive(text: str) -> int:
     try:
         n = int(text)
@@ -71,17 +96,23 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="benchmark hashes x transforms: recall at an FPR budget, ROC, throughput, report",
         description=(
             "Hash every image of a dataset and transformed copies of it with each algorithm, "
-            "measure recall at the threshold that meets a false-positive budget (distinct-image "
-            "pairs, through the HashIndex), ROC/AUC, an extrapolated FPR model and throughput, "
-            "and write report.md, report.html, PNG plots and results.json. With no arguments: "
-            "the bundled images, the default transform suite, all algorithms."
+            "and write report.md, report.html (self-contained), PNG plots and results.json. "
+            "The report opens with a verdict: for each collection size N, the algorithm and "
+            "threshold for matching (expected false matches per query = N x FPR) and for "
+            "de-duplication (expected false pairs = N(N-1)/2 x FPR) within a budget, each FPR "
+            "labelled measured or modelled; then recall and AUC per transform family, ROC, "
+            "the FPR model and throughput. With no arguments: the bundled images, the "
+            "default transform suite, all algorithms."
         ),
     )
     p.add_argument("--dataset", default=None,
                    help="dataset name or image folder (default: the bundled images)")
-    p.add_argument("--algorithms", nargs="+", action="extend", metavar="ALGO",
-                   help="algorithms (space or comma separated); 'pdq-dihedral' matches any of "
-                        "the 8 rotations/flips. Default: " + " ".join(DEFAULT_ALGORITHMS))
+    algo_help = ("algorithms (repeatable; space or comma separated); 'pdq-dihedral' matches "
+                 "any of the 8 rotations/flips. Default: " + " ".join(DEFAULT_ALGORITHMS))
+    p.add_argument("-a", "--algorithm", dest="algorithms", nargs="+", action="extend",
+                   metavar="ALGO", help=algo_help)
+    p.add_argument("--algorithms", dest="algorithms", nargs="+", action="extend",
+                   help=argparse.SUPPRESS)
     p.add_argument("--transforms", nargs="+", action="extend", metavar="SPEC",
                    help="transform specs, e.g. jpeg:q=30 crop:center=0.9 rotate:deg=5 "
                         "(default: the standard suite; see the transforms documentation)")
@@ -95,29 +126,41 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="measure RobustIndex beside the hashes (default: when the 'robust' "
                         "extra, OpenCV, is installed)")
     p.add_argument("--target-fpr", type=_rate, default=1e-3,
-                   help="per-pair false-positive budget for the empirical threshold "
-                        "(default 1e-3)")
+                   help="also report the threshold whose measured per-pair FPR is within "
+                        "this (default 1e-3; given only where the distinct pairs can "
+                        "measure it, i.e. at least 3/FPR of them)")
     p.add_argument("--model-target-fpr", type=_rate, default=1e-6,
                    help="per-pair FPR for the model-extrapolated threshold (default 1e-6)")
     p.add_argument("--threshold-for", type=_threshold, action="append", default=[],
                    metavar="ALGO=T", help="use T instead of ALGO's default threshold "
                                           "(repeatable)")
-    p.add_argument("--out", default=DEFAULT_OUT,
+    p.add_argument("-o", "--output", dest="output", default=DEFAULT_OUT, metavar="DIR",
                    help=f"report folder (default ./{DEFAULT_OUT})")
+    p.add_argument("--out", dest="output", help=argparse.SUPPRESS)
+    p.add_argument("--collection-size", dest="collection_sizes", type=_size, action="append",
+                   metavar="N", help="collection size the verdict recommends for (repeatable; "
+                                     "default: the number of images benchmarked and 1,000,000)")
+    p.add_argument("--match-budget", type=_budget, default=0.01, metavar="X",
+                   help="verdict budget for matching: expected false matches per query "
+                        "against N stored hashes (default 0.01)")
+    p.add_argument("--dedup-budget", type=_budget, default=1.0, metavar="X",
+                   help="verdict budget for de-duplication: expected false pairs among all "
+                        "N(N-1)/2 pairs (default 1)")
+    p.add_argument("--plots", action=argparse.BooleanOptionalAction, default=None,
+                   help="PNG plots (need matplotlib, pip install 'hashlib-ext[report]'); "
+                        "default: when matplotlib is installed, else the report says they "
+                        "were left out")
     p.add_argument("--seed", type=int, default=0, help="seed of the random transforms")
-    p.add_argument("--workers", type=worker_count, default=None,
-                   help="processes for hashing (default: all CPUs; at most twice the CPU "
-                        "count, a larger N is clamped)")
+    add_workers(p)
     p.add_argument("--limit", type=_positive, default=None,
                    help="use only the first N images of the dataset")
-    p.add_argument("--progress", action=argparse.BooleanOptionalAction, default=None,
-                   help="progress bars on stderr (default: when stderr is a terminal)")
+    add_progress(p)
     p.set_defaults(func=run)
     return p
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import DatasetError, HashlibExtError
+    from ..errors import DatasetError, HashlibExtError, MissingDependencyError
     from ..evaluate.report import write_report
     from ..evaluate.run import DEFAULT_ALGORITHMS, BenchConfig, run_benchmark
 
@@ -133,28 +176,39 @@ def run(args: argparse.Namespace) -> int:
         dataset=args.dataset, algorithms=algos, transforms=transforms, robust=args.robust,
         target_fpr=args.target_fpr, model_target_fpr=args.model_target_fpr,
         thresholds=dict(args.threshold_for), seed=args.seed, workers=args.workers,
-        progress=args.progress if args.progress is not None else sys.stderr.isatty(),
-        limit=args.limit,
+        progress=show_progress(args), limit=args.limit,
+        collection_sizes=args.collection_sizes, match_budget=args.match_budget,
+        dedup_budget=args.dedup_budget,
     )
     try:
         with compute_only():
             res = run_benchmark(cfg)
-        written = write_report(res, Path(args.out))
+        written = write_report(res, Path(args.output), plots=args.plots)
     except BrokenPipeError:
         raise
-    except (DatasetError, OSError) as e:  # the data or the report folder, not the arguments
+    except (DatasetError, MissingDependencyError, OSError) as e:  # data, extras, folder
         print(f"hashlib-ext bench: error: {e}", file=sys.stderr)
         return 1
     except (HashlibExtError, ValueError, TypeError) as e:
         print(f"hashlib-ext bench: error: {e}", file=sys.stderr)
         return 2
     meta = res["meta"]
+    if args.quiet:
+        _print_paths(written)
+        return 0
     print(f"benchmarked {meta['images_hashed']} images x {len(meta['transforms'])} transforms x "
           f"{len(meta['algorithms'])} algorithms in {meta['elapsed_seconds']:.0f} s",
           file=sys.stderr)
     if res["errors"]:
         print(f"{len(res['errors'])} item(s) failed; see the report", file=sys.stderr)
+    if args.plots is None and "roc" not in written:
+        print("plots left out: matplotlib is not installed (pip install "
+              "'hashlib-ext[report]')", file=sys.stderr)
+    _print_paths(written)
+    return 0
+
+
+def _print_paths(written: dict[str, Path]) -> None:
     print(f"report: {written['markdown']}")
     print(f"html:   {written['html']}")
     print(f"json:   {written['results']}")
-    return 0

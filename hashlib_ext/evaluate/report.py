@@ -1,7 +1,10 @@
 """Render benchmark results: results.json, PNG plots, report.md and a self-contained report.html.
 
 Input is the dict from :func:`hashlib_ext.evaluate.run.run_benchmark`; nothing here recomputes
-metrics except what a plot derives directly from the stored histograms.
+metrics except what a table or plot derives directly from the stored histograms. The report
+opens with the verdict (:mod:`~hashlib_ext.evaluate.summary`); report.html embeds its plots
+(data URIs), so the page stands alone when copied. Plots need matplotlib (the ``report``
+extra); without it the report is written without them and says so.
 """
 
 from __future__ import annotations
@@ -11,27 +14,23 @@ import html
 import json
 import math
 import os
+import re
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-
 from ..atomic import atomic_open
+from . import families as fam
+from . import plots as plotmod
+from .robust_report import mean_recall, measured, robust_sections, robust_tables
+from .summary import measured_rate, rate, verdict_tables, verdict_text
+from .verdict import upper_bound
 
-__all__ = ["write_report", "tables", "markdown", "render_html", "plot_all"]
+__all__ = ["write_report", "tables", "markdown", "render_html"]
 
-PLOTS = {
-    "roc": "roc.png",
-    "heatmap_target": "recall_heatmap.png",
-    "heatmap_default": "recall_heatmap_default.png",
-    "histograms": "distance_histograms.png",
-    "throughput": "throughput.png",
-    "fpr_model": "fpr_model.png",
-}
+Table = tuple[list[str], list[list[str]]]
+Section = tuple[str, str, "str | None", "str | None"]
 
-
-# -- tables --------------------------------------------------------------------------------
 
 def _fmt(x: Any, digits: int = 2) -> str:
     if x is None:
@@ -47,200 +46,163 @@ def _fmt(x: Any, digits: int = 2) -> str:
     return str(x)
 
 
-def _rate(x: float | None) -> str:
-    """A rate such as an FPR: two significant digits, scientific when small."""
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return "–"
-    return "0" if x == 0 else f"{x:.2g}"
+def _not_measurable(pairs: int) -> str:
+    return f"not measurable with {pairs:,} pairs (FPR < {rate(upper_bound(0, pairs))} at 95%)"
 
 
-def _thr(t: int) -> str:
-    """A threshold; -1 means no threshold meets the FPR budget."""
-    return "none" if t < 0 else str(t)
+# -- tables --------------------------------------------------------------------------------
 
-
-def _robust(res: dict) -> dict | None:
-    """The robust column's results, None when it was not measured."""
-    rob = res.get("robust")
-    return rob if rob and "transforms" in rob else None
-
-
-def _recall_table(res: dict, key: str) -> tuple[list[str], list[list[str]]]:
+def _recall_table(res: dict, key: str) -> Table:
     algos = res["meta"]["algorithms"]
-    rob = _robust(res) if key.startswith("recall") else None
-    head = ["transform"] + algos + (["robust (default operating point)"] if rob else [])
+    rob = measured(res) if key == "recall_at_default" else None
+    skip = {a for a in algos
+            if key == "recall_at_target" and not res["algorithms"][a]["target_measurable"]}
+    head = ["transform", "family"] + algos + (["robust (default operating point)"] if rob
+                                             else [])
     rows = []
     for spec in res["meta"]["transforms"]:
-        rows.append([f"`{spec}`"] + [
-            _fmt(res["algorithms"][a]["transforms"][spec].get(key)) for a in algos
-        ] + ([_fmt(rob["transforms"][spec]["recall"])] if rob else []))
-    pooled = "recall_pooled_at_target" if key == "recall_at_target" else "recall_pooled_at_default"
-    if key in ("recall_at_target", "recall_at_default"):
-        rows.append(["**all transforms**"] + [_fmt(res["algorithms"][a][pooled]) for a in algos]
-                    + ([_fmt(_mean_recall(rob))] if rob else []))
+        cells = []
+        for a in algos:
+            v = res["algorithms"][a]["transforms"][spec].get(key)
+            mark = "" if fam.family_of(spec) in fam.designed_families(a) else "*"
+            cells.append("n/m" if a in skip else _fmt(v) + mark)
+        rows.append([f"`{spec}`", fam.family_of(spec)] + cells
+                    + ([_fmt(rob["transforms"][spec]["recall"])] if rob else []))
+    if rob:
+        rows.append(["**all transforms**", ""] + [""] * len(algos) + [_fmt(mean_recall(rob))])
     return head, rows
 
 
-def _mean_recall(rob: dict) -> float | None:
-    found = sum(t["found_by_stage1"] + t["found_by_stage2"] for t in rob["transforms"].values())
-    return found / rob["queries"] if rob["queries"] else None
-
-
-def _robust_tables(rob: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
-    out: dict[str, tuple[list[str], list[list[str]]]] = {}
-    out["robust_transforms"] = (
-        ["transform", "recall", "found by stage 1 (PDQ)", "found by stage 2 (local)",
-         "false matches"],
-        [[f"`{spec}`", _fmt(t["recall"], 3), str(t["found_by_stage1"]),
-          str(t["found_by_stage2"]), str(t["false_matches"])]
-         for spec, t in rob["transforms"].items()])
-    m, dist, d = rob["model"], rob["distinct"], rob["defaults"]
-    s1, s2 = m["stage1"], m["stage2"]
-    out["robust_operating"] = (
-        ["stage", "default", "empirical FPR @ default (distinct pairs)",
-         "model FPR @ default (MODEL)", f"model choice for {_rate(m['target_fpr'] / 2)}"],
-        [["1: PDQ distance <=", str(d["pdq_threshold"]),
-          _rate(dist["empirical_fpr_at_pdq_threshold"]), _rate(s1["fpr_at_default"]),
-          _thr(s1["pdq_threshold_for_target"])],
-         ["2: verified score >=", str(d["min_score"]),
-          _rate(dist["empirical_fpr_at_min_score"]), _rate(s2["fpr_at_default"]),
-          str(s2["min_score_for_target"])]])
-    out["robust_false"] = (
-        ["false-match check", "pairs", "false matches", "rate"],
-        [["every query vs every other indexed image", str(rob["false_pairs"]),
-          str(rob["false_matches"]), _rate(rob["empirical_fpr"])]] +
-        [[f"same sticker, different photos: `{x['indexed']}` vs `{x['query']}`",
-          str(x["pairs"]), str(x["false_matches"]),
-          _rate(x["false_matches"] / x["pairs"] if x["pairs"] else None)]
-         for x in rob["stickers"]])
-    c, ms = rob["costs"], rob["match_ms"]
-    out["robust_costs"] = (
-        ["cost (one process)", "ms"],
-        [["describe an image for the index (from file)", _fmt(c.get("index_describe_ms"))],
-         ["query: global part (PDQ of boxes, 8 variants)", _fmt(c.get("query_global_ms"))],
-         ["query: global + local part", _fmt(c.get("query_full_ms"))],
-         [f"match, decided by stage 1 (median of {ms['stage1']['queries']})",
-          _fmt(ms["stage1"]["median"], 3)],
-         [f"match, ran both stages (median of {ms['stage2']['queries']})",
-          _fmt(ms["stage2"]["median"], 3)],
-         ["match, ran both stages (p99)", _fmt(ms["stage2"]["p99"], 3)]])
-    return out
-
-
-def tables(res: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
-    """The report's tables as (header, rows) of strings, keyed by name."""
+def _threshold_table(res: dict) -> Table:
     meta = res["meta"]
-    algos = meta["algorithms"]
-    out: dict[str, tuple[list[str], list[list[str]]]] = {}
-    head = ["algorithm", "bits", f"threshold @ FPR<={_rate(meta['target_fpr'])}",
-            "default threshold", "empirical FPR @ default",
-            f"model threshold @ FPR<={_rate(meta['model_target_fpr'])}",
-            "model FPR @ default", "AUC (all transforms)", "distinct pairs"]
+    head = ["algorithm", "bits", "distinct pairs", "default threshold",
+            "FPR @ default, measured", "FPR @ default, modelled",
+            f"threshold @ FPR<={rate(meta['target_fpr'])}, measured",
+            f"threshold @ FPR<={rate(meta['model_target_fpr'])}, modelled",
+            "AUC, designed families"]
     rows = []
-    for a in algos:
+    for a in meta["algorithms"]:
         r = res["algorithms"][a]
-        rows.append([a, str(r["bits"]), _thr(r["threshold_at_target"]),
-                     str(r["default_threshold"]), _rate(r["fpr_at_default"]),
-                     _thr(r["model"]["threshold_at_model_target"]),
-                     _rate(r["model"]["fpr_at_default"]), _fmt(r["auc_pooled"], 3),
-                     str(r["distinct_pairs"])])
-    out["thresholds"] = (head, rows)
-    out["recall_target"] = _recall_table(res, "recall_at_target")
+        pairs = r["distinct_pairs"]
+        t = r["default_threshold"]
+        k = int(sum(r["distinct_hist"][: t + 1])) if t >= 0 else 0
+        if r["target_measurable"]:
+            t_target = str(r["threshold_at_target"]) if r["threshold_at_target"] >= 0 else "none"
+        else:
+            t_target = _not_measurable(pairs)
+        tm = r["model"]["threshold_at_model_target"]
+        rows.append([a, str(r["bits"]), f"{pairs:,}", str(t),
+                     measured_rate(k, pairs, upper_bound(k, pairs)),
+                     rate(r["model"]["fpr_at_default"]), t_target,
+                     ("none" if tm < 0 else str(tm)) + " (model)", _fmt(r["auc_designed"], 3)])
+    return head, rows
+
+
+def _family_recall_table(res: dict, rec: dict) -> Table:
+    cands = list(rec["candidates"].values())
+    fams = [f for f in fam.FAMILIES if any(f in c["recall_by_family"] for c in cands)]
+    head = ["family"] + [f"{c['algorithm']} @{c['threshold']}" if c["threshold"] >= 0
+                         else f"{c['algorithm']} (none)" for c in cands]
+    rows = []
+    for f in fams:
+        cells = []
+        for c in cands:
+            v = c["recall_by_family"].get(f)
+            mark = "" if f in fam.designed_families(c["algorithm"]) else "*"
+            cells.append("–" if c["threshold"] < 0 or v is None else f"{v:.2f}{mark}")
+        rows.append([f] + cells)
+    return head, rows
+
+
+def tables(res: dict) -> dict[str, Table]:
+    """The report's tables as (header, rows) of strings, keyed by name."""
+    out: dict[str, Table] = dict(verdict_tables(res))
+    for i, rec in enumerate(res["verdict"]["recommendations"]):
+        out[f"family_recall_{i}"] = _family_recall_table(res, rec)
+    out["thresholds"] = _threshold_table(res)
     out["recall_default"] = _recall_table(res, "recall_at_default")
+    out["recall_target"] = _recall_table(res, "recall_at_target")
     out["recall_model"] = _recall_table(res, "recall_at_model_target")
     out["auc"] = _recall_table(res, "auc")
     out["throughput"] = (
         ["algorithm", "images/s (1 process, decode included)", "ms/image", "images"],
         [[name, _fmt(t["images_per_s"], 1), _fmt(1000 / t["images_per_s"] if t["images_per_s"]
                                                    else None, 2), str(t["images"])]
-         for name, t in res["throughput"].items()],
-    )
+         for name, t in res["throughput"].items()])
     gof_rows = []
-    for a in algos:
+    for a in res["meta"]["algorithms"]:
         m = res["algorithms"][a]["model"]
         g = m["goodness_of_fit"]
         gof_rows.append([a, f"a={m['alpha']:.3g}, b={m['beta']:.3g}", str(m["cutoff"]),
                          _fmt(g["chi2"], 1) + f" / {g['dof']}", _fmt(g["p_value"], 3),
-                         _fmt(g["max_abs_log10_ratio"], 2), _rate(g["empirical_floor"])])
-    rob = _robust(res)
-    if rob:
-        out.update(_robust_tables(rob))
+                         _fmt(g["max_abs_log10_ratio"], 2), rate(g["empirical_floor"])])
     out["model_fit"] = (
         ["algorithm", "beta-binomial", "fitted up to distance", "chi² / dof (tail)", "p",
-         "max |log10(model/empirical)|", "empirical FPR floor (3/pairs)"], gof_rows)
+         "max abs log10(model / measured)", "measurable down to (3/pairs)"], gof_rows)
+    rob = measured(res)
+    if rob:
+        out.update(robust_tables(rob))
     return out
 
 
-def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
-    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
-    lines += ["| " + " | ".join(r) + " |" for r in rows]
-    return "\n".join(lines)
+# -- sections ------------------------------------------------------------------------------
 
-
-def _robust_sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
-    rob = res.get("robust")
-    if not rob:
-        return []
-    if "skipped" in rob:
-        return [("Robust matching", f"Not measured: {rob['skipped']}", None, None)]
-    return [
-        ("Robust matching (RobustIndex)",
-         f"The 'robust' column: RobustIndex over the {rob['images']} originals, every edited "
-         "copy as a query, at the library's default operating point (stage 1: PDQ of the "
-         "whole image and its content boxes, 8 rotations/flips; stage 2, only when stage 1 "
-         "finds nothing: local features verified geometrically). A copy counts as found "
-         "when its original is among the matches.", "robust_transforms", None),
-        ("Robust operating point",
-         f"Distinct pairs scored without retrieval ({rob['distinct']['pairs']} pairs: every "
-         "original and a sample of edited queries against other images). The model columns "
-         "are **extrapolated by fitted tail models, not measured**: stage 1 a beta-binomial "
-         "per PDQ code pair combined over the "
-         f"{rob['distinct']['code_pairs_per_image_pair']:.1f} code pairs of an image pair "
-         "on average; stage 2 a geometric tail of the *raw* score (covered cells before the "
-         "copy tests, an upper bound of the verified score: conservative).",
-         "robust_operating", None),
-        ("Robust false matches", "Every image returned for a query other than its original "
-         "counts as a false match.", "robust_false", None),
-        ("Robust costs", "", "robust_costs", None),
-    ]
-
-
-def _sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
+def _sections(res: dict) -> list[Section]:
     """(title, text, table name, plot name) in report order; shared by Markdown and HTML."""
-    return _hash_sections(res) + _robust_sections(res)
-
-
-def _hash_sections(res: dict) -> list[tuple[str, str, str | None, str | None]]:
     meta = res["meta"]
-    tf, mtf = _rate(meta["target_fpr"]), _rate(meta["model_target_fpr"])
-    return [
+    tf, mtf = rate(meta["target_fpr"]), rate(meta["model_target_fpr"])
+    out: list[Section] = [
+        ("Every candidate", "Each algorithm at the threshold the budget allows it, for each "
+         "use and collection size ('common families': those every column is designed for).",
+         "verdict", None),
+        ("Transform families and what each hash handles",
+         "AUC per family (P(same-image distance < distinct-image distance), ties half; the "
+         "family's transforms pooled); ✓: the hash is designed for the family. No AUC is "
+         "pooled across families a hash is not built for.", "families", "roc"),
+        ("Edits outside the common families",
+         "Per family, the column with the best recall at its verdict threshold (among those "
+         "designed for the family when any is).", "beyond", None),
+    ]
+    for i, rec in enumerate(res["verdict"]["recommendations"]):
+        head = "match" if rec["use"] == "match" else "dedup"
+        out.append((f"Recall per family: {head}, N = {rec['n']:,}",
+                    f"At each algorithm's threshold for per-pair FPR <= "
+                    f"{rate(rec['target_fpr'])}. *: not designed for the family.",
+                    f"family_recall_{i}", "heatmap_verdict" if i == 0 else None))
+    floor_note = ("" if all(r["target_measurable"] for r in res["algorithms"].values()) else
+                  f" 'n/m': FPR<={tf} is not measurable with this many distinct pairs "
+                  "(fewer than 3/FPR), so no threshold is given.")
+    out += [
         ("Thresholds",
-         f"Per-pair false-positive rate (FPR) = share of distinct-image pairs at distance <= "
-         f"threshold. 'threshold @ FPR<={tf}' is the largest threshold whose *empirical* FPR "
-         f"stays within {tf} ('none': even distance 0 exceeds it). The model columns are "
-         f"**extrapolated by a fitted model, not measured** (see 'FPR model').",
+         "Per-pair false-positive rate (FPR) = share of distinct-image pairs at distance <= "
+         "threshold. 'measured' columns count distinct pairs (zero pairs only bounds the FPR "
+         "below 3/pairs at 95%); 'modelled' columns are **extrapolated by the fitted model, "
+         "not measured** (see 'FPR model'). Use the verdict above to choose; these are the "
+         "raw operating points.",
          "thresholds", None),
-        (f"Recall at the empirical FPR<={tf} threshold",
-         "Share of transformed copies found (distance to their original <= threshold).",
-         "recall_target", "heatmap_target"),
-        ("Recall at each algorithm's default threshold", "", "recall_default", "heatmap_default"),
-        (f"Recall at the model threshold for FPR<={mtf} (MODEL)",
+        ("Recall per transform at each algorithm's default threshold",
+         "*: the hash is not designed for the transform's family.", "recall_default",
+         "heatmap_default"),
+        (f"Recall at the measured FPR<={tf} threshold (`--target-fpr`)", floor_note.strip(),
+         "recall_target" if any(r["target_measurable"] for r in res["algorithms"].values())
+         else None, None),
+        (f"Recall at the modelled FPR<={mtf} threshold (`--model-target-fpr`, MODEL)",
          "Thresholds from the extrapolated FPR model; indicative only.", "recall_model", None),
         ("ROC AUC per transform",
-         "P(same-image distance < distinct-image distance), ties counted half.", "auc", "roc"),
+         "P(same-image distance < distinct-image distance), ties counted half.", "auc", None),
         ("Distance distributions",
-         "Same-image pairs (all transforms pooled) against distinct-image pairs.",
-         None, "histograms"),
+         "Same-image pairs (the edits each hash is designed for, pooled) against "
+         "distinct-image pairs.", None, "histograms"),
         ("Throughput",
          "Hashing from the image source, decode included, one process; 'all (one decode)' "
          "computes every plain algorithm from a single decode.", "throughput", "throughput"),
         ("FPR model (MODEL, extrapolated)",
          "A beta-binomial distribution fitted by censored maximum likelihood to the lower tail "
-         "of the distinct-pair distances. Below the empirical floor (about 3/pairs) the FPR "
-         "values are extrapolations; the fit statistics say how well the model matches where "
-         "data exist (pairs share images, so p-values are optimistic).",
-         "model_fit", "fpr_model"),
+         "of the distinct-pair distances. Below 3/pairs the FPR values are extrapolations; "
+         "the fit statistics say how well the model matches where data exist (pairs share "
+         "images, so p-values are optimistic).", "model_fit", "fpr_model"),
     ]
+    return out + robust_sections(res)
 
 
 def _intro(res: dict) -> str:
@@ -253,10 +215,18 @@ def _intro(res: dict) -> str:
     )
 
 
-def markdown(res: dict, plots: dict[str, str]) -> str:
+def _md_table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+    lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(r) + " |" for r in rows]
+    return "\n".join(lines)
+
+
+def markdown(res: dict, plots: dict[str, str], notes: Sequence[str] = ()) -> str:
     """The report as Markdown, linking the PNGs in ``plots`` (name -> relative path)."""
     t = tables(res)
     parts = ["# Perceptual hash benchmark", "", _intro(res), ""]
+    parts += [f"> {n}" for n in notes] + ([""] if notes else [])
+    parts += ["## Verdict", "", *verdict_text(res), ""]
     for title, text, table, plot in _sections(res):
         parts += [f"## {title}", ""]
         if text:
@@ -274,210 +244,56 @@ def markdown(res: dict, plots: dict[str, str]) -> str:
     return "\n".join(parts)
 
 
-def render_html(res: dict, plots: dict[str, str]) -> str:
+def _inline(text: str) -> str:
+    """Escape for HTML, then the few Markdown marks the report uses."""
+    s = html.escape(text)
+    s = re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", s)
+    s = re.sub(r"`(.+?)`", r"<code>\1</code>", s)
+    return re.sub(r"(?<![\w*])\*(?!\s)(.+?)(?<!\s)\*(?![\w*])", r"<em>\1</em>", s)
+
+
+def render_html(res: dict, plots: dict[str, str], notes: Sequence[str] = ()) -> str:
     """A single HTML page; ``plots`` maps plot names to image sources (file names, or
     ``data:`` URIs for a page that stands alone, as :func:`write_report` writes it)."""
     t = tables(res)
     e = html.escape
 
-    def table(head, rows):
-        th = "".join(f"<th>{e(h)}</th>" for h in head)
-        body = "".join(
-            "<tr>" + "".join(f"<td>{e(c.replace('`', '').replace('**', ''))}</td>" for c in r)
-            + "</tr>" for r in rows)
+    def table(head: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
+        th = "".join(f"<th>{_inline(h)}</th>" for h in head)
+        body = "".join("<tr>" + "".join(f"<td>{_inline(c)}</td>" for c in r) + "</tr>"
+                       for r in rows)
         return f"<table><thead><tr>{th}</tr></thead><tbody>{body}</tbody></table>"
 
     style = ("body{font-family:sans-serif;max-width:1100px;margin:2em auto;padding:0 1em}"
              "table{border-collapse:collapse;margin:1em 0}td,th{border:1px solid #ccc;"
              "padding:3px 8px;text-align:right}td:first-child,th:first-child{text-align:left}"
-             "img{max-width:100%;border:1px solid #eee}")
-    intro = e(_intro(res)).replace("**", "")
+             "img{max-width:100%;border:1px solid #eee}.verdict li{margin:.5em 0}"
+             ".note{background:#fff6d5;padding:.5em 1em}")
     parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>Perceptual hash "
              f"benchmark</title><style>{style}</style></head><body>",
-             "<h1>Perceptual hash benchmark</h1>", f"<p>{intro}</p>"]
+             "<h1>Perceptual hash benchmark</h1>", f"<p>{_inline(_intro(res))}</p>"]
+    parts += [f"<p class='note'>{_inline(n)}</p>" for n in notes]
+    items, rest = [], []
+    for line in verdict_text(res):
+        if line.startswith("- "):
+            items.append(f"<li>{_inline(line[2:])}</li>")
+        elif line:
+            rest.append(f"<p>{_inline(line)}</p>")
+    parts += ["<h2>Verdict</h2>", f"<ul class='verdict'>{''.join(items)}</ul>", *rest]
     for title, text, tab, plot in _sections(res):
-        parts.append(f"<h2>{e(title)}</h2>")
+        parts.append(f"<h2>{_inline(title)}</h2>")
         if text:
-            parts.append(f"<p>{e(text).replace('*', '')}</p>")
+            parts.append(f"<p>{_inline(text)}</p>")
         if tab:
             parts.append(table(*t[tab]))
         if plot and plot in plots:
             parts.append(f"<p><img src='{e(plots[plot])}' alt='{e(title)}'></p>")
     if res["errors"]:
-        items = "".join(f"<li>{e(x['id'])} {e(x['transform'] or '(original)')}: {e(x['error'])}"
-                        "</li>" for x in res["errors"][:50])
-        parts.append(f"<h2>Errors</h2><ul>{items}</ul>")
-    parts.append("<p>Every number is in <a href='results.json'>results.json</a>.</p></body></html>")
+        errs = "".join(f"<li>{e(x['id'])} {e(x['transform'] or '(original)')}: "
+                       f"{e(x['error'])}</li>" for x in res["errors"][:50])
+        parts.append(f"<h2>Errors</h2><ul>{errs}</ul>")
+    parts.append("<p>Every number is in results.json beside this page.</p></body></html>")
     return "\n".join(parts)
-
-
-# -- plots ---------------------------------------------------------------------------------
-
-def _plt():
-    import matplotlib
-
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
-def _grid(n: int) -> tuple[int, int]:
-    cols = min(3, n)
-    return math.ceil(n / cols), cols
-
-
-def _plot_roc(res: dict, path: Path) -> None:
-    plt = _plt()
-    algos = res["meta"]["algorithms"]
-    specs = res["meta"]["transforms"]
-    rows, cols = _grid(len(algos))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 4.2 * rows), squeeze=False)
-    cmap = plt.get_cmap("tab10")
-    styles = ["-", "--", "-.", ":"]
-    for ax, a in zip(axes.flat, algos, strict=False):
-        r = res["algorithms"][a]
-        floor = 1.0 / max(1, r["distinct_pairs"])
-        for k, spec in enumerate(specs):
-            tr = r["transforms"][spec]
-            if not tr.get("pairs"):
-                continue
-            fpr = np.maximum(np.asarray(tr["roc"]["fpr"]), floor / 2)
-            ax.step(fpr, tr["roc"]["tpr"], where="post", color=cmap(k % 10), lw=1.4,
-                    ls=styles[(k // 10 + k) % 4] if len(specs) > 10 else "-", label=spec)
-        ax.axvline(res["meta"]["target_fpr"], color="k", ls=":", lw=1)
-        ax.set_xscale("log")
-        ax.set_xlim(floor / 2, 1)
-        ax.set_ylim(-0.02, 1.02)
-        ax.set_title(f"{a} (AUC all = {_fmt(r['auc_pooled'], 3)})")
-        ax.set_xlabel("per-pair FPR (log; left edge = below empirical floor)")
-        ax.set_ylabel("recall")
-        ax.grid(alpha=0.3)
-    for ax in list(axes.flat)[len(algos):]:
-        ax.axis("off")
-    handles, labels = axes.flat[0].get_legend_handles_labels()
-    fig.legend(handles, labels, loc="lower center", ncol=min(5, len(labels)), fontsize=8,
-               bbox_to_anchor=(0.5, 0))
-    fig.suptitle("ROC per algorithm (one curve per transform); dotted: target FPR")
-    fig.tight_layout(rect=(0, 0.03 + 0.025 * math.ceil(len(labels) / 5), 1, 0.97))
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_heatmap(res: dict, path: Path, key: str, title: str) -> None:
-    plt = _plt()
-    algos = res["meta"]["algorithms"]
-    specs = res["meta"]["transforms"]
-    m = np.array([[res["algorithms"][a]["transforms"][s].get(key, np.nan) for a in algos]
-                  for s in specs], dtype=float)
-    fig, ax = plt.subplots(figsize=(1.2 * len(algos) + 3.5, 0.38 * len(specs) + 1.8))
-    im = ax.imshow(m, cmap="viridis", vmin=0, vmax=1, aspect="auto")
-    ax.set_xticks(range(len(algos)), algos, rotation=30, ha="right")
-    ax.set_yticks(range(len(specs)), specs, fontsize=9)
-    for i in range(len(specs)):
-        for j in range(len(algos)):
-            if not np.isnan(m[i, j]):
-                ax.text(j, i, f"{m[i, j]:.2f}", ha="center", va="center", fontsize=8,
-                        color="white" if m[i, j] < 0.6 else "black")
-    fig.colorbar(im, ax=ax, label="recall")
-    ax.set_title(title, fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_histograms(res: dict, path: Path) -> None:
-    plt = _plt()
-    algos = res["meta"]["algorithms"]
-    rows, cols = _grid(len(algos))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.6 * rows), squeeze=False)
-    for ax, a in zip(axes.flat, algos, strict=False):
-        r = res["algorithms"][a]
-        x = np.arange(r["bits"] + 1)
-        for hist, label, color in ((r["same_hist_pooled"], "same image (transformed)", "C0"),
-                                   (r["distinct_hist"], "distinct images", "C3")):
-            h = np.asarray(hist, float)
-            if h.sum():
-                ax.fill_between(x, h / h.sum(), step="mid", alpha=0.45, color=color, label=label)
-        ax.axvline(r["threshold_at_target"], color="k", ls=":", lw=1.2,
-                   label=f"FPR<={_rate(res['meta']['target_fpr'])}: {r['threshold_at_target']}")
-        ax.axvline(r["default_threshold"], color="C2", ls="--", lw=1.2,
-                   label=f"default: {r['default_threshold']}")
-        ax.set_title(a)
-        ax.set_xlabel("Hamming distance")
-        ax.set_ylabel("share of pairs")
-        ax.set_xlim(0, r["bits"])
-        ax.legend(fontsize=7)
-    for ax in list(axes.flat)[len(algos):]:
-        ax.axis("off")
-    fig.suptitle("Distance distributions: same image vs distinct images")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_throughput(res: dict, path: Path) -> None:
-    plt = _plt()
-    names = list(res["throughput"])
-    vals = [res["throughput"][n]["images_per_s"] for n in names]
-    fig, ax = plt.subplots(figsize=(max(5, 1.1 * len(names) + 2), 3.8))
-    bars = ax.bar(names, vals, color="C0")
-    ax.bar_label(bars, labels=[f"{v:.0f}" for v in vals], fontsize=8)
-    ax.set_ylabel("images / s (one process, decode included)")
-    ax.set_title("Hashing throughput")
-    ax.tick_params(axis="x", rotation=30)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def _plot_fpr_model(res: dict, path: Path) -> None:
-    plt = _plt()
-    algos = res["meta"]["algorithms"]
-    rows, cols = _grid(len(algos))
-    fig, axes = plt.subplots(rows, cols, figsize=(5 * cols, 3.8 * rows), squeeze=False)
-    for ax, a in zip(axes.flat, algos, strict=False):
-        r = res["algorithms"][a]
-        x = np.arange(r["bits"] + 1)
-        emp = np.asarray(r["fpr_curve"])
-        mod = np.asarray(r["model"]["fpr_curve"])
-        ax.semilogy(x[emp > 0], emp[emp > 0], "o", ms=3, color="k", label="empirical")
-        ax.semilogy(x, np.maximum(mod, 1e-300), "-", color="C1", label="model (extrapolated)")
-        ax.axhline(r["model"]["goodness_of_fit"]["empirical_floor"], color="gray", ls=":",
-                   lw=1, label="empirical floor (3/pairs)")
-        ax.axhline(res["meta"]["model_target_fpr"], color="C3", ls="--", lw=1,
-                   label=f"target {_rate(res['meta']['model_target_fpr'])}")
-        ax.axvline(r["model"]["cutoff"], color="C1", ls=":", lw=1, label="fitted up to")
-        top = max(r["threshold_at_target"], r["model"]["cutoff"], r["default_threshold"])
-        ax.set_xlim(0, min(r["bits"], int(top * 1.5) + 2))
-        ax.set_ylim(min(1e-12, res["meta"]["model_target_fpr"] / 10), 1.5)
-        ax.set_title(f"{a}: per-pair FPR vs threshold")
-        ax.set_xlabel("threshold (Hamming distance)")
-        ax.set_ylabel("FPR")
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=7, loc="lower right")
-    for ax in list(axes.flat)[len(algos):]:
-        ax.axis("off")
-    fig.suptitle("Distinct-pair FPR: empirical vs fitted beta-binomial model")
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-
-
-def plot_all(res: dict, out_dir: Path) -> dict[str, str]:
-    """Write every plot into ``out_dir``; returns name -> file name."""
-    out_dir = Path(out_dir)
-    tf = _rate(res["meta"]["target_fpr"])
-    _plot_roc(res, out_dir / PLOTS["roc"])
-    _plot_heatmap(res, out_dir / PLOTS["heatmap_target"], "recall_at_target",
-                  f"Recall at each algorithm's empirical FPR<={tf} threshold")
-    _plot_heatmap(res, out_dir / PLOTS["heatmap_default"], "recall_at_default",
-                  "Recall at each algorithm's default threshold")
-    _plot_histograms(res, out_dir / PLOTS["histograms"])
-    if res["throughput"]:
-        _plot_throughput(res, out_dir / PLOTS["throughput"])
-    _plot_fpr_model(res, out_dir / PLOTS["fpr_model"])
-    return {k: v for k, v in PLOTS.items() if (out_dir / v).exists()}
 
 
 # -- files ---------------------------------------------------------------------------------
@@ -498,18 +314,30 @@ def _finite(x: Any) -> Any:
     return x
 
 
-def write_report(res: dict, out_dir: str | os.PathLike) -> dict[str, Path]:
+def write_report(res: dict, out_dir: str | os.PathLike, plots: bool | None = None
+                 ) -> dict[str, Path]:
     """Write results.json, the PNG plots, report.md and report.html into ``out_dir``
-    (created if needed). Returns name -> path of what was written."""
+    (created if needed). Returns name -> path of what was written.
+
+    ``plots``: None draws them when matplotlib is installed and otherwise writes the report
+    without them, saying so at its top; True requires them (MissingDependencyError naming
+    ``pip install 'hashlib-ext[report]'``); False leaves them out.
+    """
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     _write_atomic(out / "results.json", json.dumps(_finite(res), indent=1, allow_nan=False) + "\n")
-    plots = plot_all(res, out)
-    _write_atomic(out / "report.md", markdown(res, plots))
+    notes: list[str] = []
+    drawn: dict[str, str] = {}
+    if plots or (plots is None and plotmod.available()):
+        drawn = plotmod.plot_all(res, out)
+    elif plots is None:
+        notes.append("Plots not drawn: matplotlib is not installed "
+                     f"(`{plotmod.INSTALL_HINT}`). Every table is complete without them.")
+    _write_atomic(out / "report.md", markdown(res, drawn, notes))
     inline = {k: "data:image/png;base64," + base64.b64encode((out / v).read_bytes()).decode()
-              for k, v in plots.items()}
-    _write_atomic(out / "report.html", render_html(res, inline))  # self-contained
+              for k, v in drawn.items()}
+    _write_atomic(out / "report.html", render_html(res, inline, notes))  # self-contained
     written = {"results": out / "results.json", "markdown": out / "report.md",
                "html": out / "report.html"}
-    written.update({k: out / v for k, v in plots.items()})
+    written.update({k: out / v for k, v in drawn.items()})
     return written

@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from ..hash import HashArray
-from . import DEFAULT_ALGORITHMS, fprmodel, metrics
+from . import DEFAULT_ALGORITHMS, families, fprmodel, metrics, verdict
 
 DIHEDRAL = "-dihedral"
 
@@ -60,6 +60,12 @@ class BenchConfig:
     robust: bool | None = None
     """Measure :class:`~hashlib_ext.robust.RobustIndex` beside the hashes (the 'robust'
     column). None: when OpenCV (the ``robust`` extra) is installed."""
+    collection_sizes: Sequence[int] | None = None
+    """Collection sizes N the verdict recommends for (None: the images hashed and 1M)."""
+    match_budget: float = 0.01
+    """Verdict budget for matching: expected false matches per query."""
+    dedup_budget: float = 1.0
+    """Verdict budget for de-duplication: expected false pairs in the whole collection."""
 
 
 def split_algorithms(names: Sequence[str]) -> tuple[list[str], list[str]]:
@@ -229,6 +235,10 @@ def run_benchmark(config: BenchConfig | None = None, **kwargs: Any) -> dict:
     for name, value in (("target_fpr", cfg.target_fpr), ("model_target_fpr", cfg.model_target_fpr)):
         if not 0 < value < 1:
             raise ValueError(f"{name} must be in (0, 1), got {value}")
+    budgets = verdict.Budgets(match=cfg.match_budget, dedup=cfg.dedup_budget)
+    if cfg.collection_sizes is not None and (
+            not cfg.collection_sizes or min(cfg.collection_sizes) < 2):
+        raise ValueError(f"collection sizes must be >= 2, got {list(cfg.collection_sizes)}")
     names = list(cfg.algorithms)
     plain, dihedral = split_algorithms(names)
     specs = list(tmod.DEFAULT_SUITE if cfg.transforms is None else cfg.transforms)
@@ -299,6 +309,7 @@ def run_benchmark(config: BenchConfig | None = None, **kwargs: Any) -> dict:
     for name in names:
         results["algorithms"][name] = _algorithm_metrics(name, good, specs, cfg)
     results["robust"] = _robust(items, specs, cfg, workers)
+    results["verdict"] = verdict.build(results, cfg.collection_sizes, budgets)
     results["meta"]["elapsed_seconds"] = time.perf_counter() - started
     return results
 
@@ -324,6 +335,8 @@ def _robust(items: list[tuple[Any, Any]], specs: list[str], cfg: BenchConfig,
 
 
 def _algorithm_metrics(name: str, rows: list[dict], specs: list[str], cfg: BenchConfig) -> dict:
+    """Distances of one column (distinct pairs, and each transform's same-image pairs),
+    summarised by :func:`summarise`."""
     is_dih = name.endswith(DIHEDRAL)
     base = name[: -len(DIHEDRAL)] if is_dih else name
     orig = np.stack([np.frombuffer(r["orig"][0][base], np.uint8) for r in rows])
@@ -331,11 +344,34 @@ def _algorithm_metrics(name: str, rows: list[dict], specs: list[str], cfg: Bench
     if is_dih:
         orig8 = np.stack([r["orig"][1][base] for r in rows])
         diff = metrics.dihedral_distinct_histogram(orig, orig8)
-        pair_kind = "ordered pairs i != j, min over the query's 8 rotations/flips"
     else:
         diff = metrics.distinct_histogram(orig)
-        pair_kind = "pairs i < j"
+    same: dict[str, np.ndarray | None] = {}
+    for k, spec in enumerate(specs):
+        ok = [r for r in rows if not isinstance(r["variants"][k], str)]
+        if not ok:
+            same[spec] = None
+            continue
+        o = np.stack([np.frombuffer(r["orig"][0][base], np.uint8) for r in ok])
+        if is_dih:
+            q8 = np.stack([r["variants"][k][1][base] for r in ok])
+            d = metrics.dihedral_same_distances(o, q8)
+        else:
+            v = np.stack([np.frombuffer(r["variants"][k][0][base], np.uint8) for r in ok])
+            d = metrics.same_distances(o, v)
+        same[spec] = metrics.histogram(d, bits)
+    return summarise(name, diff, same, cfg)
 
+
+def summarise(name: str, diff: np.ndarray, same: dict[str, np.ndarray | None],
+              cfg: BenchConfig) -> dict:
+    """One column's results from its histograms: ``diff`` (distinct-image pairs) and, per
+    transform spec, the same-image histogram (None where no copy could be made). Thresholds,
+    recall, ROC/AUC per transform and per family, and the fitted FPR model."""
+    is_dih = name.endswith(DIHEDRAL)
+    base = name[: -len(DIHEDRAL)] if is_dih else name
+    diff = np.asarray(diff, np.int64)
+    bits = diff.size - 1
     t_target = metrics.threshold_for_fpr(diff, cfg.target_fpr)
     t_default = _default_threshold(name, cfg.thresholds)
     model = fprmodel.fit(diff, tail_fraction=cfg.tail_fraction)
@@ -346,46 +382,44 @@ def _algorithm_metrics(name: str, rows: list[dict], specs: list[str], cfg: Bench
 
     per_transform: dict[str, dict] = {}
     pooled = np.zeros(bits + 1, dtype=np.int64)
-    for k, spec in enumerate(specs):
-        ok = [r for r in rows if not isinstance(r["variants"][k], str)]
-        if not ok:
+    for spec, hist in same.items():
+        if hist is None or not np.sum(hist):
             per_transform[spec] = {"pairs": 0}
             continue
-        o = np.stack([np.frombuffer(r["orig"][0][base], np.uint8) for r in ok])
-        if is_dih:
-            q8 = np.stack([r["variants"][k][1][base] for r in ok])
-            d = metrics.dihedral_same_distances(o, q8)
-        else:
-            v = np.stack([np.frombuffer(r["variants"][k][0][base], np.uint8) for r in ok])
-            d = metrics.same_distances(o, v)
-        same = metrics.histogram(d, bits)
-        pooled += same
-        fpr, tpr = metrics.roc_curve(same, diff)
+        h = np.asarray(hist, np.int64)
+        pooled += h
+        fpr, tpr = metrics.roc_curve(h, diff)
         per_transform[spec] = {
-            "pairs": int(same.sum()),
-            "same_hist": same.tolist(),
-            "mean_distance": float(np.dot(same, np.arange(bits + 1)) / same.sum()),
-            "recall_at_target": metrics.recall_at(same, t_target),
-            "recall_at_default": metrics.recall_at(same, t_default),
-            "recall_at_model_target": metrics.recall_at(same, t_model),
-            "auc": metrics.auc(same, diff),
+            "pairs": int(h.sum()),
+            "same_hist": h.tolist(),
+            "mean_distance": float(np.dot(h, np.arange(bits + 1)) / h.sum()),
+            "recall_at_target": metrics.recall_at(h, t_target),
+            "recall_at_default": metrics.recall_at(h, t_default),
+            "recall_at_model_target": metrics.recall_at(h, t_model),
+            "auc": metrics.auc(h, diff),
             "roc": {"fpr": fpr.tolist(), "tpr": tpr.tolist()},
         }
+    fams = families.family_metrics(name, per_transform, diff, list(same))
+    designed = families.pooled_designed(fams)
     return {
         "base": base,
         "bits": bits,
         "distinct_pairs": int(diff.sum()),
-        "distinct_pair_kind": pair_kind,
+        "target_measurable": verdict.is_measurable(cfg.target_fpr, int(diff.sum())),
+        "distinct_pair_kind": ("ordered pairs i != j, min over the query's 8 rotations/flips"
+                               if is_dih else "pairs i < j"),
         "distinct_hist": diff.tolist(),
         "fpr_curve": fpr_emp.tolist(),
         "threshold_at_target": t_target,
         "fpr_at_target_threshold": float(fpr_emp[t_target]) if t_target >= 0 else 0.0,
         "default_threshold": t_default,
         "fpr_at_default": float(fpr_emp[min(t_default, bits)]) if t_default >= 0 else 0.0,
-        "auc_pooled": metrics.auc(pooled, diff) if pooled.sum() else None,
-        "recall_pooled_at_target": metrics.recall_at(pooled, t_target) if pooled.sum() else None,
-        "recall_pooled_at_default": metrics.recall_at(pooled, t_default) if pooled.sum() else None,
+        "designed_families": [f for f in families.FAMILIES
+                              if f in families.designed_families(name)],
+        "auc_designed": metrics.auc(designed, diff) if designed is not None else None,
         "same_hist_pooled": pooled.tolist(),
+        "same_hist_designed": None if designed is None else designed.tolist(),
+        "families": fams,
         "model": {
             **model.to_dict(),
             "label": "MODEL (extrapolated), not measured",
