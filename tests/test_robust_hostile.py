@@ -1168,7 +1168,7 @@ def test_cli_build_match_dedup_over_a_folder_with_bad_files(capsys, cli_folder):
     report = json.loads(out)
     assert code == 1 and report["clusters"] == [] and report["failed"] == 5
     assert sorted(f["input"] for f in report["failures"]) == sorted(cli_folder["bad"].values())
-    assert {f["error"] for f in report["failures"]} <= TYPED
+    assert {f["type"] for f in report["failures"]} <= TYPED
 
 
 def test_cli_bad_index_files_and_outputs(capsys, cli_folder, scratch):

@@ -1,14 +1,23 @@
 """``hashlib-ext dedup``: clusters of near-duplicate images in folders or hash lists.
 
-JSON output (default)::
+JSON output (default; docs/dedup.md describes every field)::
 
-    {"algorithm": "pdq", "threshold": 31, "items": 32, "failed": 0,
-     "clusters": [[{"id": 3, "key": "a.jpg"}, {"id": 7, "key": "b.jpg"}], ...]}
+    {"algorithm": "pdq", "threshold": 31, "dihedral": false, "chaining": "split",
+     "max_diameter": 62, "keep_by": ["resolution", "size", "oldest"],
+     "items": 32, "failed": 1,
+     "failures": [{"input": "x.jpg", "type": "ImageDecodeError", "message": "..."}],
+     "clusters": [[{"id": 3, "key": "a.jpg", "keep": true, "distance": 0},
+                   {"id": 7, "key": "b.jpg", "keep": false, "distance": 4}], ...],
+     "details": [{"cluster": 0, "size": 2, "keep": "a.jpg", "diameter": 4, ...,
+                  "edges": [[0, 1, 4]]}, ...]}
 
-Only groups of two or more appear. An item's ``id`` is its id in the hash list (for images:
-the position in the sorted list of image paths); ``key`` is the image path or the hash
-list's key (absent when the list has none). CSV output has one row per member:
-``cluster,id,key``.
+``clusters`` keeps its earlier shape (a list of member lists, members sorted by id), each
+member now with ``keep`` (the suggested copy to keep) and ``distance`` (to that copy);
+``details[k]`` describes ``clusters[k]``: its diameter, the chaining guard's verdict and a
+spanning tree of its links as ``[i, j, distance]`` (indices into the cluster's members).
+An item's ``id`` is its id in the hash list (for images: the position in the sorted list of
+image paths); ``key`` is the image path or the hash list's key (absent when the list has
+none). CSV output has one row per member: ``cluster,id,key,keep,distance,chained``.
 
 Exit codes: 0 ok; 1 an input could not be read, or a hash list held no usable hash (the
 rest are still clustered); 2 usage (found before the output is touched); 130/143
@@ -18,8 +27,6 @@ interrupted (the output file is left as it was).
 from __future__ import annotations
 
 import argparse
-import csv
-import sys
 from typing import Any
 
 import numpy as np
@@ -29,12 +36,10 @@ from ._common import (
     UsageError,
     add_min_quality,
     check_output,
-    discard,
     error,
-    json_text,
-    output_stream,
     show_progress,
 )
+from ._failures import Failures, failure
 from ._inputs import (
     add_input_options,
     check_non_negative,
@@ -42,16 +47,23 @@ from ._inputs import (
     low_quality,
     report_skipped,
 )
+from ._options import add_errors, add_output, note
 from ._signals import compute_only
+from .dedup_output import ClusterRecord, write_clusters
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
+    from ..clusters import CHAINING
+    from ..keeper import DEFAULT_KEEP_BY, KEEP_RULES
+
     p = subparsers.add_parser(
         "dedup",
         help="find clusters of near-duplicate images",
         description="Hash the images in the given folders (or read the given hash lists), "
                     "link every pair within the threshold and print the connected groups "
-                    "(clusters of two or more).",
+                    "(clusters of two or more), each with a suggested copy to keep, its "
+                    "links with their distances and a guard against chained clusters "
+                    "(docs/dedup.md).",
         epilog="exit codes: 0 ok, 1 an input could not be read, 2 usage, 130/143 "
                "interrupted (the output file is left as it was)",
     )
@@ -62,10 +74,26 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-t", "--threshold", type=int, default=None,
                    help="largest Hamming distance that links two items, inclusive "
                         "(default: the algorithm's default threshold)")
-    p.add_argument("-o", "--output", default=None,
-                   help="write clusters here, atomically, e.g. clusters.json (default stdout)")
-    p.add_argument("-f", "--format", choices=("json", "csv"), default="json",
-                   help="output format (default json)")
+    add_output(p, "the clusters, e.g. clusters.json")
+    p.add_argument("-f", "--format", choices=("json", "csv"), default=None,
+                   help="output format (default: csv for an --output ending in .csv, "
+                        "else json)")
+    p.add_argument("--dihedral", action="store_true",
+                   help="images only, PDQ: also link rotated (90/180/270 degrees) and "
+                        "mirrored copies: two images are linked when any of the 8 "
+                        "rotations/flips of one is within the threshold of the other")
+    p.add_argument("--chaining", choices=CHAINING, default=None,
+                   help="what to do with a cluster wider than --max-diameter (a chain of "
+                        "links, not copies of one original): split it into groups around "
+                        "centres (default), flag it (\"chained\": true), or nothing (off)")
+    p.add_argument("--max-diameter", type=int, default=None, metavar="D",
+                   help="widest distance allowed between two members of a cluster (default "
+                        "twice the threshold: copies within the threshold of one original "
+                        "are never further apart); at least the threshold")
+    p.add_argument("--keep-by", type=_keep_by, default=None, metavar="RULES",
+                   help="order of rules that pick the copy to keep in each cluster, comma "
+                        f"separated, from {', '.join(KEEP_RULES)} (default "
+                        f"{','.join(DEFAULT_KEEP_BY)}; ties go to the smallest id)")
     p.add_argument("--robust", action="store_true",
                    help="images only: link copies that whole-image hashes miss (crops, "
                         "padding, frames, captions, rotate+zoom, screenshots, mirror) with "
@@ -74,29 +102,66 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="--robust: smallest verified score of the local stage")
     add_min_quality(p, "hashes")
     add_input_options(p)
+    add_errors(p)
     p.set_defaults(func=run)
     return p
 
 
+def _keep_by(text: str) -> tuple[str, ...]:
+    """argparse type of ``--keep-by``."""
+    from ..keeper import parse_keep_by
+
+    try:
+        return parse_keep_by(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _output_format(args: argparse.Namespace) -> str:
+    if args.format is not None:
+        return str(args.format)
+    return "csv" if str(args.output or "").lower().endswith(".csv") else "json"
+
+
+def _missing(failures: Failures, missing: list[str]) -> None:
+    """Record the inputs :func:`classify_inputs` could not use (it printed them already)."""
+    import os
+
+    for arg in missing:
+        msg = "no images found" if os.path.isdir(arg) else "no such file or folder"
+        failures.items.append(failure(arg, "FileNotFoundError", msg))
+
+
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
-    from ..dedup import find_duplicates
+    from ..clusters import dedup_graph
+    from ..dihedral_batch import hash_images_dihedral
     from ..errors import HashlibExtError
     from ..formats import read_hash_list
     from ..hash import HashArray
-    from ..hashers import algorithms, default_threshold, expected_bits
+    from ..hashers import algorithms, default_threshold, expected_bits, get
 
-    check_non_negative(args, "--threshold", "--min-score")
+    check_non_negative(args, "--threshold", "--min-score", "--max-diameter")
+    fmt = _output_format(args)
     if args.robust:
-        return run_robust(args)
+        return run_robust(args, fmt)
     if args.min_score is not None:
         raise UsageError("--min-score needs --robust")
+    failures = Failures(args)
     check_output(args.output, args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
+    failures.check(args.inputs)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                             quiet=args.quiet)
+    if args.dihedral and lists:
+        raise UsageError(f"--dihedral needs images: {lists[0]} is a hash list, and a hash "
+                         "cannot be rotated or flipped; hash the images instead (or drop "
+                         "--dihedral)")
     if images and args.algorithm is not None and expected_bits(args.algorithm) is None:
         raise UsageError(f"unknown algorithm {args.algorithm!r} for hashing images; known: "
                          f"{', '.join(algorithms())}")
-    failed = len(missing)
+    if args.dihedral and get(args.algorithm or "pdq").dihedral is None:
+        raise UsageError(f"--dihedral: {args.algorithm} has no rotation/flip hashing (PDQ has)")
+    _missing(failures, missing)
     low = 0
     parts: list[HashArray] = []
     ids: list[np.ndarray] = []
@@ -107,8 +172,7 @@ def run(args: argparse.Namespace) -> int:
             got = read_hash_list(path, algorithm, format=args.input_format, lenient=args.lenient,
                                  min_quality=args.min_quality)
         except HashlibExtError as e:
-            error(str(e))
-            failed += 1
+            failures.add(path, type(e).__name__, str(e))
             continue
         report_skipped(path, got.skipped)
         low += got.low_quality
@@ -116,96 +180,99 @@ def run(args: argparse.Namespace) -> int:
             error(f"{path}: {got.ignored} rows of other algorithms than "
                   f"{got.hashes.algorithm} ignored")
         if len(got) == 0 and (got.ignored or got.skipped):
-            error(f"{path}: no {got.hashes.algorithm} hashes to deduplicate")
-            failed += 1
+            failures.add(path, "HashFormatError",
+                         f"no {got.hashes.algorithm} hashes to deduplicate")
             continue
         algorithm = algorithm or got.hashes.algorithm
         parts.append(got.hashes)
         ids.append(got.ids)
         keys.append(got.keys)
     algorithm = algorithm or "pdq"
-    if images:
+    if images and expected_bits(algorithm) is None:
+        raise UsageError(f"the hash lists hold {algorithm!r} hashes, which images cannot "
+                         "be hashed with: pass --algorithm or deduplicate them apart")
+    threshold = args.threshold
+    if threshold is None:
         if expected_bits(algorithm) is None:
-            raise UsageError(f"the hash lists hold {algorithm!r} hashes, which images cannot "
-                             "be hashed with: pass --algorithm or deduplicate them apart")
+            raise UsageError(f"no default threshold for {algorithm!r}: pass --threshold")
+        threshold = default_threshold(algorithm)
+    if args.max_diameter is not None and args.max_diameter < threshold:
+        raise UsageError(f"--max-diameter {args.max_diameter} is below the threshold "
+                         f"{threshold}: every pair at the threshold would count as chained")
+    variants = None
+    if images:
         with compute_only():
-            res = hash_images(images, algorithm, workers=args.workers,
-                              progress=show_progress(args))
-        for src, kind, msg in res.errors:
-            error(f"{src}: {kind}: {msg}")
-        failed += len(res.errors)
-        hashes_i = res.hashes
-        assert isinstance(hashes_i, HashArray)
-        names = np.array([str(i) for i in res.ids], dtype=object)
-        positions = np.asarray(res.positions, np.int64)
+            if args.dihedral:
+                dres = hash_images_dihedral(images, algorithm, workers=args.workers,
+                                            progress=show_progress(args))
+                hashes_i, variants = dres.hashes, dres.variants
+                names_l, pos_l, errs = dres.ids, dres.positions, dres.errors
+            else:
+                res = hash_images(images, algorithm, workers=args.workers,
+                                  progress=show_progress(args))
+                assert isinstance(res.hashes, HashArray)
+                hashes_i, names_l, pos_l, errs = res.hashes, res.ids, res.positions, res.errors
+        failures.add_batch(errs)
+        names = np.array([str(i) for i in names_l], dtype=object)
+        positions = np.asarray(pos_l, np.int64)
         drop = low_quality(hashes_i, args.min_quality)
         if drop.any():
             keep = np.flatnonzero(~drop)
             hashes_i, names, positions = hashes_i[keep], names[keep], positions[keep]
+            if variants is not None:
+                variants = variants[(keep[:, None] * 8 + np.arange(8)).reshape(-1)]
             low += int(drop.sum())
         parts.append(hashes_i)
         ids.append(positions)
         keys.append(names)
     if not parts:
         error("nothing to deduplicate")
+        failures.finish()
         return EXIT_FAILED
-
-    threshold = args.threshold
-    if threshold is None:
-        if expected_bits(algorithm) is None:
-            raise UsageError(f"no default threshold for {algorithm!r}: pass --threshold")
-        threshold = default_threshold(algorithm)
     try:
         hashes = HashArray.concat(parts) if len(parts) > 1 else parts[0]
     except HashlibExtError as e:
         error(f"inputs cannot be compared: {e}")
+        failures.finish()
         return EXIT_FAILED
     all_ids = np.concatenate(ids)
     all_keys = None
     if any(k is not None for k in keys):
         all_keys = np.concatenate([k if k is not None else np.full(len(i), None, dtype=object)
                                    for k, i in zip(keys, ids, strict=True)])
-    # Cluster by position, then name members by id and key.
-    clusters = find_duplicates(hashes, threshold, progress=show_progress(args))
-    members = [sorted((_member(p, all_ids, all_keys) for p in c), key=lambda m: m["id"])
+    chaining = args.chaining or "split"
+    clusters = dedup_graph(hashes, threshold, variants=variants, chaining=chaining,
+                           max_diameter=args.max_diameter, progress=show_progress(args))
+    records = [ClusterRecord.build(c, hashes, variants, all_ids, all_keys, args.keep_by)
                for c in clusters]
-    members.sort(key=lambda c: c[0]["id"])  # as find_duplicates orders them: by first id
-    try:
-        with output_stream(args.output) as out:
-            if args.format == "json":
-                head = json_text({"algorithm": algorithm, "threshold": threshold,
-                                  "items": len(hashes), "failed": failed})
-                out.write(head[:-1] + ', "clusters": [')  # one cluster per line
-                out.write(",".join("\n  " + json_text(c) for c in members))
-                out.write("\n]}\n" if members else "]}\n")
-            else:
-                w = csv.writer(out, lineterminator="\n")
-                w.writerow(["cluster", "id", "key"])
-                for n, group in enumerate(members):
-                    w.writerows([n, m["id"], m.get("key", "")] for m in group)
-            if len(hashes) == 0 and failed:
-                discard(out)  # nothing could be read: an existing output stays as it was
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
+    head = {"algorithm": algorithm, "threshold": threshold, "dihedral": bool(args.dihedral),
+            "chaining": chaining, "max_diameter": _max_diameter(args, threshold)}
+    written = write_clusters(args, fmt, head, len(hashes), failures, records,
+                             nothing=len(hashes) == 0 and bool(failures))
+    failures.finish()
+    if not written:
         return EXIT_FAILED
-    dup = sum(len(c) for c in clusters)
-    print(f"{len(clusters)} clusters, {dup} of {len(hashes)} items have a near duplicate "
-          f"({algorithm}, threshold {threshold})"
-          + (f"; {low} hashes below quality {args.min_quality} left out" if low else "")
-          + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
-    return EXIT_FAILED if failed else 0
+    dup = sum(len(r.members) for r in records)
+    comps = {r.component for r in records if r.split}
+    flagged = sum(r.chained for r in records)
+    note(args, f"{len(records)} clusters, {dup} of {len(hashes)} items have a near duplicate "
+         f"({algorithm}{', dihedral' if args.dihedral else ''}, threshold {threshold})"
+         + (f"; {len(comps)} chained groups split into "
+            f"{sum(r.component in comps for r in records)} clusters" if comps else "")
+         + (f"; {flagged} clusters flagged as chained" if flagged else "")
+         + (f"; {low} hashes below quality {args.min_quality} left out" if low else "")
+         + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
 
 
-def _member(pos: int, ids: np.ndarray, keys: np.ndarray | None) -> dict[str, Any]:
-    m: dict[str, Any] = {"id": int(ids[pos])}
-    if keys is not None and keys[pos] is not None:
-        m["key"] = keys[pos]
-    return m
+def _max_diameter(args: argparse.Namespace, threshold: int) -> int:
+    from ..clusters import default_max_diameter
+
+    return int(args.max_diameter) if args.max_diameter is not None else \
+        default_max_diameter(threshold)
 
 
-def run_robust(args: argparse.Namespace) -> int:
+def run_robust(args: argparse.Namespace, fmt: str) -> int:
     """``dedup --robust``: every image matched against a RobustIndex of all of them; the
     matches (other than itself) are edges, the connected groups are the clusters."""
     from scipy.sparse import coo_matrix
@@ -216,23 +283,31 @@ def run_robust(args: argparse.Namespace) -> int:
 
     if args.algorithm not in (None, "pdq"):
         raise UsageError("--robust uses PDQ and local features: drop --algorithm")
+    if args.dihedral:
+        raise UsageError("--robust matches every rotation/flip already: drop --dihedral")
+    if args.chaining is not None or args.max_diameter is not None:
+        raise UsageError("--chaining and --max-diameter guard Hamming-distance clusters, "
+                         "not --robust ones (their links are verified matches)")
     if args.min_quality is not None:
         raise UsageError("--min-quality applies to hash deduplication, not --robust")
+    failures = Failures(args)
     check_output(args.output, args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format)
+    failures.check(args.inputs)
+    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                             quiet=args.quiet)
     if lists:
         raise UsageError(f"--robust deduplicates images, not hash lists: {lists[0]}")
+    _missing(failures, missing)
     if not images:
         error("nothing to deduplicate")
+        failures.finish()
         return EXIT_FAILED
     progress = show_progress(args)
     index = RobustIndex()
     with compute_only():  # one decode per image for both descriptions
         described = describe_image_pairs(images, workers=args.workers, progress=progress)
     index.add(described.index, ids=described.positions)
-    errors = described.errors
-    for src, kind, msg in errors:
-        error(f"{src}: {kind}: {msg}")
+    failures.add_batch(described.errors)
     edges = []
     for me, d in zip(described.positions, described.query, strict=True):
         for m in index.match(d, min_score=args.min_score, pdq_threshold=args.threshold,
@@ -250,29 +325,16 @@ def run_robust(args: argparse.Namespace) -> int:
     for i in sorted({int(x) for p in pairs for x in p}):
         groups.setdefault(int(label[i]), []).append(i)
     clusters = sorted(groups.values(), key=lambda c: c[0])
-    failures = [{"input": str(src), "error": kind, "message": msg} for src, kind, msg in errors]
-    failed = len(missing) + len(errors)
-    try:
-        with output_stream(args.output) as out:
-            if args.format == "json":
-                out.write(json_text({
-                    "mode": "robust", "items": n, "failed": failed, "failures": failures,
-                    "clusters": [[{"id": i, "key": images[i]} for i in c] for c in clusters],
-                    "edges": [{"a": a, "b": b, "score": sc, "stage": st}
-                              for (a, b), (sc, st) in sorted(best.items())],
-                }, indent=1) + "\n")
-            else:
-                w = csv.writer(out, lineterminator="\n")
-                w.writerow(["cluster", "id", "key"])
-                for k, group in enumerate(clusters):
-                    w.writerows([k, i, images[i]] for i in group)
-            if not described.positions:
-                discard(out)  # no image could be read: an existing output stays as it was
-    except BrokenPipeError:
-        raise
-    except OSError as e:
-        error(f"cannot write {args.output or 'to stdout'}: {e.strerror or e}")
+    keys = np.array(images, dtype=object)
+    records = [ClusterRecord.robust(c, best, keys, args.keep_by) for c in clusters]
+    head = {"mode": "robust"}
+    extra = {"edges": [{"a": a, "b": b, "score": sc, "stage": st}
+                       for (a, b), (sc, st) in sorted(best.items())]}
+    written = write_clusters(args, fmt, head, n, failures, records,
+                             nothing=not described.positions, extra=extra)
+    failures.finish()
+    if not written:
         return EXIT_FAILED
-    print(f"{len(clusters)} clusters, {sum(map(len, clusters))} of {n} images have a copy "
-          "(robust)" + (f"; {failed} inputs failed" if failed else ""), file=sys.stderr)
-    return EXIT_FAILED if failed else 0
+    note(args, f"{len(clusters)} clusters, {sum(map(len, clusters))} of {n} images have a "
+         "copy (robust)" + (f"; {len(failures)} inputs failed" if failures else ""))
+    return EXIT_FAILED if failures else 0
