@@ -1,19 +1,26 @@
-"""``hashlib-ext hash``: hash image files and directories to CSV, JSON or JSONL."""
+"""``hashlib-ext hash``: hash image files and folders into a hash list (CSV, TSV, JSON lines,
+JSON, Parquet, hex lines or ThreatExchange CSV), written by :mod:`hashlib_ext.formats`."""
 
 from __future__ import annotations
 
 import argparse
 import os
 import sys
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from typing import IO, Any
 
-from ._common import RowWriter, check_output, output_stream, show_progress, worker_count
+import numpy as np
+
+from ._common import UsageError, check_output, output_stream, show_progress
+from ._failures import Failures
+from ._options import add_errors, add_output, add_progress, add_recursive, add_workers, note
 from ._signals import compute_only
 
-FORMATS = ("csv", "json", "jsonl")
+FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "hex", "te")
 FIELDS = ("path", "algorithm", "hex", "quality", "quality_ok")
-Row = tuple[str, str, str, "int | None", "bool | None"]
+"""The columns of CSV/TSV/JSON/JSONL output (as before the other formats existed)."""
+ONE_ALGORITHM = ("parquet", "hex", "te")
+"""Formats without a per-row algorithm: one algorithm per file."""
 
 
 def _algorithm_list(text: str) -> list[str]:
@@ -42,16 +49,32 @@ def _positive_int(text: str) -> int:
     return value
 
 
+def _format(text: str) -> str:
+    """argparse type of ``-f``: an output format name (aliases as the readers take them)."""
+    from ..errors import HashFormatError
+    from ..formats import format_name
+
+    try:
+        return format_name(text)
+    except HashFormatError:
+        raise argparse.ArgumentTypeError(
+            f"invalid choice: {text!r} (choose from {', '.join(FORMATS)})") from None
+
+
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p = subparsers.add_parser(
         "hash",
-        help="hash image files or directories",
+        help="hash image files or directories into a hash list",
         description=(
-            "Hash images and write one row per image and algorithm: path, algorithm, hex, "
-            "quality (PDQ's 0..100; empty/null for algorithms without one), quality_ok "
-            "(quality >= 50, the PDQ reference tools' limit of a reliable hash; empty/null "
-            "without a quality). Inputs that fail are reported on stderr and make the exit "
-            "status 1; the others are still written."
+            "Hash images and write a hash list. CSV, TSV, JSON and JSON lines get one row "
+            "per image and algorithm: path, algorithm, hex, quality (PDQ's 0..100; "
+            "empty/null for algorithms without one), quality_ok (quality >= 50, the PDQ "
+            "reference tools' limit of a reliable hash; empty/null without a quality). "
+            "Parquet (hash, id, key, quality), hex lines (HASH PATH) and ThreatExchange CSV "
+            "(signal_type,signal_str,collab,category,tags,key; PDQ only) hold one algorithm. "
+            "Every format is read back by index, match, dedup and convert. The output stays "
+            "a plain hash list: inputs that fail are reported on stderr (or in --errors "
+            "FILE) and make the exit status 1; the others are still written."
         ),
     )
     p.add_argument(
@@ -62,22 +85,18 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument(
         "-a", "--algorithm", type=_algorithm_list, default=["pdq"], metavar="NAME[,NAME...]",
         help="algorithm(s): ahash, dhash, phash, whash, pdq (default: pdq); several names, "
-             "comma-separated, are computed from one decode per image",
+             "comma-separated, are computed from one decode per image (csv, tsv, jsonl and "
+             "json only: the other formats hold one algorithm)",
     )
+    add_recursive(p)
     p.add_argument(
-        "-r", "--recursive", action="store_true",
-        help="descend into subdirectories of directory arguments",
+        "-f", "--format", type=_format, default=None, metavar="FMT",
+        help=f"output format: {', '.join(FORMATS)} (te: ThreatExchange CSV). Default: from "
+             "-o's extension (.csv .tsv .jsonl .json .parquet .txt/.hex, each optionally "
+             ".gz), else csv; a format that contradicts the extension is refused",
     )
-    p.add_argument("-f", "--format", choices=FORMATS, default="csv", help="default: csv")
-    p.add_argument(
-        "-o", "--output", metavar="FILE",
-        help="write here (atomically: a temporary file renamed into place) instead of stdout",
-    )
-    p.add_argument(
-        "-j", "--workers", type=worker_count, default=None, metavar="N",
-        help="worker processes (default: one per CPU; at most twice the CPU count, a larger "
-             "N is clamped; 1 hashes in this process)",
-    )
+    add_output(p, "the hash list")
+    add_workers(p)
     p.add_argument(
         "--fast", action="store_true",
         help="JPEG draft decoding: faster, not bit-identical to the reference",
@@ -86,18 +105,45 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "--max-pixels", type=_positive_int, default=None, metavar="N",
         help="refuse images declaring more pixels than this (decompression-bomb limit)",
     )
-    p.add_argument(
-        "--progress", action=argparse.BooleanOptionalAction, default=None,
-        help="progress bar on stderr (default: when stderr is a terminal)",
-    )
+    add_progress(p)
+    add_errors(p)
     p.set_defaults(func=run)
     return p
 
 
-def _report(path: str, kind: str, message: str) -> None:
-    if message.startswith(f"{path}: "):  # messages often name the input already
-        message = message[len(path) + 2:]
-    print(f"hashlib-ext: {path}: {kind}: {message}", file=sys.stderr)
+def choose_format(fmt: str | None, output: str | None) -> str:
+    """The output format: ``-f``, else ``-o``'s extension, else csv. :class:`UsageError`
+    when they contradict each other."""
+    from ..errors import HashFormatError
+    from ..formats import output_format
+
+    try:
+        return output_format(None if output == "-" else output, fmt)
+    except HashFormatError as e:
+        raise UsageError(str(e)) from None
+
+
+def _check_args(args: argparse.Namespace, fmt: str) -> None:
+    """Everything refused before any work: exit 2 (or 1 for a missing pyarrow)."""
+    names: list[str] = args.algorithm
+    if args.fast:
+        from ..hashers import get
+
+        slow = [n for n in names if get(n).draft_size is None]
+        if slow:
+            raise UsageError(f"--fast: {', '.join(slow)} has no fast mode")
+    if fmt in ONE_ALGORITHM and len(names) > 1:
+        raise UsageError(f"-f {fmt} holds one algorithm, not {len(names)} ({','.join(names)}): "
+                         "run once per algorithm, or write csv, tsv, jsonl or json")
+    if fmt == "te" and names != ["pdq"]:
+        raise UsageError(f"-f te: ThreatExchange CSV holds PDQ hashes (signal type pdq), not "
+                         f"{names[0]}; write csv, tsv, jsonl, json, parquet or hex")
+    if fmt == "parquet":
+        if args.output in (None, "-"):
+            raise UsageError("-f parquet writes a file: give -o FILE.parquet")
+        from ..formats import require_pyarrow
+
+        require_pyarrow()
 
 
 def _read_stdin_paths() -> Iterator[str]:
@@ -119,32 +165,65 @@ def _inputs(args: list[str]) -> Iterator[str]:
             yield a
 
 
-def _rows(res: Any, names: list[str]) -> Iterator[Row]:
-    """(path, algorithm, hex, quality, quality_ok) per input and algorithm, in input
-    order."""
-    from ..formats import quality_ok
+def hash_lists(res: Any, names: Sequence[str]) -> list[Any]:
+    """One :class:`~hashlib_ext.formats.HashList` per algorithm of a batch result: the
+    images in input order, ids 0..n-1, the paths as keys."""
+    from ..formats import HashList
 
     arrays = res.hashes if isinstance(res.hashes, dict) else {names[0]: res.hashes}
-    hexes = {}
-    for n, arr in arrays.items():
-        width = arr.codes.shape[1] * 2
-        text = arr.codes.tobytes().hex()
-        hexes[n] = (text, width, arr.qualities, quality_ok(arr.qualities))
-    for i, path in enumerate(res.ids):
-        for n in names:
-            text, width, q, ok = hexes[n]
-            quality = None if q is None or q[i] < 0 else int(q[i])
-            flag = None if ok is None or ok[i] is None else bool(ok[i])
-            yield str(path), n, text[i * width:(i + 1) * width], quality, flag
+    keys = np.empty(len(res.ids), dtype=object)
+    keys[:] = [str(p) for p in res.ids]
+    ids = np.arange(len(res.ids), dtype=np.int64)
+    return [HashList(arrays[n], ids, keys) for n in names]
 
 
-def write_rows(rows: Iterable[Row], fmt: str, out: IO[str]) -> None:
-    """Write rows as CSV (with a header; quality_ok as true/false, empty when unknown), one
-    JSON array, or JSON lines (null when unknown). Names that are not valid UTF-8: see
-    :mod:`hashlib_ext.cli._common`."""
-    writer = RowWriter(out, fmt, FIELDS)
-    writer.write(dict(zip(FIELDS, row, strict=True)) for row in rows)
-    writer.close()
+def layout_for(fmt: str, lists: Sequence[Any]) -> Any:
+    """The columns ``hash`` writes in ``fmt``: :data:`FIELDS` in CSV/TSV/JSON/JSONL, the
+    format's own columns with the path as key in the others."""
+    from ..formats import Layout
+
+    if fmt in ("csv", "tsv", "json", "jsonl"):
+        return Layout(keys=True, qualities=True, ids=False, columns=FIELDS)
+    q = lists[0].hashes.qualities if lists else None
+    return Layout(keys=True, qualities=q is not None and bool((q >= 0).any()), ids=False)
+
+
+def write_rows(lists: Sequence[Any], fmt: str, out: IO[str]) -> None:
+    """Write the hash lists (the same images, one list per algorithm) to the text stream
+    ``out``: one record per image and algorithm, in input order."""
+    from ..formats import HashListWriter
+
+    with HashListWriter(out, fmt, layout=layout_for(fmt, lists)) as w:
+        w.write_interleaved(lists)
+
+
+def write_file(lists: Sequence[Any], fmt: str, path: str) -> None:
+    """Write the hash lists to ``path`` atomically: Parquet, or text compressed by ``.gz``."""
+    from ..formats import HashListWriter
+
+    algorithm = lists[0].hashes.algorithm if lists else None
+    with HashListWriter(path, fmt, layout=layout_for(fmt, lists), algorithm=algorithm) as w:
+        w.write_interleaved(lists)
+
+
+class _Skipped:
+    """Files a folder walk left out because they are not images, for one note."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.first: str | None = None
+
+    def __call__(self, path: str) -> None:
+        self.count += 1
+        if self.first is None:
+            self.first = os.path.basename(path)
+
+    def say(self, args: argparse.Namespace) -> None:
+        if self.count:
+            files = "file that is not an image" if self.count == 1 else \
+                "files that are not images"
+            note(args, f"skipped {self.count} {files}, e.g. {self.first}")
+            self.count = 0
 
 
 def run(args: argparse.Namespace) -> int:
@@ -152,50 +231,54 @@ def run(args: argparse.Namespace) -> int:
     from ..files import iter_image_paths
 
     names: list[str] = args.algorithm
-    if args.fast:
-        from ..hashers import get
-
-        slow = [n for n in names if get(n).draft_size is None]
-        if slow:
-            print(f"hashlib-ext hash: error: --fast: {', '.join(slow)} has no fast mode",
-                  file=sys.stderr)
-            return 2
+    fmt = choose_format(args.format, args.output)
+    _check_args(args, fmt)
     check_output(args.output, args.paths)
+    failures = Failures(args)
+    failures.check(args.paths)
+
     walk_errors = 0
 
     def on_walk_error(path: str, err: OSError) -> None:
         nonlocal walk_errors
         walk_errors += 1
-        _report(path, type(err).__name__, err.strerror or str(err))
+        failures.add(path, type(err).__name__, err.strerror or str(err))
 
-    progress = show_progress(args)
-    paths = iter_image_paths(_inputs(args.paths), recursive=args.recursive,
-                             on_error=on_walk_error)
+    skipped = _Skipped()
+    paths: Iterable[str] = iter_image_paths(_inputs(args.paths), recursive=args.recursive,
+                                            on_error=on_walk_error, on_skip=skipped)
+    if "-" not in args.paths:  # listing is cheap next to hashing: the bar gets a total
+        paths = list(paths)
+        skipped.say(args)
     try:
         with compute_only():
-            res = hash_images(
-                paths, names if len(names) > 1 else names[0], workers=args.workers,
-                progress=progress, fast=args.fast, max_pixels=args.max_pixels,
-            )
-    except ValueError as e:  # e.g. --fast with an algorithm that has no fast mode
-        print(f"hashlib-ext hash: error: {e}", file=sys.stderr)
-        return 2
+            res = hash_images(paths, names if len(names) > 1 else names[0],
+                              workers=args.workers, progress=show_progress(args),
+                              fast=args.fast, max_pixels=args.max_pixels)
+    except ValueError as e:  # an argument hash_images refuses: a usage error
+        raise UsageError(str(e)) from None
+    skipped.say(args)
+    failures.add_batch(res.errors)
 
     to_file = args.output is not None and args.output != "-"
     # Nothing hashed: an existing output file is not replaced by an empty one.
     if res.ok or not to_file:
+        lists = hash_lists(res, names)
         try:
-            with output_stream(args.output) as f:
-                write_rows(_rows(res, names), args.format, f)
+            if to_file and (fmt == "parquet" or args.output.lower().endswith(".gz")):
+                write_file(lists, fmt, args.output)
+            else:
+                with output_stream(args.output) as f:
+                    write_rows(lists, fmt, f)
         except BrokenPipeError:
             raise
         except OSError as e:
+            failures.finish()
             print(f"hashlib-ext: {args.output}: {type(e).__name__}: {e.strerror or e}",
                   file=sys.stderr)
             return 1
 
-    for path, kind, message in res.errors:
-        _report(str(path), kind, message)
+    failures.finish()
     if res.ok == 0 and res.failed == 0 and walk_errors == 0:
         print("hashlib-ext: no image files found", file=sys.stderr)
     if res.ok == 0 and to_file:

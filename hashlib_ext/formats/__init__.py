@@ -58,8 +58,10 @@ from .common import (
     detect_format,
     format_name,
     is_hash_list_path,
+    output_format,
     quality_ok,
 )
+from .convert import Converted, convert_hash_list
 from .metadata import MAX_METADATA_CHARS, MAX_METADATA_COLUMNS, MAX_METADATA_NAME
 from .parquet import PARQUET_EXTRA, require_pyarrow
 from .read import concat_lists, iter_hash_list, read_hash_list
@@ -71,5 +73,6 @@ __all__ = [
     "PDQ_MIN_QUALITY", "HashList", "concat_lists", "detect_format", "format_name",
     "is_hash_list_path", "iter_hash_list", "quality_ok", "read_hash_list", "write_hash_list",
     "HashListWriter", "Layout", "MAX_METADATA_CHARS", "MAX_METADATA_COLUMNS", "MAX_METADATA_NAME",
-    "PARQUET_EXTRA", "require_pyarrow",
+    "PARQUET_EXTRA", "require_pyarrow", "Converted", "convert_hash_list",
+    "output_format",
 ]

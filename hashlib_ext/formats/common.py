@@ -162,6 +162,27 @@ def resolve_format(path: Path, fmt: str | None) -> str:
     return fmt
 
 
+def output_format(path: str | os.PathLike[str] | None, fmt: str | None,
+                  default: str = "csv") -> str:
+    """The format to write ``path`` in: ``fmt`` (a name or alias) if given, else the one its
+    extension names (``.gz`` looked through), else ``default``. A ``fmt`` that contradicts
+    the extension (``-f csv -o x.parquet``) is a :class:`HashFormatError`; ThreatExchange
+    CSV may be named ``.csv``. Parquet is compressed inside, so ``.parquet.gz`` is refused."""
+    given = resolve_format(Path("-"), fmt) if fmt is not None else None
+    if path is None:
+        return given or default
+    inner, gz = strip_gz(Path(path))
+    by_ext = EXTENSIONS.get(inner.suffix.lower())
+    if given is not None and by_ext is not None and given != by_ext \
+            and not (by_ext == "csv" and given == "te"):
+        raise HashFormatError(f"format {given} does not match {path}: its extension "
+                              f"{inner.suffix} is {by_ext}; drop the format or rename the file")
+    result = given or by_ext or default
+    if gz and result == "parquet":
+        raise HashFormatError(f"{path}: Parquet is compressed inside; drop the .gz")
+    return result
+
+
 @contextlib.contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
     _, gz = strip_gz(path)
