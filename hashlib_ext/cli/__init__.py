@@ -14,7 +14,7 @@ from .. import __version__
 # Sub-command modules, in the order --help lists them. Each defines
 # add_parser(subparsers) -> ArgumentParser with set_defaults(func=run), and
 # run(args) -> int (the exit code).
-_COMMANDS = ["hash", "index", "match", "dedup", "bench", "datasets", "serve"]
+_COMMANDS = ["hash", "convert", "index", "match", "dedup", "bench", "datasets", "serve"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -13,7 +13,7 @@ import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from ..errors import HashFormatError
 from .common import CHUNK_ROWS, resolve_format
@@ -23,6 +23,11 @@ from .write import HashListWriter, Layout
 
 RECORD_UNITS = {"parquet": "row", "json": "item"}
 """What a record of each input format is called in messages (default: ``line``)."""
+
+
+class OutputError(HashFormatError):
+    """The output cannot hold the list (ids or metadata in hex lines, a key Parquet cannot
+    store, ...): a problem of the chosen output, not of the input."""
 
 
 @dataclass
@@ -71,7 +76,7 @@ def same_file(a: str | os.PathLike[str], b: str | os.PathLike[str]) -> bool:
 
 def convert_hash_list(
     src: str | os.PathLike[str],
-    dst: str | os.PathLike[str],
+    dst: str | os.PathLike[str] | IO[str],
     *,
     format: str | None = None,
     input_format: str | None = None,
@@ -83,31 +88,43 @@ def convert_hash_list(
     on_chunk: Callable[[int, int], None] | None = None,
     **read: Any,
 ) -> Converted:
-    """Write the hash list ``src`` to ``dst`` in another format (``format``, default from
-    ``dst``'s extension; ``input_format`` likewise for ``src``), keeping ids, keys,
-    qualities (where the output has a column for them) and metadata; atomically, in bounded
-    memory (see the module docstring). ``algorithm`` chooses the hashes of a list holding
-    several (default: the file's). ``lenient``, ``min_quality``, ``metadata`` and ``read``
-    (e.g. ``hash_column=``) are :func:`iter_hash_list`'s. ``on_chunk(n, total)`` is called
-    after each chunk of ``n`` of the ``total`` records is written (a progress bar).
+    """Write the hash list ``src`` to ``dst`` (a path, or an open text stream) in another
+    format (``format``, default from ``dst``'s extension; ``input_format`` likewise for
+    ``src``), keeping ids, keys, qualities (where the output has a column for them) and
+    metadata; atomically, in bounded memory (see the module docstring). ``algorithm``
+    chooses the hashes of a list holding several (default: the file's). ``lenient``,
+    ``min_quality``, ``metadata`` and ``read`` (e.g. ``hash_column=``) are
+    :func:`iter_hash_list`'s. ``on_chunk(n, total)`` is called after each chunk of ``n`` of
+    the ``total`` records is written (a progress bar).
 
-    Refuses ``dst`` naming the same file as ``src``, and anything the output format cannot
-    hold (ids other than 0..n-1 or metadata in hex lines): :class:`HashFormatError`, before
-    ``dst`` is touched.
+    Refuses ``dst`` naming the same file as ``src`` (:class:`HashFormatError`), and anything
+    the output format cannot hold (ids other than 0..n-1 or metadata in hex lines):
+    :class:`OutputError`; either way ``dst`` is left as it was.
     """
-    if same_file(src, dst):
-        raise HashFormatError(f"{dst}: is the input too; write the converted list elsewhere")
-    resolve_format(Path(dst), format)  # an unknown output format fails before any reading
+    if isinstance(dst, (str, os.PathLike)):
+        if same_file(src, dst):
+            raise HashFormatError(f"{dst}: is the input too; write the converted list "
+                                  "elsewhere")
+        resolve_format(Path(dst), format)  # an unknown format fails before any reading
+    elif format is None:
+        raise HashFormatError("writing to a stream needs a format")
     kwargs = dict(read, format=input_format, algorithm=algorithm, lenient=lenient,
                   min_quality=min_quality, metadata=metadata, chunk_rows=chunk_rows)
     layout, found, bits, total = scan_layout(src, **kwargs)
     skipped: list[tuple[int, str]] = []
     done = Converted(found, 0, layout)
     kwargs["algorithm"] = found
-    with HashListWriter(dst, format, layout=layout, algorithm=found, bits=bits or None,
-                        chunk_rows=chunk_rows) as out:
+    try:
+        out = HashListWriter(dst, format, layout=layout, algorithm=found, bits=bits or None,
+                             chunk_rows=chunk_rows)
+    except HashFormatError as e:
+        raise OutputError(str(e)) from None
+    with out:
         for chunk in iter_hash_list(src, skipped=skipped, **kwargs):
-            out.write(chunk)
+            try:
+                out.write(chunk)
+            except HashFormatError as e:
+                raise OutputError(str(e)) from None
             done.written += len(chunk)
             done.ignored += chunk.ignored
             done.low_quality += chunk.low_quality
