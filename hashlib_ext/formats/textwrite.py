@@ -157,8 +157,9 @@ class TextRows:
 
     def _json_rows(self, cells: list[list[Any]]) -> list[str]:
         names, n = self.names, len(cells[0]) if cells else 0
-        omit = [not self.explicit and (s in _OPTIONAL or s.startswith("meta:"))
-                for s in self.sources]
+        # Unknown qualities are left out; a metadata value's None is written as null, so
+        # every column keeps its place (and a column of Nones its existence).
+        omit = [not self.explicit and s in _OPTIONAL for s in self.sources]
         rows = []
         for i in range(n):
             obj = {}
