@@ -321,19 +321,27 @@ def _star_cover(d: np.ndarray, t: int, w: np.ndarray) -> list[np.ndarray]:
 
 
 def _tree(sub: np.ndarray, t: int) -> np.ndarray:
-    """Minimum spanning tree of the links (distance <= t) of a distance matrix, as an
-    ``(k, 3)`` int64 array of local indices and distances."""
-    from scipy.sparse import csr_matrix
-    from scipy.sparse.csgraph import minimum_spanning_tree
-
-    r, c = np.nonzero(np.triu(sub <= t, 1))
+    """Minimum spanning tree of the links (distance <= t) of a distance matrix (Prim's
+    algorithm on the dense matrix: no per-cluster sparse-matrix set-up), as an ``(k, 3)``
+    int64 array of local indices (smaller first) and distances."""
     k = sub.shape[0]
-    graph = csr_matrix((sub[r, c].astype(np.float64) + 1, (r, c)), shape=(k, k))
-    tree = minimum_spanning_tree(graph).tocoo()
-    a = np.minimum(tree.row, tree.col).astype(np.int64)
-    b = np.maximum(tree.row, tree.col).astype(np.int64)
-    order = np.lexsort((b, a))
-    return np.stack([a[order], b[order], tree.data[order].astype(np.int64) - 1], axis=1)
+    far = np.iinfo(np.int64).max // 2
+    w = np.where(sub <= t, sub, far).astype(np.int64)
+    inside = np.zeros(k, dtype=bool)
+    inside[0] = True
+    best = w[0].copy()
+    parent = np.zeros(k, dtype=np.int64)
+    rows = []
+    for _ in range(k - 1):
+        j = int(np.argmin(np.where(inside, far + 1, best)))
+        if inside[j] or best[j] >= far:
+            break  # not connected (cannot happen for a cluster)
+        rows.append((min(int(parent[j]), j), max(int(parent[j]), j), int(best[j])))
+        inside[j] = True
+        closer = w[j] < best
+        best = np.where(closer, w[j], best)
+        parent = np.where(closer, j, parent)
+    return np.array(sorted(rows), dtype=np.int64).reshape(-1, 3)
 
 
 def _expand(p: _Piece, positions: np.ndarray, ids: np.ndarray, inverse: np.ndarray,
