@@ -326,7 +326,7 @@ def _tree(sub: np.ndarray, t: int) -> np.ndarray:
     int64 array of local indices (smaller first) and distances."""
     k = sub.shape[0]
     far = np.iinfo(np.int64).max // 2
-    w = np.where(sub <= t, sub, far).astype(np.int64)
+    w = np.where(sub <= t, sub.astype(np.int64), far)
     inside = np.zeros(k, dtype=bool)
     inside[0] = True
     best = w[0].copy()
