@@ -173,3 +173,136 @@ def test_subprocess_exit_codes_and_streams(bundled, tmp_path):
                           capture_output=True, text=True, env=env, timeout=120)
     assert proc.returncode == 0 and len(proc.stdout.splitlines()) == 1
     assert "hashing" in proc.stderr
+
+
+# -- every output format, the format from -o, failures, notes ------------------------------
+EXT = {"csv": "csv", "tsv": "tsv", "jsonl": "jsonl", "json": "json", "parquet": "parquet",
+       "hex": "txt", "te": "csv"}
+
+
+@pytest.mark.parametrize("fmt", list(EXT))
+def test_every_format_reads_back_as_a_hash_list(bundled, tmp_path, capsys, fmt):
+    from hashlib_ext import formats
+
+    paths = [str(p) for p in bundled[:3]]
+    out = tmp_path / f"h.{EXT[fmt]}"
+    assert main(["hash", *paths, "-f", fmt, "-o", str(out), "-j", "1"]) == 0
+    assert capsys.readouterr().err == ""
+    got = formats.read_hash_list(out, format="te" if fmt == "te" else None)
+    expected = [hx.hash_image(p, "pdq") for p in paths]
+    assert got.hashes == hx.HashArray.from_hashes(expected)
+    assert got.keys.tolist() == paths and got.ids.tolist() == [0, 1, 2]
+    if fmt not in ("hex", "te"):  # the formats with a quality column
+        assert got.hashes.qualities.tolist() == [h.quality for h in expected]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "tsv", "jsonl", "json"])
+def test_several_algorithms_read_back_one_by_one(bundled, tmp_path, fmt):
+    from hashlib_ext import formats
+
+    paths = [str(p) for p in bundled[:2]]
+    out = tmp_path / f"h.{fmt}.gz"
+    assert main(["hash", *paths, "-a", "pdq,dhash", "-o", str(out), "-j", "1"]) == 0
+    for name in ("pdq", "dhash"):
+        got = formats.read_hash_list(out, name)
+        assert got.hashes.hex() == [hx.hash_image(p, name).hex for p in paths]
+        assert got.ignored == 2 and got.keys.tolist() == paths
+
+
+def test_format_comes_from_the_output_extension(bundled, tmp_path):
+    import gzip
+
+    img = str(bundled[0])
+    for name, check in [
+        ("a.parquet", lambda b: b[:4] == b"PAR1"),
+        ("a.tsv.gz", lambda b: gzip.decompress(b).startswith(b"path\talgorithm\thex\t")),
+        ("a.txt", lambda b: b.decode() == f"{hx.hash_image(img, 'pdq').hex} {img}\n"),
+        ("a.json", lambda b: json.loads(b)[0]["path"] == img),
+        ("a.out", lambda b: b.startswith(b"path,algorithm,hex,")),  # unknown: csv
+    ]:
+        assert main(["hash", img, "-o", str(tmp_path / name), "-j", "1"]) == 0
+        assert check((tmp_path / name).read_bytes()), name
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["-f", "csv", "-o", "{tmp}/x.parquet"], "does not match"),
+    (["-f", "jsonl", "-o", "{tmp}/x.txt"], "does not match"),
+    (["-a", "pdq,phash", "-o", "{tmp}/x.parquet"], "holds one algorithm"),
+    (["-a", "pdq,phash", "-f", "hex", "-o", "{tmp}/x.txt"], "holds one algorithm"),
+    (["-a", "phash", "-f", "te", "-o", "{tmp}/x.csv"], "holds PDQ hashes"),
+    (["-f", "parquet"], "give -o FILE.parquet"),
+])
+def test_refused_before_any_work_and_output_untouched(bundled, tmp_path, capsys, argv,
+                                                      message):
+    for name in ("x.parquet", "x.txt", "x.csv"):
+        (tmp_path / name).write_text("old\n")
+    missing = tmp_path / "missing.jpg"  # would be a failure if anything were hashed
+    code = main(["hash", str(bundled[0]), str(missing),
+                 *[a.format(tmp=tmp_path) for a in argv]])
+    err = capsys.readouterr().err
+    assert code == 2 and message in err and "missing.jpg" not in err
+    assert len(err.splitlines()) == 1
+    assert all((tmp_path / n).read_text() == "old\n" for n in ("x.parquet", "x.txt", "x.csv"))
+
+
+def test_failures_as_records_with_errors_file(bundled, tmp_path, capsys):
+    missing = tmp_path / "missing.jpg"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not an image")
+    errors = tmp_path / "errors.csv"
+    out = tmp_path / "h.json"
+    code = main(["hash", str(bundled[0]), str(missing), str(text), "-o", str(out),
+                 "--errors", str(errors), "-j", "1"])
+    err = capsys.readouterr().err
+    assert code == 1
+    assert err.splitlines() == [f"hashlib-ext: 2 inputs failed; listed in {errors}"]
+    records = list(csv.DictReader(io.StringIO(errors.read_text())))
+    assert [r["input"] for r in records] == [str(missing), str(text)]
+    assert all(r["type"] == "ImageDecodeError" and r["message"] for r in records)
+    assert not any(str(r["input"]) in r["message"] for r in records)  # path not repeated
+    # The output stays a plain hash list of the good inputs.
+    assert [r["path"] for r in json.loads(out.read_text())] == [str(bundled[0])]
+
+
+def test_failure_lines_do_not_repeat_the_path(tmp_path, capsys):
+    missing = tmp_path / "gone.jpg"
+    assert main(["hash", str(missing), "-j", "1"]) == 1
+    first = capsys.readouterr().err.splitlines()[0]
+    assert first.startswith(f"hashlib-ext: {missing}: ImageDecodeError: ")
+    assert first.count(str(missing)) == 1
+
+
+def test_skipped_files_note_and_quiet(bundled, tmp_path, capsys):
+    shutil.copy(bundled[0], tmp_path / "a.jpg")
+    (tmp_path / "data.csv").write_text("x")
+    (tmp_path / "notes.txt").write_text("x")
+    (tmp_path / ".hidden").write_text("x")
+    assert main(["hash", str(tmp_path), "-j", "1"]) == 0
+    err = capsys.readouterr().err
+    assert err.splitlines() == [
+        "hashlib-ext: skipped 2 files that are not images, e.g. data.csv"]
+    missing = tmp_path / "missing.jpg"
+    assert main(["hash", str(tmp_path), str(missing), "-q", "-j", "1"]) == 1
+    err = capsys.readouterr().err
+    assert "not images" not in err  # -q: no notes
+    assert err.startswith(f"hashlib-ext: {missing}: ImageDecodeError: ")  # errors still shown
+
+
+def test_progress_bar_has_a_total_for_folder_inputs(bundled, tmp_path, capsys):
+    for i in range(3):
+        shutil.copy(bundled[i], tmp_path / f"{i}.jpg")
+    assert main(["hash", str(tmp_path), "--progress", "-j", "1", "-f", "jsonl"]) == 0
+    err = capsys.readouterr().err
+    assert re.search(r"3/3 \[", err), err  # n/total and the elapsed<remaining ETA block
+
+
+def test_threatexchange_output(bundled, tmp_path):
+    from hashlib_ext import formats
+
+    out = tmp_path / "te.csv"
+    assert main(["hash", str(bundled[0]), str(bundled[1]), "-f", "te", "-o", str(out),
+                 "-j", "1"]) == 0
+    lines = out.read_text().splitlines()
+    assert lines[0] == "signal_type,signal_str,collab,category,tags,key"
+    assert lines[1] == f"pdq,{hx.hash_image(bundled[0], 'pdq').hex},,,,{bundled[0]}"
+    assert len(formats.read_hash_list(out)) == 2
