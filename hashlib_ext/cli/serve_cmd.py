@@ -28,6 +28,16 @@ def _positive(kind: type) -> Any:
     return parse
 
 
+def _count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = -1
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected an integer >= 0, got {text!r}")
+    return value
+
+
 def _port(text: str) -> int:
     try:
         value = int(text)
@@ -61,8 +71,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--token-file", default=None, metavar="FILE",
                    help="file holding the bearer token of the write endpoints (default: "
                         "the HASHLIB_EXT_TOKEN environment variable; none: read-only)")
-    p.add_argument("--decode-workers", type=_positive(int), default=None, metavar="N",
-                   help="image-decoding processes (default: one per CPU, at most 4)")
+    p.add_argument("--decode-workers", type=_count, default=None, metavar="N",
+                   help="image-decoding processes (default: one per CPU, at most 4; 0: no "
+                        "image endpoints, hashes only)")
     p.add_argument("--decode-timeout", type=_positive(float), default=10.0, metavar="S",
                    help="seconds an image may take to decode and hash (default 10)")
     p.add_argument("--max-upload-mb", type=_positive(float), default=32.0, metavar="MB",
@@ -115,7 +126,8 @@ def run(args: argparse.Namespace) -> int:
                     max_pixels=args.max_pixels, max_query_hashes=args.max_query_hashes,
                     decode_timeout=args.decode_timeout)
     config = ServiceConfig(root=root, token=token, limits=limits,
-                           decode_workers=args.decode_workers or default_workers(),
+                           decode_workers=default_workers() if args.decode_workers is None
+                           else args.decode_workers,
                            compact_bytes=int(args.compact_mb * mb),
                            compact_interval=args.compact_interval,
                            search_threads=args.search_threads)

@@ -18,7 +18,7 @@ class ServiceConfig:
     """Bearer token of the write endpoints; None: the banks are read-only."""
     limits: Limits = field(default_factory=Limits)
     decode_workers: int = 2
-    """Decoding worker processes."""
+    """Decoding worker processes; 0: no image endpoints (a service for hashes only)."""
     compact_bytes: int = 64 << 20
     """Compact a bank once its journal holds this many bytes."""
     compact_removals: int = 100_000

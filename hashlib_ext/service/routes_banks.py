@@ -135,7 +135,6 @@ async def add_image(request: Request, name: str) -> Response:
     key = request.query_params.get("key") or filename
     limits = service.config.limits
     if isinstance(bank, RobustBank):
-        service.check_decoders()
         descriptor = await decode_job(service, request, worker.JOB_DESCRIBE,
                                    (data, False, limits.max_pixels))
         ident = await run_in_threadpool(bank.add, data, descriptor, key)

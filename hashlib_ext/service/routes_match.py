@@ -147,8 +147,9 @@ async def decode_job(service: Service, request: Request, kind: str,
     timeout = float_param(request, "timeout", 0.001, limits.decode_timeout) \
         or limits.decode_timeout
     started = time.perf_counter()
+    pool = service.decoders()
     try:
-        return await service.pool.run(kind, args, timeout)
+        return await pool.run(kind, args, timeout)
     except Exception as e:
         service.metrics.decode_errors.labels(getattr(e, "kind", type(e).__name__)).inc()
         raise
@@ -158,7 +159,6 @@ async def decode_job(service: Service, request: Request, kind: str,
 
 async def hash_image_upload(service: Service, request: Request, data: bytes,
                             names: list[str], dihedral: bool) -> dict[str, Any]:
-    service.check_decoders()
     return await decode_job(service, request, worker.JOB_HASH,
                          (data, names, dihedral, service.config.limits.max_pixels))
 

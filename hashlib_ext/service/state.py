@@ -13,7 +13,7 @@ from typing import Any, TypeVar
 from .banks import Bank, BankStore
 from .config import ServiceConfig
 from .decode import DecodePool
-from .errors import Unavailable
+from .errors import ServiceError, Unavailable
 from .metrics import Metrics
 
 log = logging.getLogger("hashlib_ext.service")
@@ -28,7 +28,7 @@ class Service:
     def __init__(self, config: ServiceConfig, store: BankStore):
         self.config = config
         self.store = store
-        self.pool = DecodePool(config.decode_workers)
+        self.pool = DecodePool(config.decode_workers) if config.decode_workers else None
         self.metrics = Metrics(self._state)
         self.searchers = ThreadPoolExecutor(max_workers=config.search_threads,
                                             thread_name_prefix="hashlib-ext-search") \
@@ -41,18 +41,25 @@ class Service:
     # -- readiness ----------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        return self.pool.ready and not self.stopping
+        return (self.pool is None or self.pool.ready) and not self.stopping
 
-    def check_decoders(self) -> None:
+    def decoders(self) -> DecodePool:
+        """The decode pool, ready for a job (503 while starting or stopping)."""
         if self.stopping:
             raise Unavailable("the server is shutting down", kind="ShuttingDown")
+        if self.pool is None:
+            raise ServiceError("this server does not decode images (started with "
+                               "--decode-workers 0): send hashes", status=501,
+                               kind="DecodingDisabled")
         if not self.pool.ready:
             raise Unavailable("the decoders are starting; try again", kind="NotReady")
+        return self.pool
 
     def _state(self) -> Iterator[Any]:
         for bank in list(self.store.banks.values()):
             yield "bank", bank.stats()
-        yield "pool", self.pool
+        if self.pool is not None:
+            yield "pool", self.pool
         yield "ready", self.ready
 
     # -- running work ---------------------------------------------------------------------------
@@ -65,17 +72,20 @@ class Service:
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self) -> None:
         loop = asyncio.get_running_loop()
-        self._tasks.append(loop.create_task(self._start_pool()))
+        if self.pool is not None:
+            self._tasks.append(loop.create_task(self._start_pool(self.pool)))
+        else:
+            log.info("ready: %d banks, no image decoding", len(self.store.banks))
         self._tasks.append(loop.create_task(self._compaction_loop()))
 
-    async def _start_pool(self) -> None:
+    async def _start_pool(self, pool: DecodePool) -> None:
         try:
-            await self.pool.start()
+            await pool.start()
         except Exception:  # noqa: BLE001 - reported; /readyz stays 503
             log.exception("the decoding workers did not start")
         else:
             log.info("ready: %d banks, %d decoding workers", len(self.store.banks),
-                     self.pool.workers)
+                     pool.workers)
 
     async def shutdown(self) -> None:
         """Stop taking work, stop the decoders, compact every bank and release them."""
@@ -86,7 +96,8 @@ class Service:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await task
         loop = asyncio.get_running_loop()
-        await loop.run_in_executor(None, self.pool.close)
+        if self.pool is not None:
+            await loop.run_in_executor(None, self.pool.close)
         await loop.run_in_executor(None, self.store.close)
         if self.searchers is not None:
             self.searchers.shutdown(wait=False)

@@ -146,7 +146,7 @@ def from_file(data: bytes, fmt: str, algorithm: str | None, bits: int,
         raise BadRequest(f"{name}: holds {got.hashes.bits}-bit hashes; the bank holds "
                          f"{bits}-bit ones")
     codes = np.ascontiguousarray(got.hashes.codes, np.uint8)
-    keys = None if got.keys is None else [None if k is None else str(k) for k in got.keys]
+    keys = None if got.keys is None else [str(k) if k else None for k in got.keys]
     metadata = None
     columns = getattr(got, "metadata", None)  # hash lists read with metadata columns
     if columns:
