@@ -235,7 +235,7 @@ class Rows:
 
 
 def int64_column(values: list[Any], lines: list[int], what: str, bad: list[tuple[int, str]],
-                  valid_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 valid_range: tuple[int, int] | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Parse a chunk's ids or qualities at once: (int64 values, mask of parseable rows).
 
     Python ints (record numbers, JSON) convert directly and digit strings (CSV) through

@@ -50,7 +50,7 @@ def iter_hex(f: IO[str], dec: Decoder, chunk: int) -> Iterator[HashList]:
 
 
 def find_column(header: list[str], wanted: str | int | None, names: Sequence[str], what: str,
-            path: Path, required: bool = False) -> int | None:
+                path: Path, required: bool = False) -> int | None:
     """Index of a column: ``wanted`` (name or 0-based index) or the first of ``names``."""
     if isinstance(wanted, bool):
         raise HashFormatError(f"{path}: {what} column must be a name or an index, got "
@@ -73,8 +73,8 @@ def find_column(header: list[str], wanted: str | int | None, names: Sequence[str
 
 
 def iter_csv(f: IO[str], dec: Decoder, chunk: int, delimiter: str, te: bool,
-              header: bool | None, hash_column: str | int | None, id_column: str | int | None,
-              key_column: str | int | None) -> Iterator[HashList]:
+             header: bool | None, hash_column: str | int | None, id_column: str | int | None,
+             key_column: str | int | None) -> Iterator[HashList]:
     too_long: list[int] = []
 
     def source() -> Iterator[str]:
@@ -117,7 +117,7 @@ def iter_csv(f: IO[str], dec: Decoder, chunk: int, delimiter: str, te: bool,
         if cols or key_column is not None else None
     q_col = find_column(cols, None, QUALITY_NAMES, "quality", dec.path) if cols else None
     t_col = find_column(cols, None, ("signal_type",) if te else ("algorithm",), "algorithm",
-                    dec.path) if cols else None
+                        dec.path) if cols else None
     need = max(c for c in (h_col, i_col, k_col, q_col, t_col) if c is not None) + 1
     taken = {c for c in (h_col, i_col, k_col, q_col, t_col) if c is not None}
     meta_cols = select_columns(dec.path, cols, taken, dec.metadata) if cols else []
