@@ -10,6 +10,7 @@
 """
 
 from .batch import BatchResult, hash_images
+from .clusters import DuplicateCluster, dedup_graph
 from .dedup import find_duplicates
 from .descriptor import Descriptor, describe
 from .errors import (
@@ -66,6 +67,8 @@ __all__ = [
     "WorkerCrashedError",
     "algorithms",
     "default_threshold",
+    "dedup_graph",
+    "DuplicateCluster",
     "find_duplicates",
     "hash_image",
     "hash_images",

@@ -258,7 +258,9 @@ def run(args: argparse.Namespace) -> int:
     note(args, f"{len(records)} clusters, {dup} of {len(hashes)} items have a near duplicate "
          f"({algorithm}{', dihedral' if args.dihedral else ''}, threshold {threshold})"
          + (f"; {len(comps)} chained groups split into "
-            f"{sum(r.component in comps for r in records)} clusters" if comps else "")
+            f"{sum(r.component in comps for r in records)} clusters (\"split\": true; a "
+            "chain means the threshold links unrelated images here: see docs/dedup.md)"
+            if comps else "")
          + (f"; {flagged} clusters flagged as chained" if flagged else "")
          + (f"; {low} hashes below quality {args.min_quality} left out" if low else "")
          + (f"; {len(failures)} inputs failed" if failures else ""))
