@@ -169,6 +169,16 @@ def test_failures_are_named_in_the_json_and_in_errors_file(capsys, sizes, tmp_pa
     assert run(capsys, "dedup", sizes, "-q", "--errors", errors_csv)[0] == 1
     rows = list(csv.DictReader(io.StringIO(errors_csv.read_text())))
     assert [r["type"] for r in rows] == ["ImageDecodeError"]
+    # Nothing readable: the failures still come out on stdout; an output file is kept.
+    code, out, _ = run(capsys, "dedup", missing, sizes / "broken.jpg", "-q")
+    report = json.loads(out)
+    assert code == 1 and report["clusters"] == [] and report["items"] == 0
+    assert sorted(f["type"] for f in report["failures"]) == ["FileNotFoundError",
+                                                             "ImageDecodeError"]
+    kept = tmp_path / "kept.json"
+    kept.write_text("precious\n")
+    assert run(capsys, "dedup", missing, "-q", "-o", kept)[0] == 1
+    assert kept.read_text() == "precious\n"
 
 
 def _walk(rng, length: int, step: int) -> np.ndarray:

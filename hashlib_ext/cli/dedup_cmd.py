@@ -225,8 +225,12 @@ def run(args: argparse.Namespace) -> int:
         parts.append(hashes_i)
         ids.append(positions)
         keys.append(names)
-    if not parts:
+    chaining = args.chaining or "split"
+    head = {"algorithm": algorithm, "threshold": threshold, "dihedral": bool(args.dihedral),
+            "chaining": chaining, "max_diameter": _max_diameter(args, threshold)}
+    if not parts:  # the failures still go out (an existing output file stays as it was)
         error("nothing to deduplicate")
+        write_clusters(args, fmt, head, 0, failures, [], nothing=True)
         failures.finish()
         return EXIT_FAILED
     try:
@@ -240,13 +244,10 @@ def run(args: argparse.Namespace) -> int:
     if any(k is not None for k in keys):
         all_keys = np.concatenate([k if k is not None else np.full(len(i), None, dtype=object)
                                    for k, i in zip(keys, ids, strict=True)])
-    chaining = args.chaining or "split"
     clusters = dedup_graph(hashes, threshold, variants=variants, chaining=chaining,
                            max_diameter=args.max_diameter, progress=show_progress(args))
     records = [ClusterRecord.build(c, hashes, variants, all_ids, all_keys, args.keep_by)
                for c in clusters]
-    head = {"algorithm": algorithm, "threshold": threshold, "dihedral": bool(args.dihedral),
-            "chaining": chaining, "max_diameter": _max_diameter(args, threshold)}
     written = write_clusters(args, fmt, head, len(hashes), failures, records,
                              nothing=len(hashes) == 0 and bool(failures))
     failures.finish()
@@ -302,6 +303,8 @@ def run_robust(args: argparse.Namespace, fmt: str) -> int:
     _missing(failures, missing)
     if not images:
         error("nothing to deduplicate")
+        write_clusters(args, fmt, {"mode": "robust"}, 0, failures, [], nothing=True,
+                       extra={"edges": []})
         failures.finish()
         return EXIT_FAILED
     progress = show_progress(args)
