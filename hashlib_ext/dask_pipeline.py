@@ -5,8 +5,8 @@ step passing all the data through one process.
    partitions; each partition is hashed by one task, which writes its own
    ``part-NNNNNN.parquet`` (a Parquet hash list as :mod:`hashlib_ext.formats` writes it:
    ``hash``, ``id`` = the input's position, ``key`` = its path or URL, ``quality``) and,
-   when some inputs failed, ``errors-NNNNNN.parquet`` (``id``, ``key``, ``error``,
-   ``message``: one row per failed input, none dropped). Only counts come back to the
+   when some inputs failed, ``_errors/errors-NNNNNN.parquet`` (``id``, ``key``,
+   ``error``, ``message``: one row per failed input, none dropped). Only counts come back to the
    client, which finally writes a small ``_hashes.json`` listing the partitions.
 2. :func:`build_sharded_from_parquet`: each partition (or any hash-list file) is read by a
    task that splits it by shard; one task per shard gathers its pieces from the workers,
@@ -41,6 +41,9 @@ from .hash import HashArray
 from .sharded import ShardedIndex
 
 SUMMARY = "_hashes.json"
+ERRORS = "_errors"
+"""Subfolder of the error files: names starting with ``_`` are left out when pyarrow, dask
+or Spark read the partition folder as one Parquet dataset."""
 MAX_INPUT_BYTES = 256 << 20
 """Largest image read from a URL (a larger object is recorded as an error)."""
 
@@ -48,7 +51,8 @@ MAX_INPUT_BYTES = 256 << 20
 @dataclass
 class HashPartitions:
     """What :func:`hash_to_parquet` wrote: the partition files (names inside ``folder``,
-    in input order), the error files, and how many inputs hashed or failed."""
+    in input order), the error files (names inside ``folder/_errors``), and how many
+    inputs hashed or failed."""
 
     folder: str
     algorithm: str
@@ -91,7 +95,12 @@ def hash_to_parquet(
                                   "(pass overwrite=True to replace them)")
         for n in old + [SUMMARY]:
             fsio.remove(fsio.join(folder, n))
+        errs = fsio.join(folder, ERRORS)
+        for n in fsio.list_names(errs):
+            if _is_partition_file(n):
+                fsio.remove(fsio.join(errs, n))
     fsio.make_folder(folder)
+    fsio.make_folder(fsio.join(folder, ERRORS))
     if window is None:
         info = client.scheduler_info(n_workers=-1).get("workers", {})
         window = 4 * max(1, sum(int(w.get("nthreads", 1)) for w in info.values()))
@@ -193,7 +202,7 @@ def hash_partition(items: list[tuple[int, str]], p: int, algorithm: str, fast: b
     if errors:
         errors.sort()
         err_file = errors_name(p)
-        fsio.write_file(fsio.join(folder, err_file),
+        fsio.write_file(fsio.join(fsio.join(folder, ERRORS), err_file),
                         lambda path: _write_errors(path, errors, where))
     return p, len(hashes), len(errors), part_name(p), err_file
 
@@ -240,8 +249,8 @@ def _summary(folder: str) -> dict[str, Any]:
         return {"parts": parts, "error_parts": errs}
     names = fsio.list_names(folder)
     return {"parts": [n for n in names if n.startswith("part-") and n.endswith(".parquet")],
-            "error_parts": [n for n in names if n.startswith("errors-")
-                            and n.endswith(".parquet")]}
+            "error_parts": [n for n in fsio.list_names(fsio.join(folder, ERRORS))
+                            if n.startswith("errors-") and n.endswith(".parquet")]}
 
 
 def iter_partitions(folder: str | os.PathLike[str]) -> Iterator[HashList]:
@@ -265,7 +274,7 @@ def read_errors(folder: str | os.PathLike[str]) -> list[tuple[int, str, str, str
     folder = os.fspath(folder)
     out: list[tuple[int, str, str, str]] = []
     for name in _summary(folder)["error_parts"]:
-        with fsio.fetched(fsio.join(folder, name)) as path:
+        with fsio.fetched(fsio.join(fsio.join(folder, ERRORS), name)) as path:
             t = pq.read_table(path).to_pydict()
         out.extend(zip(t["id"], t["key"], t["error"], t["message"], strict=True))
     out.sort()

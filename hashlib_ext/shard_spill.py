@@ -67,7 +67,7 @@ class Spill:
             with open(self._path(k, "ids"), "ab") as f:
                 f.write(ids[rows].astype("<i8").tobytes())
             if self.has_keys:
-                texts = [None] * rows.size if keys is None else \
+                texts: list[str | None] = [None] * rows.size if keys is None else \
                     [None if keys[i] is None else str(keys[i]) for i in rows.tolist()]
                 self._append_keys(k, texts)
             self._rows[k] += int(rows.size)

@@ -119,6 +119,12 @@ def new_index(algorithm: str | None, bits: int, kind: str = "auto",
 
 
 # -- tasks on a loaded shard ------------------------------------------------------------
+def query_batch(queries: np.ndarray) -> np.ndarray:
+    """A query batch as a task of its own, shared by the shard tasks (recomputable from
+    its spec if the worker holding it is lost)."""
+    return queries
+
+
 def search_shard(shard: ShardHandle, queries: np.ndarray, threshold: int) -> Arrays:
     return shard.index.search_arrays(queries, threshold)
 

@@ -41,7 +41,7 @@ from .shard_manifest import Manifest, ShardEntry
 QueryLike = Hash | HashArray | np.ndarray
 INLINE_QUERY_BYTES = 64 << 10
 """Query batches up to this size travel inside the per-shard tasks (one message fewer);
-larger ones are scattered to the cluster once per batch and shared by the shard tasks."""
+larger ones are sent to the cluster once per batch, as one task the shard tasks share."""
 
 
 class PendingSearch:
@@ -52,6 +52,11 @@ class PendingSearch:
                  rows: int | None = None):
         self._client, self._parts, self._nq, self._k = client, parts, nq, k
         self._rows = rows
+
+    @property
+    def futures(self) -> list[Any]:
+        """The per-shard futures (until :meth:`arrays` or :meth:`result` has run)."""
+        return list(self._parts)
 
     def arrays(self) -> st.Arrays:
         """``(lims, ids, distances)`` as :meth:`HashIndex.search_arrays` returns them."""
@@ -72,7 +77,7 @@ class ShardedIndex:
         self._folder = os.fspath(folder)
         self._manifest = manifest
         self._local: dict[int, st.ShardHandle] = {}
-        self._futures: dict[str, tuple[str, list[Any]]] = {}
+        self._futures: dict[str, tuple[str, list[Any], list[str | None]]] = {}
         self._lock = threading.RLock()
 
     # -- making one ---------------------------------------------------------------------
@@ -283,15 +288,24 @@ class ShardedIndex:
             if held is not None and held[0] == digest:
                 return held[1]
             workers = sorted(client.scheduler_info(n_workers=-1).get("workers", {}))
-            futures = []
-            for k, entry in enumerate(self._manifest.shards):
-                where = {"workers": [workers[k % len(workers)]], "allow_other_workers": True} \
-                    if workers else {}
-                futures.append(client.submit(
-                    st.load_shard, self.shard_location(k), entry, self.algorithm, self.bits,
-                    key=f"hashlib_ext-shard-{digest}-{k}", **where))
-            self._futures[cid] = (digest, futures)
+            first = [workers[k % len(workers)] if workers else None
+                     for k in range(self.shards)]
+            futures = [client.submit(st.load_shard, self.shard_location(k), entry,
+                                     self.algorithm, self.bits,
+                                     key=f"hashlib_ext-shard-{digest}-{k}", **pinned(first[k]))
+                       for k, entry in enumerate(self._manifest.shards)]
+            self._futures[cid] = (digest, futures, first)
             return futures
+
+    def shard_workers(self, client: Any) -> list[str | None]:
+        """The worker holding each shard now (None while one is being loaded): tasks on a
+        shard are pinned there, so the shard never has to move (dask would otherwise be free
+        to copy it, which for a shard means loading its file a second time)."""
+        futures = self.shard_futures(client)
+        first = self._futures[_client_id(client)][2]
+        held = client.who_has(futures)
+        return [(list(held.get(f.key, ())) or [w])[0] for f, w in zip(futures, first,
+                                                                     strict=True)]
 
     def submit_search(self, queries: QueryLike, threshold: int, client: Any) -> PendingSearch:
         """Send one query batch to every shard on ``client``'s cluster; returns at once."""
@@ -302,8 +316,14 @@ class ShardedIndex:
 
     def _submit(self, client: Any, fn: Any, q: np.ndarray, arg: Any) -> list[Any]:
         shard_futures = self.shard_futures(client)
-        qarg: Any = q if q.nbytes <= INLINE_QUERY_BYTES else client.scatter(q, hash=False)
-        return [client.submit(fn, f, qarg, arg, pure=False) for f in shard_futures]
+        workers = self.shard_workers(client)
+        # A larger batch becomes one task of its own (not client.scatter: scattered data has
+        # no recipe, so a worker lost with it could not be recomputed); the shard tasks fetch
+        # it from wherever it ran.
+        qarg: Any = q if q.nbytes <= INLINE_QUERY_BYTES else \
+            client.submit(st.query_batch, q, pure=False)
+        return [client.submit(fn, f, qarg, arg, pure=False, **pinned(w))
+                for f, w in zip(shard_futures, workers, strict=True)]
 
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int,
@@ -367,8 +387,10 @@ class ShardedIndex:
         rows = {k: np.flatnonzero(which == k) for k in wanted}
         if client is not None:
             futures = self.shard_futures(client)
+            workers = self.shard_workers(client)
             found = client.gather([client.submit(fn, futures[k], arr[rows[k]], *args,
-                                                 pure=False) for k in wanted])
+                                                 pure=False, **pinned(workers[k]))
+                                   for k in wanted])
         else:
             found = [fn(self._handle(k), arr[rows[k]], *args) for k in wanted]
         for k, values in zip(wanted, found, strict=True):
@@ -456,6 +478,12 @@ class ShardedIndex:
 
 
 # -- helpers ------------------------------------------------------------------------------
+def pinned(worker: str | None) -> dict[str, Any]:
+    """``client.submit`` options running a task on ``worker`` while it lives (elsewhere
+    once it is gone, so a lost worker never stalls a task)."""
+    return {} if worker is None else {"workers": [worker], "allow_other_workers": True}
+
+
 def _client_id(client: Any) -> str:
     return str(getattr(client, "id", id(client)))
 

@@ -33,7 +33,7 @@ import numpy as np
 
 from . import shard_tasks as st
 from .index import HashIndex
-from .sharded import ShardedIndex
+from .sharded import ShardedIndex, pinned
 
 Forest = tuple[np.ndarray, np.ndarray]
 """``(roots, members)``: each member id linked to the smallest id of its component."""
@@ -88,6 +88,7 @@ def _cluster_forest(index: ShardedIndex, t: int, client: Any, window: int | None
     from distributed import as_completed
 
     shards = index.shard_futures(client)
+    workers = index.shard_workers(client)
     n = len(shards)
     if window is None:
         info = client.scheduler_info(n_workers=-1).get("workers", {})
@@ -101,11 +102,13 @@ def _cluster_forest(index: ShardedIndex, t: int, client: Any, window: int | None
     def submit(i: int, j: int) -> None:
         key = f"hashlib_ext-dedup-{token}-{t}-{i}-{j}"
         if i == j:
-            ac.add(client.submit(self_forest, shards[i], t, key=key))
+            ac.add(client.submit(self_forest, shards[i], t, key=key, **pinned(workers[i])))
             return
         if i not in parts:
-            parts[i] = client.submit(st.shard_part, shards[i], key=f"hashlib_ext-part-{token}-{i}")
-        ac.add(client.submit(cross_forest, shards[j], parts[i], t, key=key))
+            parts[i] = client.submit(st.shard_part, shards[i], key=f"hashlib_ext-part-{token}-{i}",
+                                     **pinned(workers[i]))
+        ac.add(client.submit(cross_forest, shards[j], parts[i], t, key=key,
+                             **pinned(workers[j])))
         left[i] -= 1
         if left[i] == 0:
             del parts[i]  # dask keeps it while the pair tasks that need it wait
@@ -140,8 +143,9 @@ def _all_ids(index: ShardedIndex, client: Any) -> np.ndarray:
     if client is None:
         parts = [index.load_shard(k).ids for k in range(index.shards)]
     else:
-        parts = client.gather([client.submit(st.shard_ids, f, pure=False)
-                               for f in index.shard_futures(client)])
+        parts = client.gather([client.submit(st.shard_ids, f, pure=False, **pinned(w))
+                               for f, w in zip(index.shard_futures(client),
+                                               index.shard_workers(client), strict=True)])
     return np.concatenate(parts) if parts else np.zeros(0, np.int64)
 
 
