@@ -280,11 +280,12 @@ def test_skipped_files_note_and_quiet(bundled, tmp_path, capsys):
     assert main(["hash", str(tmp_path), "-j", "1"]) == 0
     err = capsys.readouterr().err
     assert err.splitlines() == [
-        "hashlib-ext: skipped 2 files that are not images, e.g. data.csv"]
+        "hashlib-ext: skipped 2 files that are not an image format Pillow can decode, e.g. "
+        f"{tmp_path / 'data.csv'}"]
     missing = tmp_path / "missing.jpg"
     assert main(["hash", str(tmp_path), str(missing), "-q", "-j", "1"]) == 1
     err = capsys.readouterr().err
-    assert "not images" not in err  # -q: no notes
+    assert "Pillow can decode" not in err  # -q: no notes
     assert err.startswith(f"hashlib-ext: {missing}: ImageDecodeError: ")  # errors still shown
 
 

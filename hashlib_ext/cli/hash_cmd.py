@@ -13,7 +13,8 @@ import numpy as np
 
 from ._common import UsageError, check_output, output_stream, show_progress
 from ._failures import Failures
-from ._options import add_errors, add_output, add_progress, add_recursive, add_workers, note
+from ._inputs import note_skipped
+from ._options import add_errors, add_output, add_progress, add_recursive, add_workers
 from ._signals import compute_only
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "hex", "te")
@@ -206,26 +207,6 @@ def write_file(lists: Sequence[Any], fmt: str, path: str) -> None:
         w.write_interleaved(lists)
 
 
-class _Skipped:
-    """Files a folder walk left out because they are not images, for one note."""
-
-    def __init__(self) -> None:
-        self.count = 0
-        self.first: str | None = None
-
-    def __call__(self, path: str) -> None:
-        self.count += 1
-        if self.first is None:
-            self.first = os.path.basename(path)
-
-    def say(self, args: argparse.Namespace) -> None:
-        if self.count:
-            files = "file that is not an image" if self.count == 1 else \
-                "files that are not images"
-            note(args, f"skipped {self.count} {files}, e.g. {self.first}")
-            self.count = 0
-
-
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
     from ..files import iter_image_paths
@@ -244,12 +225,13 @@ def run(args: argparse.Namespace) -> int:
         walk_errors += 1
         failures.add(path, type(err).__name__, err.strerror or str(err))
 
-    skipped = _Skipped()
+    skipped: list[str] = []
     paths: Iterable[str] = iter_image_paths(_inputs(args.paths), recursive=args.recursive,
-                                            on_error=on_walk_error, on_skip=skipped)
+                                            on_error=on_walk_error, on_skip=skipped.append)
     if "-" not in args.paths:  # listing is cheap next to hashing: the bar gets a total
         paths = list(paths)
-        skipped.say(args)
+        note_skipped(skipped, args.quiet)
+        skipped = []
     try:
         with compute_only():
             res = hash_images(paths, names if len(names) > 1 else names[0],
@@ -257,7 +239,7 @@ def run(args: argparse.Namespace) -> int:
                               fast=args.fast, max_pixels=args.max_pixels)
     except ValueError as e:  # an argument hash_images refuses: a usage error
         raise UsageError(str(e)) from None
-    skipped.say(args)
+    note_skipped(skipped, args.quiet)
     failures.add_batch(res.errors)
 
     to_file = args.output is not None and args.output != "-"
