@@ -1,7 +1,8 @@
 """The ASGI application: routes, error handling, health, metrics and the lifespan.
 
-Middleware, outermost first: request metrics (count and time every request), the body
-byte cap (:mod:`.limits`), then FastAPI. Every error becomes a JSON body
+Middleware, outermost first: the JSON match fast path (:mod:`.fastpath`), request metrics
+(count and time every request), the body byte cap (:mod:`.limits`), then FastAPI. Every
+error becomes a JSON body
 ``{"error": {"type": ..., "message": ...}}`` (:mod:`.errors` maps library errors to
 statuses); an unexpected exception is a 500 with a generic message, its traceback only in
 the server's log.
@@ -26,6 +27,7 @@ from . import routes_banks, routes_match
 from .banks import BankStore
 from .config import ServiceConfig
 from .errors import status_of
+from .fastpath import FastMatch
 from .http import json_response
 from .limits import BodyLimit
 from .metrics import CONTENT_TYPE, RequestMetrics
@@ -116,5 +118,6 @@ def create_app(config: ServiceConfig, store: BankStore | None = None) -> Any:
         return Response(service.metrics.render(), media_type=CONTENT_TYPE)
 
     app.add_middleware(BodyLimit, limits=config.limits)
-    app.add_middleware(RequestMetrics, metrics=service.metrics)  # the outer one
+    app.add_middleware(RequestMetrics, metrics=service.metrics)
+    app.add_middleware(FastMatch, service=service)  # the outermost: skips the others
     return app

@@ -57,15 +57,20 @@ def _threshold(value: Any, bits: int, algorithm: str | None) -> int:
     return value
 
 
-def lookup(banks: Sequence[HashBank], codes: np.ndarray, threshold: int, limit: int,
-           dihedral: bool = False) -> list[list[dict[str, Any]]]:
+async def lookup(service: Service, banks: Sequence[HashBank], codes: np.ndarray,
+                 threshold: int, limit: int, dihedral: bool = False
+                 ) -> list[list[dict[str, Any]]]:
     """Per query code (or per 8 rows with ``dihedral``), the matches in every bank, nearest
     first (ties by bank and id), at most ``limit``, with keys and metadata."""
     nq = codes.shape[0] // 8 if dihedral else codes.shape[0]
     out: list[list[dict[str, Any]]] = [[] for _ in range(nq)]
     for bank in banks:
-        found: list[list[Any]] = bank.search_dihedral(codes, threshold) if dihedral \
-            else bank.search(codes, threshold)
+        found: list[list[Any]]
+        if dihedral:
+            found = await service.search(
+                lambda: bank.search_dihedral(codes, threshold))  # noqa: B023
+        else:
+            found = await service.batcher.search(bank, codes, threshold)
         wanted = sorted({m[0] for hits in found for m in hits[:limit]})
         keys, metas = bank.describe(wanted)
         info = dict(zip(wanted, zip(keys, metas, strict=True), strict=True))
@@ -106,7 +111,12 @@ async def match(request: Request) -> Response:
 
 
 async def _match_hashes(service: Service, request: Request) -> Response:
-    body = loads(await request.body())
+    return json_response(await match_hashes(service, await request.body()))
+
+
+async def match_hashes(service: Service, raw: bytes) -> dict[str, Any]:
+    """The answer to a JSON match request (the body's bytes); raises the typed errors."""
+    body = loads(raw)
     if not isinstance(body, dict):
         raise BadRequest('expected a JSON object {"algorithm": ..., "hashes": [...]}')
     unknown = set(body) - {"algorithm", "hashes", "threshold", "banks", "max_matches"}
@@ -132,12 +142,11 @@ async def _match_hashes(service: Service, request: Request) -> Response:
             not 1 <= limit <= limits.max_matches:
         raise BadRequest(f"max_matches must be 1..{limits.max_matches}")
     banks = service.store.hash_banks(algorithm, names, bits)
-    results = await service.search(lambda: lookup(banks, codes, threshold, limit))
+    results = await lookup(service, banks, codes, threshold, limit)
     _count(service, algorithm, len(hashes), results)
-    return json_response({
-        "algorithm": algorithm, "threshold": threshold, "banks": [b.name for b in banks],
-        "results": [{"hash": h.lower(), "matches": m}
-                    for h, m in zip(hashes, results, strict=True)]})
+    return {"algorithm": algorithm, "threshold": threshold, "banks": [b.name for b in banks],
+            "results": [{"hash": h.lower(), "matches": m}
+                        for h, m in zip(hashes, results, strict=True)]}
 
 
 async def decode_job(service: Service, request: Request, kind: str,
@@ -197,12 +206,10 @@ async def _match_image(service: Service, request: Request) -> Response:
             continue
         if alg == "pdq" and dihedral:
             codes = np.frombuffer(got["dihedral"][0], np.uint8).reshape(8, -1)
-            found = await service.search(
-                lambda: lookup(banks, codes, threshold, limit, dihedral=True))  # noqa: B023
+            found = await lookup(service, banks, codes, threshold, limit, dihedral=True)
         else:
             codes = np.frombuffer(code, np.uint8).reshape(1, -1)
-            found = await service.search(
-                lambda: lookup(banks, codes, threshold, limit))  # noqa: B023
+            found = await lookup(service, banks, codes, threshold, limit)
         _count(service, alg, 1, found)
         entry["matches"] = found[0]
         results.append(entry)

@@ -11,6 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from .banks import Bank, BankStore
+from .batching import SearchBatcher
 from .config import ServiceConfig
 from .decode import DecodePool
 from .errors import ServiceError, Unavailable
@@ -33,6 +34,7 @@ class Service:
         self.searchers = ThreadPoolExecutor(max_workers=config.search_threads,
                                             thread_name_prefix="hashlib-ext-search") \
             if config.search_threads > 0 else None
+        self.batcher = SearchBatcher(self.searchers, config.search_threads)
         self.stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._compacting = False
