@@ -84,6 +84,23 @@ def make_data(n: int, queries: int, t: int, seed: int) -> tuple[np.ndarray, np.n
     return codes, q[rng.permutation(len(q))]
 
 
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU time of process ``pid`` (all its threads) and of its children
+    (the decoding workers), from /proc (Linux); NaN elsewhere."""
+    try:
+        total = 0.0
+        pids = [pid]
+        with open(f"/proc/{pid}/task/{pid}/children") as f:
+            pids += [int(c) for c in f.read().split()]
+        for p in pids:
+            with open(f"/proc/{p}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += int(fields[11]) + int(fields[12])
+        return total / os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, IndexError):
+        return float("nan")
+
+
 def percentiles(lat: list[float]) -> tuple[float, float]:
     a = np.asarray(lat) * 1000
     return float(np.percentile(a, 50)), float(np.percentile(a, 99))
@@ -115,7 +132,7 @@ def inprocess(index: HashIndex, queries: np.ndarray, t: int, seconds: float,
     elapsed = time.perf_counter() - started
     flat = [x for part in lats for x in part]
     p50, p99 = percentiles(flat)
-    return {"rps": len(flat) / elapsed, "p50_ms": p50, "p99_ms": p99, "n": len(flat)}
+    return {"rps": len(flat) / elapsed, "p50_ms": p50, "p99_ms": p99, "count": len(flat)}
 
 
 # -- the server --------------------------------------------------------------------------------
@@ -203,7 +220,8 @@ def run_wrk(url: str, bodies: Path, conc: int, seconds: float) -> dict[str, Any]
     errors = re.search(r"Socket errors: (.*)", out)
     if bad or errors:
         raise RuntimeError(f"wrk saw failures:\n{out}")
-    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99")}
+    return {"rps": rps, "p50_ms": pct("50"), "p99_ms": pct("99"),
+            "seconds": max(1, int(seconds))}
 
 
 async def _py_load(host: str, port: int, requests: list[bytes], conc: int,
@@ -237,7 +255,7 @@ async def _py_load(host: str, port: int, requests: list[bytes], conc: int,
     if failures[0]:
         raise RuntimeError(f"{failures[0]} requests failed")
     p50, p99 = percentiles(lats)
-    return {"rps": len(lats) / elapsed, "p50_ms": p50, "p99_ms": p99}
+    return {"rps": len(lats) / elapsed, "p50_ms": p50, "p99_ms": p99, "seconds": elapsed}
 
 
 def http_request(path: str, payload: bytes, ctype: str) -> bytes:
@@ -261,10 +279,19 @@ def measure(n: int, args: argparse.Namespace, work: Path, use_wrk: bool) -> list
         r = {"n": n, "what": kind, "clients": conc, "unit": unit, **res,
              "load": load_average()}
         rows.append(r)
+        cpu = f"  server CPU {res['cpu_us']:.0f} us/req" if "cpu_us" in res else ""
         print(f"  {kind:<34} c={conc!s:<3} {res['rps']:>9,.0f} {unit:<16} "
               f"p50 {res.get('p50_ms', float('nan')):7.3f} ms  "
-              f"p99 {res.get('p99_ms', float('nan')):7.3f} ms  (load {r['load']})",
+              f"p99 {res.get('p99_ms', float('nan')):7.3f} ms{cpu}  (load {r['load']})",
               flush=True)
+
+    def served(fn: Any, *a: Any) -> dict[str, Any]:
+        """Run a load, adding the server's CPU time per request."""
+        before = cpu_seconds(proc.pid)
+        res: dict[str, Any] = fn(*a)
+        used = cpu_seconds(proc.pid) - before
+        res["cpu_us"] = used / max(1.0, res["rps"] * res["seconds"]) * 1e6
+        return res
 
     print(f"n = {n:,}: generating and indexing ...", flush=True)
     codes, queries = make_data(n, args.queries, t, seed=n % 1000)
@@ -296,23 +323,23 @@ def measure(n: int, args: argparse.Namespace, work: Path, use_wrk: bool) -> list
         gc.collect()
         payloads = [b.encode() for b in bodies]
         for conc in args.clients:
-            res = run_wrk(url, bodies_file, conc, args.seconds) if use_wrk else \
-                run_python(url, payloads, conc, args.seconds)
+            res = served(run_wrk, url, bodies_file, conc, args.seconds) if use_wrk else \
+                served(run_python, url, payloads, conc, args.seconds)
             row("service, 1 hash per request", conc, res)
         batch = 16
         groups = [body([bytes(q).hex() for q in queries[i:i + batch]], t)
                   for i in range(0, len(queries) - batch + 1, batch)]
         gfile = work / f"batches-{n}.txt"
         gfile.write_text("\n".join(groups) + "\n")
-        res = run_wrk(url, gfile, 8, args.seconds) if use_wrk else \
-            run_python(url, [g.encode() for g in groups], 8, args.seconds)
+        res = served(run_wrk, url, gfile, 8, args.seconds) if use_wrk else \
+            served(run_python, url, [g.encode() for g in groups], 8, args.seconds)
         row(f"service, {batch} hashes per request", 8, res)
         row(f"  = hash lookups ({batch} per request)", 8,
             {"rps": res["rps"] * batch}, "lookups/s")
         if args.images and args.image_seconds > 0:
             images = [p.read_bytes() for p in args.images[:64]]
-            res = run_python(url, images, args.image_clients, args.image_seconds,
-                             path="/v1/match?robust=false", ctype="image/jpeg")
+            res = served(run_python, url, images, args.image_clients, args.image_seconds,
+                         "/v1/match?robust=false", "image/jpeg")
             row("service, image upload + match", args.image_clients, res, "images/s")
     finally:
         stop_server(proc)
@@ -324,13 +351,15 @@ def markdown(rows: list[dict[str, Any]], client: str) -> str:
     lines = [f"Measured {time.strftime('%Y-%m-%d')} on {platform.machine()}, "
              f"{os.cpu_count()} CPUs, Python {platform.python_version()}, load generator: "
              f"{client} (on the same CPUs).", "",
-             "| hashes in bank | what | clients | rate | p50 ms | p99 ms | load avg |",
-             "|---|---|---|---|---|---|---|"]
+             "| hashes in bank | what | clients | rate | p50 ms | p99 ms | server CPU "
+             "us/request | load avg |",
+             "|---|---|---|---|---|---|---|---|"]
     for r in rows:
         p50 = f"{r['p50_ms']:.2f}" if "p50_ms" in r else "-"
         p99 = f"{r['p99_ms']:.2f}" if "p99_ms" in r else "-"
+        cpu = f"{r['cpu_us']:.0f}" if "cpu_us" in r else "-"
         lines.append(f"| {r['n']:,} | {r['what'].strip()} | {r['clients']} | "
-                     f"{r['rps']:,.0f} {r['unit']} | {p50} | {p99} | {r['load']} |")
+                     f"{r['rps']:,.0f} {r['unit']} | {p50} | {p99} | {cpu} | {r['load']} |")
     return "\n".join(lines) + "\n"
 
 

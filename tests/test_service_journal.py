@@ -262,3 +262,25 @@ def test_body_caps_by_endpoint():
     assert lim.body_cap("POST", "/v1/banks/x/hashes") == 20
     assert lim.body_cap("POST", "/v1/banks") == 30
     assert lim.body_cap("GET", "/v1/banks") == 0
+
+
+def test_missing_extra_is_named(monkeypatch):
+    import importlib.util
+
+    from hashlib_ext.errors import MissingDependencyError
+    from hashlib_ext.service import deps
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "fastapi" else real(name, *a))
+    with pytest.raises(MissingDependencyError, match=r"hashlib-ext\[serve\]"):
+        deps.require()
+
+
+def test_cli_does_not_import_the_service_until_it_serves():
+    import subprocess
+    import sys
+
+    code = ("import sys; from hashlib_ext.cli import build_parser; build_parser(); "
+            "assert 'fastapi' not in sys.modules and 'hashlib_ext.service' not in sys.modules")
+    subprocess.run([sys.executable, "-c", code], check=True, timeout=120)

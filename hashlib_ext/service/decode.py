@@ -118,16 +118,18 @@ class DecodePool:
         with self._guard:
             self._all.discard(w)
         await loop.run_in_executor(self._threads, w.kill)
-        if self._closed:
-            return
         self.replaced += 1
-        try:
-            fresh = await loop.run_in_executor(self._threads, self._spawn)
-        except Exception:  # noqa: BLE001
-            log.exception("could not start a decoding worker; trying again")
-            await asyncio.sleep(1.0)
-            asyncio.get_running_loop().create_task(self._replace(_Worker(None, None)))
-            return
+        delay = 0.5
+        while True:
+            if self._closed:
+                return
+            try:
+                fresh = await loop.run_in_executor(self._threads, self._spawn)
+                break
+            except Exception:  # noqa: BLE001 - keep trying: the pool is one short meanwhile
+                log.exception("could not start a decoding worker; trying again")
+                await asyncio.sleep(delay)
+                delay = min(30.0, delay * 2)
         if self._closed:
             fresh.kill()
             return

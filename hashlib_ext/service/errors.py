@@ -14,6 +14,7 @@ from ..errors import (
     ImageDecodeError,
     ImageTooLargeError,
     IndexFileError,
+    MissingDependencyError,
     UnknownAlgorithmError,
     UnsupportedImageError,
     WorkerCrashedError,
@@ -104,6 +105,7 @@ _LIBRARY_STATUS: tuple[tuple[type[BaseException], int], ...] = (
     (AlgorithmMismatchError, 400),
     (HashFormatError, 400),
     (IndexFileError, 500),
+    (MissingDependencyError, 501),
 )
 
 
