@@ -115,7 +115,21 @@ def test_results_json_holds_the_verdict(res, tmp_path):
 
 def test_summary_helpers():
     assert summary.command("dedup", "pdq", 95) == "hashlib-ext dedup DIR -a pdq -t 95"
-    cmd = summary.command("match", "pdq-dihedral", 89)
-    assert "-t 89 --dihedral" in cmd and "pdq hashes" in cmd
+    assert summary.command("match", "pdq-dihedral", 89) == (
+        "hashlib-ext match INDEX QUERIES -t 89 --dihedral")
+    assert summary.command("match", "phash", 15) == "hashlib-ext match INDEX QUERIES -t 15"
     assert summary.measured_rate(0, 32640, 9.2e-5) == "0 of 32,640 pairs, FPR < 9.2e-05 at 95%"
     assert summary.measured_rate(3, 32640, 1e-4) == "3 of 32,640 pairs = 9.2e-05"
+
+
+def test_copies_in_the_dataset_are_called_out(res):
+    import copy
+
+    from hashlib_ext.evaluate import verdict
+
+    assert "Check the dataset" not in markdown(res, {})
+    dup = copy.deepcopy(res)
+    for a in dup["algorithms"].values():
+        a["distinct_hist"][0] += 2
+    dup["verdict"] = verdict.build(dup)
+    assert "**Check the dataset:** 2 pairs" in markdown(dup, {})

@@ -213,3 +213,13 @@ def test_budgets_and_sizes_are_checked(three_columns):
         verdict.Budgets(dedup=float("nan"))
     with pytest.raises(ValueError, match="sizes"):
         verdict.build(three_columns, sizes=[1])
+
+
+def test_copies_inside_the_dataset_are_flagged(three_columns):
+    assert verdict.build(three_columns)["suspected_copies"] == 0
+    algos = {}
+    for name, a in three_columns["algorithms"].items():
+        diff = list(a["distinct_hist"])
+        diff[0] += 3 if name != "poor64" else 5  # 3 exact copies, seen by every column
+        algos[name] = dict(a, distinct_hist=diff)
+    assert verdict.suspected_copies(dict(three_columns, algorithms=algos)) == 3

@@ -69,7 +69,7 @@ def robust_tables(rob: dict) -> dict[str, tuple[list[str], list[list[str]]]]:
           str(rob["false_matches"]), _seen(rob["empirical_fpr"], rob["false_pairs"])]] +
         [[f"same sticker, different photos: `{x['indexed']}` vs `{x['query']}`",
           str(x["pairs"]), str(x["false_matches"]),
-          _rate(x["false_matches"] / x["pairs"] if x["pairs"] else None)]
+          _seen(x["false_matches"] / x["pairs"], x["pairs"]) if x["pairs"] else "–"]
          for x in rob["stickers"]])
     c, ms = rob["costs"], rob["match_ms"]
     out["robust_costs"] = (

@@ -41,7 +41,8 @@ def fpr_text(c: dict, name_model: bool = False) -> str:
     if c["basis"] == "measured":
         return f"{rate(c['fpr'])} *measured* ({seen})"
     decades = math.log10(3 / c["pairs"] / c["fpr"]) if c["fpr"] else math.inf
-    notes = ([c["model"]] if name_model and c.get("model") else []) + [
+    notes = ([c["model"].split(" (")[0] + " tail fit"] if name_model and c.get("model")
+             else []) + [
         f"measured within it: {seen}"]
     if decades >= 1:
         notes.append(f"{decades:.0f} decades below what {c['pairs']:,} pairs can measure"
@@ -55,12 +56,12 @@ def fpr_text(c: dict, name_model: bool = False) -> str:
 
 
 def command(use: str, algorithm: str, threshold: int) -> str:
-    """The CLI call that applies a recommendation."""
+    """The CLI call that applies a recommendation (for match, INDEX holds ``algorithm``'s
+    hashes, without the ``-dihedral`` suffix)."""
     base, dihedral = algorithm.removesuffix("-dihedral"), algorithm.endswith("-dihedral")
     if use == "dedup":
         return f"hashlib-ext dedup DIR -a {base} -t {threshold}"
-    return (f"hashlib-ext match INDEX QUERIES -t {threshold}"
-            + (" --dihedral" if dihedral else "") + f", INDEX of {base} hashes")
+    return f"hashlib-ext match INDEX QUERIES -t {threshold}" + (" --dihedral" if dihedral else "")
 
 
 def _use_title(rec: dict) -> str:
@@ -85,8 +86,10 @@ def _one(rec: dict) -> str:
         return head + "no benchmarked algorithm reaches this budget at any threshold."
     c = rec["candidates"][rec["choice"]]
     fams = ", ".join(rec["common_families"]) or "each one's own designed families"
+    base = c["algorithm"].removesuffix("-dihedral")
+    on = f", on an index of {base} hashes" if rec["use"] == "match" else ""
     text = (f"{head}use **{c['algorithm']} at threshold {c['threshold']}** "
-            f"(`{command(rec['use'], c['algorithm'], c['threshold'])}`). FPR "
+            f"(`{command(rec['use'], c['algorithm'], c['threshold'])}`{on}). FPR "
             f"{fpr_text(c, name_model=True)}, so {_expected_text(rec, c['expected_false'])}; "
             f"recall {c['recall_common']:.2f} on {fams}.")
     if rec["runner_up"]:
@@ -100,6 +103,11 @@ def verdict_text(res: dict) -> list[str]:
     """Paragraphs of the verdict: one per use and collection size, then the rules."""
     v = res["verdict"]
     out = [f"- {_one(rec)}" for rec in v["recommendations"]]
+    if v.get("suspected_copies"):
+        out += ["", (f"**Check the dataset:** {v['suspected_copies']:,} pairs of its images are "
+                     f"within every algorithm's default threshold, most likely copies of one "
+                     f"photo. The benchmark counts them as false matches, which lowers every "
+                     f"threshold above; remove them (`hashlib-ext dedup`) and run it again.")]
     b = v["budgets"]
     rob = next((r["robust"] for r in v["recommendations"] if r.get("robust")), None)
     out += ["", (

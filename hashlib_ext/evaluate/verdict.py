@@ -39,7 +39,7 @@ from . import metrics
 from .fprmodel import FprModel
 
 __all__ = ["Budgets", "USES", "RULE_OF_THREE", "DEFAULT_SIZES", "comparisons", "target_fpr",
-           "is_measurable", "upper_bound", "operating_point", "build"]
+           "is_measurable", "upper_bound", "operating_point", "suspected_copies", "build"]
 
 RULE_OF_THREE = 3.0
 """A target FPR is measured when distinct pairs x target >= this (0 of P pairs: FPR < 3/P
@@ -229,6 +229,15 @@ def _beyond(cands: list[dict], present: Sequence[str], common: Sequence[str]) ->
     return out
 
 
+def suspected_copies(res: dict) -> int:
+    """Distinct-image pairs within *every* plain column's default threshold: most likely
+    copies of one photo in the dataset (which the benchmark counts as false matches)."""
+    counts = [int(sum(a["distinct_hist"][: a["default_threshold"] + 1]))
+              for name, a in res["algorithms"].items()
+              if not name.endswith("-dihedral") and a["default_threshold"] >= 0]
+    return min(counts) if counts else 0
+
+
 def build(res: dict, sizes: Sequence[int] | None = None,
           budgets: Budgets | None = None) -> dict[str, Any]:
     """The verdict for ``res`` (results of :func:`~hashlib_ext.evaluate.run.run_benchmark`
@@ -246,6 +255,7 @@ def build(res: dict, sizes: Sequence[int] | None = None,
     return {
         "budgets": {"match": budgets.match, "dedup": budgets.dedup},
         "collection_sizes": sizes,
+        "suspected_copies": suspected_copies(res),
         "rule": (f"an FPR is measured when distinct pairs x FPR >= {RULE_OF_THREE:g} (0 false "
                  f"pairs in P only bounds FPR < {RULE_OF_THREE:g}/P at 95%), modelled beyond"),
         "designed_families": {a: [f for f in fam.FAMILIES if f in fam.designed_families(a)]
