@@ -34,7 +34,7 @@ from typing import Any, cast
 
 import numpy as np
 
-from ..errors import HashFormatError, IndexFileError
+from ..errors import HashlibExtError, IndexFileError
 from ..index import MAX_COLUMN_NAME, MAX_METADATA_COLUMNS, HashIndex
 from .errors import BadRequest, Conflict, NotFound
 from .journal import Journal, Record
@@ -48,6 +48,8 @@ LOCK_NAME = ".hashlib-ext-serve.lock"
 BANK_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]{0,63}")
 """Bank names: letters, digits, ``_`` and ``-`` (they become file names)."""
 JOURNAL_FORMAT = "hashlib_ext.journal"
+REPLAY_MAX_PIXELS = 1 << 32
+"""Pixel limit when a robust bank's journalled images are described again on start."""
 Metadata = dict[str, list[str | None]]
 
 
@@ -119,7 +121,7 @@ class Bank:
             count[0] += 1
             try:
                 self.replay(record)
-            except (HashFormatError, ValueError, TypeError, KeyError) as e:
+            except (HashlibExtError, ValueError, TypeError, KeyError) as e:
                 raise IndexFileError(f"{self.journal_path}: record {count[0]} cannot be "
                                      f"replayed: {e}") from None
 
@@ -414,7 +416,9 @@ class RobustBank(Bank):
         self.next_id = max(self.next_id, ident + 1)
         if ident in self._held:
             return
-        self.index.add([describe(record.blob)], ids=[ident], keys=[key])
+        # accepted under the limits when it was added: decode it whatever they are now
+        self.index.add([describe(record.blob, max_pixels=REPLAY_MAX_PIXELS)], ids=[ident],
+                       keys=[key])
         self._held.add(ident)
 
     def save(self) -> None:

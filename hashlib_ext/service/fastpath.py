@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import PayloadTooLarge, status_of
+from .errors import BadRequest, PayloadTooLarge, status_of
 from .http import dumps
 from .routes_match import match_hashes
 from .state import Service
@@ -87,7 +87,7 @@ async def _read(receive: Any, cap: int, declared: int) -> bytes:
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client went away
-            raise PayloadTooLarge("the request body ended early")
+            raise BadRequest("the request body ended early")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
