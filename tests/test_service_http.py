@@ -320,6 +320,8 @@ def test_bad_input_answers_4xx_json(client, server):
             yield os.urandom(100 * 1024)
 
     _error(client.post("/v1/match", content=chunks()), 413, "PayloadTooLarge")
+    many = {"hashes": ["ab" * 32] * 9000}  # JSON (answered by the fast path), over 0.5 MB
+    _error(client.post("/v1/match", json=many), 413, "PayloadTooLarge")
     # over the pixel cap (4M): refused from the header, before decoding
     _error(client.post("/v1/hash", content=_flat_png(2100, 2000)), 413, "ImageTooLargeError")
     _error(client.get("/v1/nothing"), 404)
