@@ -269,3 +269,17 @@ def test_missing_pyarrow_names_the_extra(tmp_path, monkeypatch):
     # The text formats do not need it.
     formats.write_hash_list(tmp_path / "t.csv", hl)
     assert formats.read_hash_list(tmp_path / "t.csv").hashes == hl.hashes
+
+
+def test_has_ids_says_whether_the_file_had_ids(tmp_path):
+    hl = sample(5)
+    plain = formats.HashList(hl.hashes, np.arange(5))
+    for name, lst, expected in [("a.csv", hl, True), ("a.parquet", hl, True),
+                                ("a.jsonl", hl, True), ("a.txt", plain, False)]:
+        formats.write_hash_list(tmp_path / name, lst)
+        assert formats.read_hash_list(tmp_path / name).has_ids is expected, name
+    (tmp_path / "b.csv").write_text("hash,key\n" + hl.hashes[0].hex + ",k\n")
+    (tmp_path / "b.jsonl").write_text(json.dumps({"hash": hl.hashes[0].hex}) + "\n")
+    for name in ("b.csv", "b.jsonl"):
+        chunks = list(formats.iter_hash_list(tmp_path / name))
+        assert [c.has_ids for c in chunks] == [False], name

@@ -98,6 +98,9 @@ class HashList:
     of the file that is not hash, id, key, quality or algorithm): name -> ``(n,)`` object
     array of str, None where a record has no value. What ``HashIndex.add(metadata=...)``
     takes. Empty when the file has none (or was read with ``metadata=False``)."""
+    has_ids: bool = True
+    """Whether the ids came from the file (an id column or field) rather than being record
+    numbers (hex lines, CSV without an ``id`` column, JSON records without ``id``)."""
 
     def __len__(self) -> int:
         return len(self.hashes)

@@ -167,7 +167,7 @@ def parse_int(text: Any, what: str) -> tuple[int | None, str | None]:
 class Rows:
     """Fields of one chunk, column by column."""
 
-    __slots__ = ("lines", "texts", "ids", "keys", "quals", "bad", "meta")
+    __slots__ = ("lines", "texts", "ids", "keys", "quals", "bad", "meta", "has_ids")
 
     def __init__(self) -> None:
         self.lines: list[int] = []
@@ -177,6 +177,7 @@ class Rows:
         self.quals: list[int] = []
         self.bad: list[tuple[int, str]] = []
         self.meta: dict[str, list[str | None]] = {}
+        self.has_ids = False  # whether any record carried its own id
 
     def add(self, dec: Decoder, line: int, text: str, id_: Any = None, key: str | None = None,
             quality: Any = None, meta: Mapping[str, str | None] | None = None) -> None:
@@ -190,7 +191,11 @@ class Rows:
         before = len(self.lines)
         self.lines.append(line)
         self.texts.append(text)
-        self.ids.append(record if id_ is None else id_)
+        if id_ is None:
+            self.ids.append(record)
+        else:
+            self.ids.append(id_)
+            self.has_ids = True
         self.keys.append(key)
         self.quals.append(-1 if quality is None or quality == "" else quality)
         if meta or self.meta:
@@ -230,8 +235,10 @@ class Rows:
             meta[name] = col[keep]
         nbytes = dec.nbytes or 0
         codes = codes.reshape(-1, nbytes) if codes.size == 0 else codes
-        return make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16),
-                         meta)
+        out = make_list(codes, dec.algorithm, ids[keep], keys, quals[keep].astype(np.int16),
+                        meta)
+        out.has_ids = self.has_ids
+        return out
 
 
 def int64_column(values: list[Any], lines: list[int], what: str, bad: list[tuple[int, str]],

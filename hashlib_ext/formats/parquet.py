@@ -163,9 +163,11 @@ def iter_parquet(pqf: ParquetList, dec: Decoder, chunk: int, hash_column: str | 
         dec.fail(bad)
         row0 += n
         sel = np.flatnonzero(ok)
-        yield make_list(codes[sel], dec.algorithm, ids[sel],
-                        None if keys is None else keys[sel],
-                        None if quals is None else quals[sel], take(meta, sel))
+        chunk_list = make_list(codes[sel], dec.algorithm, ids[sel],
+                               None if keys is None else keys[sel],
+                               None if quals is None else quals[sel], take(meta, sel))
+        chunk_list.has_ids = i is not None
+        yield chunk_list
     dec.records = row0
 
 

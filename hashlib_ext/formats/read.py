@@ -175,6 +175,7 @@ def report_chunks(chunks: Iterator[HashList], dec: Decoder,
         empty = make_list(np.zeros((0, dec.nbytes or 0), np.uint8), dec.algorithm,
                           np.zeros(0, np.int64), None, None)
         empty.ignored, dec.ignored, dec.skipped = dec.ignored, 0, []
+        empty.has_ids = False
         yield empty
 
 
@@ -189,7 +190,7 @@ def drop_low_quality(chunk: HashList, min_quality: int) -> HashList:
     return HashList(chunk.hashes[keep], chunk.ids[keep],
                     None if chunk.keys is None else chunk.keys[keep], chunk.skipped,
                     chunk.ignored, chunk.low_quality + int(low.sum()),
-                    take(chunk.metadata, keep))
+                    take(chunk.metadata, keep), chunk.has_ids)
 
 
 def read_hash_list(
@@ -285,7 +286,8 @@ def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = 
     if not chunks:
         nbytes = expected_nbytes(algorithm, bits) or 0
         empty = HashArray.empty(algorithm, 8 * nbytes)
-        return HashList(empty, np.zeros(0, np.int64), None, skipped, ignored, low)
+        return HashList(empty, np.zeros(0, np.int64), None, skipped, ignored, low,
+                        has_ids=False)
     hashes = HashArray.concat([c.hashes for c in chunks]) if len(chunks) > 1 \
         else chunks[0].hashes
     ids = np.concatenate([c.ids for c in chunks])
@@ -295,4 +297,5 @@ def concat_lists(chunks: Sequence[HashList], algorithm: str, bits: int | None = 
             c.keys if c.keys is not None else np.full(len(c), None, dtype=object) for c in chunks
         ])
     meta = concat_metadata([(c.metadata, len(c)) for c in chunks])
-    return HashList(hashes, ids, keys, skipped, ignored, low, meta)
+    return HashList(hashes, ids, keys, skipped, ignored, low, meta,
+                    any(c.has_ids for c in chunks))

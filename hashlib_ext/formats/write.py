@@ -118,10 +118,15 @@ class HashListWriter:
             self._tmp = self._stack.enter_context(atomic_path(self.path))
             if self.fmt != "parquet":
                 opener: Any = gzip.open if self.gz else open
-                # Undecodable bytes of file names (lone surrogates) are written as the
-                # bytes they stand for, as the file system holds them.
-                self._f = self._stack.enter_context(opener(
-                    self._tmp, "wt", encoding="utf-8", errors="surrogateescape", newline=""))
+                try:
+                    # Undecodable bytes of file names (lone surrogates) are written as the
+                    # bytes they stand for, as the file system holds them.
+                    self._f = self._stack.enter_context(opener(
+                        self._tmp, "wt", encoding="utf-8", errors="surrogateescape",
+                        newline=""))
+                except BaseException:
+                    self.abort()
+                    raise
 
     # -- layout ----------------------------------------------------------------------------
     def _set_layout(self, layout: Layout) -> None:
