@@ -23,6 +23,11 @@ class HashFormatError(HashlibExtError, ValueError):
     """A hash string, hash list or code array is malformed (wrong length, non-hex, wrong width)."""
 
 
+class HashListOutputError(HashFormatError):
+    """A hash list cannot be written in the chosen format (ids or metadata in hex lines, a
+    name Parquet cannot store): a problem of the output, not of the input being read."""
+
+
 class AlgorithmMismatchError(HashlibExtError, ValueError):
     """Two hashes (or a hash and an index) of different algorithms or widths were combined."""
 

@@ -11,9 +11,8 @@ import pytest
 
 import hashlib_ext as hx
 from hashlib_ext import formats
-from hashlib_ext.errors import HashFormatError
+from hashlib_ext.errors import HashFormatError, HashListOutputError
 from hashlib_ext.formats import HashList, HashListWriter, Layout
-from hashlib_ext.formats.convert import OutputError
 
 
 def make(n: int, algorithm: str = "pdq", nbytes: int = 32, seed: int = 0, start: int = 0,
@@ -156,7 +155,7 @@ def test_convert_refusals_leave_the_output_alone(tmp_path):
     with pytest.raises(HashFormatError, match="is the input too"):
         formats.convert_hash_list(src, tmp_path / "." / "in.csv")
     (tmp_path / "out.txt").write_text("old\n")
-    with pytest.raises(OutputError, match="hex lines hold no metadata"):
+    with pytest.raises(HashListOutputError, match="hex lines hold no metadata"):
         formats.convert_hash_list(src, tmp_path / "out.txt")
     assert (tmp_path / "out.txt").read_text() == "old\n"
     formats.convert_hash_list(src, tmp_path / "out.txt", metadata=False)

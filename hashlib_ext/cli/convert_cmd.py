@@ -59,10 +59,10 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..errors import HashFormatError, HashlibExtError
+    from ..errors import HashFormatError, HashlibExtError, HashListOutputError
     from ..formats import output_format
     from ..formats.common import resolve_format
-    from ..formats.convert import RECORD_UNITS, OutputError, same_file
+    from ..formats.convert import RECORD_UNITS, same_file
 
     if (args.out is None) == (args.output is None):
         raise UsageError("give the output once: OUT or -o FILE")
@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
 
     try:
         done = _convert(args, out, fmt, progress if show_progress(args) else None)
-    except OutputError as e:  # about OUT, not a failed input
+    except HashListOutputError as e:  # about OUT, not a failed input
         failures.finish()
         error(str(e))
         return EXIT_FAILED

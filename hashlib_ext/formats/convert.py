@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
-from ..errors import HashFormatError
+from ..errors import HashFormatError, HashListOutputError
 from .common import CHUNK_ROWS, resolve_format
 from .metadata import MetadataRequest
 from .read import iter_hash_list
@@ -23,11 +23,6 @@ from .write import HashListWriter, Layout
 
 RECORD_UNITS = {"parquet": "row", "json": "item"}
 """What a record of each input format is called in messages (default: ``line``)."""
-
-
-class OutputError(HashFormatError):
-    """The output cannot hold the list (ids or metadata in hex lines, a key Parquet cannot
-    store, ...): a problem of the chosen output, not of the input."""
 
 
 @dataclass
@@ -99,7 +94,7 @@ def convert_hash_list(
 
     Refuses ``dst`` naming the same file as ``src`` (:class:`HashFormatError`), and anything
     the output format cannot hold (ids other than 0..n-1 or metadata in hex lines):
-    :class:`OutputError`; either way ``dst`` is left as it was.
+    :class:`~hashlib_ext.errors.HashListOutputError`; either way ``dst`` is left as it was.
     """
     if isinstance(dst, (str, os.PathLike)):
         if same_file(src, dst):
@@ -118,13 +113,13 @@ def convert_hash_list(
         out = HashListWriter(dst, format, layout=layout, algorithm=found, bits=bits or None,
                              chunk_rows=chunk_rows)
     except HashFormatError as e:
-        raise OutputError(str(e)) from None
+        raise HashListOutputError(str(e)) from None
     with out:
         for chunk in iter_hash_list(src, skipped=skipped, **kwargs):
             try:
                 out.write(chunk)
             except HashFormatError as e:
-                raise OutputError(str(e)) from None
+                raise HashListOutputError(str(e)) from None
             done.written += len(chunk)
             done.ignored += chunk.ignored
             done.low_quality += chunk.low_quality

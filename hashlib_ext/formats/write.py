@@ -260,8 +260,9 @@ class HashListWriter:
         self._closed = True
         if self._sink is not None:
             self._sink.abort()
-        with contextlib.suppress(_Aborted):
-            self._stack.__exit__(_Aborted, _Aborted(), None)
+        stop = RuntimeError("hash list writer aborted")  # only ever seen by atomic_path
+        with contextlib.suppress(RuntimeError):
+            self._stack.__exit__(RuntimeError, stop, None)
 
     def __enter__(self) -> HashListWriter:
         return self
@@ -272,10 +273,6 @@ class HashListWriter:
             self.close()
         else:
             self.abort()
-
-
-class _Aborted(Exception):
-    """Thrown into the temporary file's context to make it remove the file."""
 
 
 def as_hash_list(hashes: HashArray | HashList | np.ndarray, ids: Any = None, keys: Any = None,
