@@ -39,7 +39,7 @@ from ._common import (
     error,
     show_progress,
 )
-from ._failures import Failures, failure
+from ._failures import Failures
 from ._inputs import (
     add_input_options,
     check_non_negative,
@@ -123,15 +123,6 @@ def _output_format(args: argparse.Namespace) -> str:
     return "csv" if str(args.output or "").lower().endswith(".csv") else "json"
 
 
-def _missing(failures: Failures, missing: list[str]) -> None:
-    """Record the inputs :func:`classify_inputs` could not use (it printed them already)."""
-    import os
-
-    for arg in missing:
-        msg = "no images found" if os.path.isdir(arg) else "no such file or folder"
-        failures.items.append(failure(arg, "FileNotFoundError", msg))
-
-
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
     from ..clusters import dedup_graph
@@ -150,8 +141,8 @@ def run(args: argparse.Namespace) -> int:
     failures = Failures(args)
     check_output(args.output, args.inputs)
     failures.check(args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format,
-                                             quiet=args.quiet)
+    lists, images, _ = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                       quiet=args.quiet, failures=failures)
     if args.dihedral and lists:
         raise UsageError(f"--dihedral needs images: {lists[0]} is a hash list, and a hash "
                          "cannot be rotated or flipped; hash the images instead (or drop "
@@ -161,7 +152,6 @@ def run(args: argparse.Namespace) -> int:
                          f"{', '.join(algorithms())}")
     if args.dihedral and get(args.algorithm or "pdq").dihedral is None:
         raise UsageError(f"--dihedral: {args.algorithm} has no rotation/flip hashing (PDQ has)")
-    _missing(failures, missing)
     low = 0
     parts: list[HashArray] = []
     ids: list[np.ndarray] = []
@@ -296,11 +286,10 @@ def run_robust(args: argparse.Namespace, fmt: str) -> int:
     failures = Failures(args)
     check_output(args.output, args.inputs)
     failures.check(args.inputs)
-    lists, images, missing = classify_inputs(args.inputs, args.recursive, args.input_format,
-                                             quiet=args.quiet)
+    lists, images, _ = classify_inputs(args.inputs, args.recursive, args.input_format,
+                                       quiet=args.quiet, failures=failures)
     if lists:
         raise UsageError(f"--robust deduplicates images, not hash lists: {lists[0]}")
-    _missing(failures, missing)
     if not images:
         error("nothing to deduplicate")
         write_clusters(args, fmt, {"mode": "robust"}, 0, failures, [], nothing=True,
