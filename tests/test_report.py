@@ -133,3 +133,8 @@ def test_copies_in_the_dataset_are_called_out(res):
         a["distinct_hist"][0] += 2
     dup["verdict"] = verdict.build(dup)
     assert "**Check the dataset:** 2 pairs" in markdown(dup, {})
+
+
+def test_few_pairs_are_called_out(res):
+    md = markdown(res, {})  # 6 images: 15 pairs
+    assert "**Few pairs:** 15 distinct pairs" in md

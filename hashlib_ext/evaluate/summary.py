@@ -16,6 +16,8 @@ from . import families as fam
 __all__ = ["rate", "measured_rate", "fpr_text", "command", "verdict_text", "verdict_tables"]
 
 Table = tuple[list[str], list[list[str]]]
+FEW_PAIRS = 10_000
+"""Below this many distinct pairs the verdict says its model is loosely fixed."""
 
 
 def rate(x: float | None) -> str:
@@ -45,8 +47,9 @@ def fpr_text(c: dict, name_model: bool = False) -> str:
              else []) + [
         f"measured within it: {seen}"]
     if decades >= 1:
-        notes.append(f"{decades:.0f} decades below what {c['pairs']:,} pairs can measure"
-                     if math.isfinite(decades) else "the model gives 0")
+        d = round(decades)
+        notes.append(f"{d} decade{'s' if d != 1 else ''} below what {c['pairs']:,} pairs can "
+                     "measure" if math.isfinite(decades) else "the model gives 0")
     if c.get("capped_by_data"):
         notes.append("the model's threshold lowered to what the measured pairs allow")
     if c.get("model_fit_warning"):
@@ -103,6 +106,11 @@ def verdict_text(res: dict) -> list[str]:
     """Paragraphs of the verdict: one per use and collection size, then the rules."""
     v = res["verdict"]
     out = [f"- {_one(rec)}" for rec in v["recommendations"]]
+    pairs = min(a["distinct_pairs"] for a in res["algorithms"].values())
+    if pairs < FEW_PAIRS:
+        out += ["", (f"**Few pairs:** {pairs:,} distinct pairs fix the model's tail only "
+                     f"loosely; benchmark a few hundred of your own images (`--dataset DIR`; "
+                     f"300 give {300 * 299 // 2:,} pairs) for a verdict to rely on.")]
     if v.get("suspected_copies"):
         out += ["", (f"**Check the dataset:** {v['suspected_copies']:,} pairs of its images are "
                      f"within every algorithm's default threshold, most likely copies of one "
