@@ -284,3 +284,40 @@ def test_cli_does_not_import_the_service_until_it_serves():
     code = ("import sys; from hashlib_ext.cli import build_parser; build_parser(); "
             "assert 'fastapi' not in sys.modules and 'hashlib_ext.service' not in sys.modules")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_search_batcher_gathers_concurrent_queries():
+    import asyncio
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hashlib_ext.service.batching import SearchBatcher
+
+    class Recording:
+        def __init__(self, index: HashIndex):
+            self.index, self.sizes = index, []
+
+        def search(self, codes: np.ndarray, t: int) -> list:
+            self.sizes.append(len(codes))
+            return self.index.search(codes, t)
+
+    index = HashIndex("pdq")
+    stored = _codes(500, 3)
+    index.add(stored)
+    near = stored[:40].copy()
+    near[:, 0] ^= 1  # one bit from a stored code
+    queries = np.concatenate([near, _codes(20, 4)])  # 40 near, 20 far
+    bank = Recording(index)
+
+    async def run() -> list:
+        batcher = SearchBatcher(ThreadPoolExecutor(2), 2)
+        alone = await batcher.search(bank, queries[:1], 8)  # nothing else: searched inline
+        assert bank.sizes == [1]
+        got = await asyncio.gather(*(batcher.search(bank, queries[i:i + 1], 8)
+                                     for i in range(len(queries))))
+        return [alone[0]] + [g[0] for g in got]
+
+    got = asyncio.run(run())
+    want = index.search(queries, 8)
+    assert got[1:] == want and got[0] == want[0]
+    assert sum(bank.sizes) == 1 + len(queries) and max(bank.sizes) > 1  # batches formed
+    assert all(len(w) == 1 for w in want[:40]) and not any(want[40:])
