@@ -126,7 +126,8 @@ def server(tmp_path_factory):
     token_file.chmod(0o600)
     srv = Server(tmp / "banks", tmp / "server.log", "--token-file", str(token_file),
                  "--decode-workers", "1", "--max-upload-mb", "0.5", "--max-list-mb", "1",
-                 "--max-pixels", "4000000", "--access-log", "--log-level", "debug").start()
+                 "--max-pixels", "4000000", "--compact-mb", "0.03", "--access-log",
+                 "--log-level", "debug").start()
     yield srv
     assert srv.stop() == 0
     assert TOKEN not in srv.log()  # never logged, whatever was sent
@@ -382,6 +383,23 @@ def test_concurrent_adds_and_matches(server):
     assert sorted(m[0]["id"] for m in found) == list(range(40))  # each id handed out once
     keys = [m[0]["key"] for m in found]
     assert keys == [f"{t}-{j}" for t in range(4) for j in range(10)]
+
+
+def test_a_grown_journal_is_compacted_in_the_background(client):
+    _create(client, "grows")
+    rng = np.random.default_rng(8)
+    codes = [bytes(c).hex() for c in rng.integers(0, 256, (1500, 32), dtype=np.uint8)]
+    r = client.post("/v1/banks/grows/hashes", headers=AUTH, json={"hashes": codes})
+    assert r.json()["added"] == 1500  # a journal record of ~48 KB: over --compact-mb 0.03
+    deadline = time.monotonic() + 30
+    while client.get("/v1/banks/grows").json()["compactions"] == 0:
+        assert time.monotonic() < deadline, "no compaction"
+        time.sleep(0.1)
+    stats = client.get("/v1/banks/grows").json()
+    assert stats["journal_records"] == 0 and stats["count"] == 1500
+    res = client.post("/v1/match", json={"hashes": codes[::100], "threshold": 0,
+                                         "banks": ["grows"]}).json()["results"]
+    assert [q["matches"][0]["id"] for q in res] == list(range(0, 1500, 100))
 
 
 def test_metrics(client):
