@@ -119,6 +119,9 @@ def run(args: argparse.Namespace) -> int:
     root = args.root
     if os.path.exists(root) and not (os.path.isdir(root) or os.path.isfile(root)):
         raise UsageError(f"{root}: not a folder or an index file")
+    if not os.path.exists(root) and root.endswith((".hidx", ".ridx")):
+        raise UsageError(f"{root}: no such index file (a folder of banks is created when "
+                         "missing; an index file is not)")
 
     mb = 1 << 20
     limits = Limits(max_image_bytes=int(args.max_upload_mb * mb),
