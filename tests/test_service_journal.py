@@ -321,3 +321,22 @@ def test_search_batcher_gathers_concurrent_queries():
     assert got[1:] == want and got[0] == want[0]
     assert sum(bank.sizes) == 1 + len(queries) and max(bank.sizes) > 1  # batches formed
     assert all(len(w) == 1 for w in want[:40]) and not any(want[40:])
+
+
+def test_robust_bank_replays_added_images(tmp_path, bundled):
+    pytest.importorskip("cv2")
+    from hashlib_ext.descriptor import describe
+    from hashlib_ext.service.banks import RobustBank
+
+    path = str(tmp_path / "r.ridx")
+    bank = RobustBank.create("r", path)
+    data = [p.read_bytes() for p in bundled[:2]]
+    assert [bank.add(d, describe(d), f"k{i}") for i, d in enumerate(data)] == [0, 1]
+    bank.close()  # not compacted: the images are in the journal only
+    again = RobustBank.open("r", path)
+    assert again.count() == 2 and again.next_id == 2
+    found = again.match(describe(data[1], query=True), None, None)
+    assert [m.id for m in found] == [1] and again.keys([1]) == ["k1"]
+    assert again.compact() and len(again.index) == 2
+    again.close()
+    assert RobustBank.open("r", path).count() == 2
