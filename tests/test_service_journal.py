@@ -16,10 +16,11 @@ pytest.importorskip("prometheus_client")
 from hashlib_ext.errors import IndexFileError  # noqa: E402
 from hashlib_ext.index import HashIndex  # noqa: E402
 from hashlib_ext.service import auth, uploads  # noqa: E402
-from hashlib_ext.service.banks import BankStore, HashBank  # noqa: E402
+from hashlib_ext.service.banks import HashBank  # noqa: E402
 from hashlib_ext.service.errors import BadRequest, Forbidden, Unauthorized  # noqa: E402
 from hashlib_ext.service.journal import Journal, Record  # noqa: E402
 from hashlib_ext.service.limits import Limits  # noqa: E402
+from hashlib_ext.service.store import BankStore  # noqa: E402
 
 HEADER = {"format": "hashlib_ext.journal", "version": 1, "bank": "b"}
 

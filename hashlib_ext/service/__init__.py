@@ -6,10 +6,13 @@ images or hashes against the banks (exact Hamming search in
 whose changes are journalled and survive restarts and crashes. See docs/service.md.
 
 Modules, one job each: :mod:`.app` (the ASGI app), :mod:`.routes_match` and
-:mod:`.routes_banks` (endpoints), :mod:`.banks` (bank files and compaction),
-:mod:`.journal` (the crash-safe change log), :mod:`.decode` and :mod:`.worker` (image
-decoding in worker processes), :mod:`.auth`, :mod:`.limits`, :mod:`.metrics`,
-:mod:`.uploads` (hash-list uploads), :mod:`.server` (uvicorn).
+:mod:`.routes_banks` (endpoints), :mod:`.fastpath` (JSON matches without the framework),
+:mod:`.batching` (concurrent searches in one index call), :mod:`.banks` (a bank: index,
+journal, compaction), :mod:`.store` (the banks of a folder), :mod:`.journal` (the
+crash-safe change log), :mod:`.decode` and :mod:`.worker` (image decoding in worker
+processes), :mod:`.auth`, :mod:`.limits`, :mod:`.metrics`, :mod:`.uploads` (hash-list
+uploads), :mod:`.http` (request helpers), :mod:`.schemas` (OpenAPI bodies), :mod:`.state`
+(the running service), :mod:`.config`, :mod:`.server` (uvicorn).
 
 Needs the ``serve`` extra (``pip install 'hashlib-ext[serve]'``); importing this package
 without it raises :class:`~hashlib_ext.errors.MissingDependencyError`.

@@ -24,7 +24,6 @@ from starlette.responses import Response
 from .. import __version__
 from ..errors import HashlibExtError
 from . import routes_banks, routes_match
-from .banks import BankStore
 from .config import ServiceConfig
 from .errors import status_of
 from .fastpath import FastMatch
@@ -32,6 +31,7 @@ from .http import json_response
 from .limits import BodyLimit
 from .metrics import CONTENT_TYPE, RequestMetrics
 from .state import Service
+from .store import BankStore
 
 log = logging.getLogger("hashlib_ext.service")
 

@@ -38,7 +38,7 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, *,
     import uvicorn
 
     from .app import create_app
-    from .banks import BankStore
+    from .store import BankStore
 
     logging.config.dictConfig(log_config(log_level))
     store = BankStore(config.root, compact_bytes=config.compact_bytes,

@@ -10,12 +10,13 @@ from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
-from .banks import Bank, BankStore
+from .banks import Bank
 from .batching import SearchBatcher
 from .config import ServiceConfig
 from .decode import DecodePool
 from .errors import ServiceError, Unavailable
 from .metrics import Metrics
+from .store import BankStore
 
 log = logging.getLogger("hashlib_ext.service")
 T = TypeVar("T")
