@@ -340,8 +340,10 @@ def build_sharded_from_parquet(
     return ShardedIndex(folder, manifest)
 
 
-Piece = tuple[np.ndarray, np.ndarray, list[str | None] | None, str, int]
-"""One file's rows for one shard: codes, ids, keys (None: no keys), algorithm, bits."""
+Piece = tuple[np.ndarray, np.ndarray, list[str | None] | None,
+              dict[str, list[str | None]], str, int]
+"""One file's rows for one shard: codes, ids, keys (None: no keys), metadata columns,
+algorithm, bits."""
 
 
 def split_partition(location: str, shards: int, algorithm: str | None) -> list[Piece]:
@@ -352,11 +354,13 @@ def split_partition(location: str, shards: int, algorithm: str | None) -> list[P
     order = np.argsort(which, kind="stable")
     bounds = np.searchsorted(which[order], np.arange(shards + 1))
     alg, bits = got.hashes.algorithm, got.hashes.bits
+    meta = getattr(got, "metadata", None) or {}
     out: list[Piece] = []
     for k in range(shards):
         rows = order[bounds[k]:bounds[k + 1]]
         keys = None if got.keys is None else got.keys[rows].tolist()
-        out.append((got.hashes.codes[rows], ids[rows], keys, alg, bits))
+        cols = {name: np.asarray(col, dtype=object)[rows].tolist() for name, col in meta.items()}
+        out.append((got.hashes.codes[rows], ids[rows], keys, cols, alg, bits))
     return out
 
 
@@ -364,8 +368,8 @@ def build_shard(folder: str, name: str, kind: str, design_threshold: int | None,
                 algorithm: str | None, *pieces: Piece) -> tuple[sm.ShardEntry, str, int]:
     """Build and write one shard from its pieces of every file (a task); returns its
     manifest entry, algorithm and width."""
-    kinds = {(p[3], p[4]) for p in pieces if p[0].shape[0]} or \
-        {(p[3], p[4]) for p in pieces}
+    kinds = {(p[4], p[5]) for p in pieces if p[0].shape[0]} or \
+        {(p[4], p[5]) for p in pieces}
     if len(kinds) > 1:
         raise AlgorithmMismatchError(f"the partitions hold different hashes: {sorted(kinds)}")
     alg, bits = kinds.pop() if kinds else (algorithm or "pdq", _bits(algorithm or "pdq"))
@@ -380,8 +384,10 @@ def build_shard(folder: str, name: str, kind: str, design_threshold: int | None,
     keys: list[str | None] | None = None
     if any(p[2] is not None for p in pieces):
         keys = [k for p in pieces for k in (p[2] if p[2] is not None else [None] * len(p[1]))]
-    entry = st.write_shard(folder, name, codes, ids, keys, alg, bits, kind=kind,
-                           design_threshold=design_threshold)
+    names = list(dict.fromkeys(c for p in pieces for c in p[3]))
+    meta = {c: [v for p in pieces for v in p[3].get(c, [None] * len(p[1]))] for c in names}
+    entry = st.write_shard(folder, name, codes, ids, keys, alg, bits, metadata=meta or None,
+                           kind=kind, design_threshold=design_threshold)
     return entry, alg, bits
 
 

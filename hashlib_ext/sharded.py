@@ -48,10 +48,9 @@ class PendingSearch:
     """A query batch sent to the cluster: :meth:`result` waits for every shard's answer
     and merges them (several batches may be in flight at once)."""
 
-    def __init__(self, client: Any, parts: list[Any], nq: int, k: int | None,
-                 rows: int | None = None):
+    def __init__(self, client: Any, parts: list[Any], nq: int, k: int | None):
         self._client, self._parts, self._nq, self._k = client, parts, nq, k
-        self._rows = rows
+        self._done: st.Arrays | None = None
 
     @property
     def futures(self) -> list[Any]:
@@ -60,9 +59,11 @@ class PendingSearch:
 
     def arrays(self) -> st.Arrays:
         """``(lims, ids, distances)`` as :meth:`HashIndex.search_arrays` returns them."""
-        parts = self._client.gather(self._parts)
-        self._parts = []
-        return st.merge(parts, self._nq, self._k)
+        if self._done is None:
+            parts = self._client.gather(self._parts)
+            self._parts = []
+            self._done = st.merge(parts, self._nq, self._k)
+        return self._done
 
     def result(self) -> list[list[tuple[int, int]]]:
         """Per query, ``(id, distance)`` pairs, as :meth:`HashIndex.search` returns them."""
@@ -154,8 +155,9 @@ class ShardedIndex:
         spill_dir: str | None = None,
     ) -> ShardedIndex:
         """Build from a stream of chunks — :class:`~hashlib_ext.formats.HashList` objects
-        (as :func:`~hashlib_ext.formats.iter_hash_list` yields them: hashes, ids, keys) or
-        HashArrays (ids continuing 0, 1, ...) — in bounded memory: each chunk is split by
+        (as :func:`~hashlib_ext.formats.iter_hash_list` yields them: hashes, ids, keys,
+        metadata columns) or HashArrays (ids continuing 0, 1, ...) — in bounded memory:
+        each chunk is split by
         shard into temporary Parquet files (in ``spill_dir``, default the system temp
         folder), then the shards are built one at a time. A hash list larger than memory
         can be indexed this way; ids must be unique across all chunks."""
@@ -172,7 +174,7 @@ class ShardedIndex:
                     codes, alg, b = _input_codes(hashes, algorithm)
                     if spill.bits is None:
                         algorithm, bits = alg, b
-                    spill.add(codes, ids, keys, alg, b)
+                    spill.add(codes, ids, keys, alg, b, getattr(chunk, "metadata", None))
             if spill.bits is None:  # no chunks at all: an empty index
                 algorithm = algorithm or "pdq"
                 bits = bits or _bits_of(algorithm)
@@ -182,12 +184,13 @@ class ShardedIndex:
             entries: list[ShardEntry] = []
             try:
                 for k in range(shards):
-                    codes, ids, keys = spill.read(k, bits // 8)
+                    codes, ids, keys, meta = spill.read(k, bits // 8)
                     _check_unique(ids)
                     entries.append(st.write_shard(
                         folder, sm.shard_file_name(k, token), codes, ids, keys,
-                        algorithm, bits, kind=kind, design_threshold=design_threshold))
-                    del codes, ids, keys
+                        algorithm, bits, metadata=meta or None, kind=kind,
+                        design_threshold=design_threshold))
+                    del codes, ids, keys, meta
             except BaseException:
                 _remove_files(folder, entries)
                 raise

@@ -366,3 +366,32 @@ def test_dedup_of_dense_blobs_and_chains(tmp_path):
     got = find_duplicates_sharded(idx, 25)
     assert got == hx.find_duplicates(codes, 25, ids=ids)
     assert sorted(len(c) for c in got)[-2:] == [13, 300]
+
+
+def test_streaming_build_carries_metadata_columns(tmp_path):
+    codes, ids = planted(500, 0, seed=6)
+    first = {"collab": np.array([f"c{i % 4}" for i in range(250)], dtype=object)}
+    second = {"tags": np.array([None if i % 2 else "t" for i in range(250)], dtype=object)}
+    chunks = [HashList(hx.HashArray(codes[:250], "pdq"), ids[:250], metadata=first),
+              HashList(hx.HashArray(codes[250:], "pdq"), ids[250:], metadata=second)]
+    idx = hx.ShardedIndex.build_from_chunks(chunks, tmp_path / "meta", shards=3)
+    one = hx.HashIndex("pdq")
+    one.add(codes[:250], ids[:250], metadata=first)
+    one.add(codes[250:], ids[250:], metadata=second)
+    assert idx.metadata(ids) == one.metadata(ids)
+    assert idx.metadata(ids[:2], ["collab"]) == [{"collab": "c0"}, {"collab": "c1"}]
+
+
+def test_a_loaded_shard_travels_as_its_recipe(sharded):
+    """Should dask ever move or spill a loaded shard, it pickles to its location and
+    manifest entry and is loaded (and checked) again from its file."""
+    import pickle
+
+    from hashlib_ext.shard_tasks import load_shard
+
+    handle = load_shard(sharded.shard_location(1), sharded.manifest.shards[1], "pdq", 256)
+    blob = pickle.dumps(handle)
+    assert len(blob) < 2000 < handle.__sizeof__()  # dask sizes it by its memory
+    back = pickle.loads(blob)
+    assert np.array_equal(back.index.codes, handle.index.codes)
+    assert np.array_equal(back.index.ids, handle.index.ids)

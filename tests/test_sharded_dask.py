@@ -228,6 +228,12 @@ def test_sharded_build_from_hash_list_files(client, data, union, tmp_path):
         files.append(str(f))
     idx = build_sharded_from_parquet(files, tmp_path / "idx", 5, client=client)
     assert idx.search(codes[::9], 31, client=client) == union.search(codes[::9], 31)
+    te = tmp_path / "te.csv"  # a ThreatExchange export: its columns become metadata
+    te.write_text("signal_type,signal_str,collab,category,tags\n" + "".join(
+        f"pdq,{codes[i].tobytes().hex()},c{i},cat,t{i % 2}\n" for i in range(5)))
+    idx = build_sharded_from_parquet([str(te)], tmp_path / "te-idx", 2, client=client)
+    assert idx.metadata([0, 4], ["collab", "tags"], client=client) == \
+        [{"collab": "c0", "tags": "t0"}, {"collab": "c4", "tags": "t0"}]
     dup = tmp_path / "dup.csv"
     write_hash_list(dup, hx.HashArray(codes[:3], "pdq"), ids[:3])
     with pytest.raises(hx.HashFormatError, match="unique"):
