@@ -38,6 +38,7 @@ from .batch import hash_chunk, validate_algorithms
 from .errors import AlgorithmMismatchError, HashFormatError
 from .formats import HashList, read_hash_list, write_hash_list
 from .hash import HashArray
+from .shard_inputs import check_shards, check_unique
 from .sharded import ShardedIndex
 
 SUMMARY = "_hashes.json"
@@ -301,9 +302,7 @@ def build_sharded_from_parquet(
         files = partition_files(sources)
     else:
         files = [os.fspath(s) for s in sources]
-    if isinstance(shards, bool) or not isinstance(shards, int) or \
-            not 1 <= shards <= sm.MAX_SHARDS:
-        raise ValueError(f"shards must be an integer from 1 to {sm.MAX_SHARDS}, got {shards!r}")
+    shards = check_shards(shards)
     folder = os.fspath(index_folder)
     if fsio.exists(sm.manifest_location(folder)) and not overwrite:
         raise FileExistsError(f"{folder}: a sharded index is already there "
@@ -376,11 +375,7 @@ def build_shard(folder: str, name: str, kind: str, design_threshold: int | None,
     codes = np.concatenate([p[0] for p in pieces]) if pieces else \
         np.zeros((0, bits // 8), np.uint8)
     ids = np.concatenate([p[1] for p in pieces]) if pieces else np.zeros(0, np.int64)
-    s = np.sort(ids)
-    rep = s[1:][s[1:] == s[:-1]]
-    if rep.size:
-        raise HashFormatError(f"ids must be unique in a sharded index; repeated: "
-                              f"{np.unique(rep)[:5].tolist()}")
+    check_unique(ids)
     keys: list[str | None] | None = None
     if any(p[2] is not None for p in pieces):
         keys = [k for p in pieces for k in (p[2] if p[2] is not None else [None] * len(p[1]))]

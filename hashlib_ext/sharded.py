@@ -31,9 +31,10 @@ from typing import Any
 import numpy as np
 
 from . import fsio
+from . import shard_inputs as si
 from . import shard_manifest as sm
 from . import shard_tasks as st
-from .errors import AlgorithmMismatchError, HashFormatError
+from .errors import HashFormatError
 from .hash import Hash, HashArray
 from .index import HashIndex, Kind, MetadataLike
 from .shard_manifest import Manifest, ShardEntry
@@ -110,14 +111,14 @@ class ShardedIndex:
         str-or-None per hash) are as for :meth:`HashIndex.add`. An existing index in
         ``folder`` is replaced only with ``overwrite`` (and only once the new one is
         complete). Memory: the input plus one shard's index at a time."""
-        codes, algorithm, bits = _input_codes(hashes, algorithm)
+        codes, algorithm, bits = si.input_codes(hashes, algorithm)
         n = codes.shape[0]
-        ids_arr = _ids(ids, n, 0)
-        _check_unique(ids_arr)
-        _check_len(keys, n, "keys")
+        ids_arr = si.ids_or_default(ids, n, 0)
+        si.check_unique(ids_arr)
+        si.check_len(keys, n, "keys")
         for name, col in (metadata or {}).items():
-            _check_len(col, n, f"metadata column {name!r}")
-        shards = _check_shards(shards)
+            si.check_len(col, n, f"metadata column {name!r}")
+        shards = si.check_shards(shards)
         folder = os.fspath(folder)
         old = _existing(folder, overwrite)
         which = sm.shard_of(ids_arr, shards)
@@ -131,8 +132,8 @@ class ShardedIndex:
                 rows = order[bounds[k]:bounds[k + 1]]
                 entries.append(st.write_shard(
                     folder, sm.shard_file_name(k, token), codes[rows], ids_arr[rows],
-                    _take(keys, rows), algorithm, bits,
-                    metadata={c: _take(v, rows) for c, v in metadata.items()}  # type: ignore[misc]
+                    si.take(keys, rows), algorithm, bits,
+                    metadata={c: si.take(v, rows) for c, v in metadata.items()}  # type: ignore[misc]
                     if metadata else None, kind=kind, design_threshold=design_threshold))
         except BaseException:
             _remove_files(folder, entries)
@@ -163,21 +164,21 @@ class ShardedIndex:
         can be indexed this way; ids must be unique across all chunks."""
         from .shard_spill import Spill
 
-        shards = _check_shards(shards)
+        shards = si.check_shards(shards)
         folder = os.fspath(folder)
         old = _existing(folder, overwrite)
         with tempfile.TemporaryDirectory(prefix="hashlib_ext-spill-", dir=spill_dir) as tmp:
             spill = Spill(tmp, shards)
             with spill:
                 for chunk in chunks:
-                    hashes, ids, keys = _chunk_parts(chunk, spill.next_id)
-                    codes, alg, b = _input_codes(hashes, algorithm)
+                    hashes, ids, keys = si.chunk_parts(chunk, spill.next_id)
+                    codes, alg, b = si.input_codes(hashes, algorithm)
                     if spill.bits is None:
                         algorithm, bits = alg, b
                     spill.add(codes, ids, keys, alg, b, getattr(chunk, "metadata", None))
             if spill.bits is None:  # no chunks at all: an empty index
                 algorithm = algorithm or "pdq"
-                bits = bits or _bits_of(algorithm)
+                bits = bits or si.bits_of(algorithm)
             assert bits is not None
             token = sm.new_token()
             fsio.make_folder(folder)
@@ -185,7 +186,7 @@ class ShardedIndex:
             try:
                 for k in range(shards):
                     codes, ids, keys, meta = spill.read(k, bits // 8)
-                    _check_unique(ids)
+                    si.check_unique(ids)
                     entries.append(st.write_shard(
                         folder, sm.shard_file_name(k, token), codes, ids, keys,
                         algorithm, bits, metadata=meta or None, kind=kind,
@@ -313,7 +314,7 @@ class ShardedIndex:
     def submit_search(self, queries: QueryLike, threshold: int, client: Any) -> PendingSearch:
         """Send one query batch to every shard on ``client``'s cluster; returns at once."""
         q = self._as_codes(queries)
-        t = _check_threshold(threshold)
+        t = si.check_threshold(threshold)
         return PendingSearch(client, self._submit(client, st.search_shard, q, t),
                              q.shape[0], None)
 
@@ -341,7 +342,7 @@ class ShardedIndex:
                       client: Any = None) -> st.Arrays:
         """Batch form of :meth:`search`, as :meth:`HashIndex.search_arrays`."""
         q = self._as_codes(queries)
-        t = _check_threshold(threshold)
+        t = si.check_threshold(threshold)
         if client is not None:
             return PendingSearch(client, self._submit(client, st.search_shard, q, t),
                                  q.shape[0], None).arrays()
@@ -413,10 +414,10 @@ class ShardedIndex:
         removed), here in this process; clusters holding the old shards drop them."""
         codes = self._as_codes(hashes)
         n = codes.shape[0]
-        new_ids = _ids(ids, n, self._manifest.next_id)
-        _check_unique(new_ids)
-        _check_len(keys, n, "keys")
-        rows_meta = _metadata_rows(metadata, n)
+        new_ids = si.ids_or_default(ids, n, self._manifest.next_id)
+        si.check_unique(new_ids)
+        si.check_len(keys, n, "keys")
+        rows_meta = si.metadata_rows(metadata, n)
         if n == 0:
             return new_ids
         which = sm.shard_of(new_ids, self.shards)
@@ -436,7 +437,7 @@ class ShardedIndex:
                 for k in affected:
                     r = rows[k]
                     handles[k].index.add(
-                        codes[r], new_ids[r], keys=_take(keys, r),
+                        codes[r], new_ids[r], keys=si.take(keys, r),
                         metadata=None if rows_meta is None else [rows_meta[i] for i in r.tolist()])
                     entries[k] = st.save_shard(self._folder, sm.shard_file_name(k, token),
                                                handles[k].index)
@@ -459,25 +460,7 @@ class ShardedIndex:
         return new_ids
 
     def _as_codes(self, x: Any) -> np.ndarray:
-        nb = self.bits // 8
-        if isinstance(x, (Hash, HashArray)):
-            if self.algorithm is not None and x.algorithm != self.algorithm:
-                raise AlgorithmMismatchError(
-                    f"{x.algorithm} hashes cannot be used with a {self.algorithm} index")
-            if x.bits != self.bits:
-                raise AlgorithmMismatchError(
-                    f"{x.algorithm} hashes have {x.bits} bits, the index holds "
-                    f"{self.bits}-bit codes")
-            codes = x.code[None, :] if isinstance(x, Hash) else x.codes
-        elif isinstance(x, np.ndarray):
-            if x.dtype != np.uint8 or x.ndim not in (1, 2) or x.shape[-1] != nb:
-                raise HashFormatError(f"expected a (n, {nb}) uint8 array of {self.bits}-bit "
-                                      f"codes, got {x.dtype} {x.shape}")
-            codes = x.reshape(-1, nb)
-        else:
-            raise HashFormatError(
-                f"expected a Hash, HashArray or uint8 array, got {type(x).__name__}")
-        return np.ascontiguousarray(codes, dtype=np.uint8)
+        return si.query_codes(x, self.algorithm, self.bits)
 
 
 # -- helpers ------------------------------------------------------------------------------
@@ -507,96 +490,3 @@ def _remove_files(folder: str, entries: Iterable[ShardEntry]) -> None:
     for e in entries:
         with contextlib.suppress(OSError):
             fsio.remove(fsio.join(folder, e.file))
-
-
-def _input_codes(hashes: Any, algorithm: str | None) -> tuple[np.ndarray, str | None, int]:
-    if isinstance(hashes, HashArray):
-        if algorithm is not None and hashes.algorithm != algorithm:
-            raise AlgorithmMismatchError(f"{hashes.algorithm} hashes given for a "
-                                         f"{algorithm} index")
-        return np.ascontiguousarray(hashes.codes), hashes.algorithm, hashes.bits
-    codes = np.asarray(hashes)
-    if codes.dtype != np.uint8 or codes.ndim != 2 or not codes.shape[1]:
-        raise HashFormatError(f"hashes must be a HashArray or an (n, bits/8) uint8 array, "
-                              f"got {codes.dtype} {codes.shape}")
-    bits = codes.shape[1] * 8
-    if algorithm is not None and _bits_of(algorithm) not in (None, bits):
-        raise AlgorithmMismatchError(f"{algorithm} hashes have {_bits_of(algorithm)} bits, "
-                                     f"not {bits}")
-    return np.ascontiguousarray(codes), algorithm, bits
-
-
-def _bits_of(algorithm: str) -> int | None:
-    from .hashers import expected_bits
-
-    return expected_bits(algorithm)
-
-
-def _chunk_parts(chunk: Any, next_id: int) -> tuple[Any, np.ndarray, Any]:
-    if isinstance(chunk, HashArray):
-        return chunk, np.arange(next_id, next_id + len(chunk), dtype=np.int64), None
-    hashes, ids = chunk.hashes, np.asarray(chunk.ids, dtype=np.int64)
-    keys = getattr(chunk, "keys", None)
-    return hashes, ids, keys
-
-
-def _ids(ids: Any, n: int, start: int) -> np.ndarray:
-    if ids is None:
-        return np.arange(start, start + n, dtype=np.int64)
-    arr = np.asarray(ids)
-    if arr.ndim != 1 or arr.shape[0] != n or (n and not np.issubdtype(arr.dtype, np.integer)):
-        raise HashFormatError(f"ids must be a 1-D integer array of length {n}, got shape "
-                              f"{arr.shape} dtype {arr.dtype}")
-    return arr.astype(np.int64)
-
-
-def _check_unique(ids: np.ndarray) -> None:
-    if ids.size < 2:
-        return
-    s = np.sort(ids)
-    rep = s[1:][s[1:] == s[:-1]]
-    if rep.size:
-        raise HashFormatError(f"ids must be unique in a sharded index; repeated: "
-                              f"{np.unique(rep)[:5].tolist()}")
-
-
-def _check_len(values: Any, n: int, what: str) -> None:
-    if values is not None and len(values) != n:
-        raise HashFormatError(f"{len(values)} {what} for {n} hashes")
-
-
-def _check_shards(shards: Any) -> int:
-    if isinstance(shards, bool) or not isinstance(shards, (int, np.integer)) or \
-            not 1 <= shards <= sm.MAX_SHARDS:
-        raise ValueError(f"shards must be an integer from 1 to {sm.MAX_SHARDS}, got {shards!r}")
-    return int(shards)
-
-
-def _check_threshold(threshold: Any) -> int:
-    if isinstance(threshold, bool) or not isinstance(threshold, (int, np.integer)) \
-            or threshold < 0:
-        raise ValueError(f"threshold must be a non-negative integer, got {threshold!r}")
-    return int(threshold)
-
-
-def _take(values: Any, rows: np.ndarray) -> list[Any] | None:
-    if values is None:
-        return None
-    if isinstance(values, np.ndarray):
-        return values[rows].tolist()
-    seq = list(values) if not isinstance(values, list) else values
-    return [seq[i] for i in rows.tolist()]
-
-
-def _metadata_rows(metadata: MetadataLike | None, n: int) -> list[dict[str, Any] | None] | None:
-    """Metadata as one mapping (or None) per hash, whatever form it was given in."""
-    if metadata is None:
-        return None
-    if isinstance(metadata, Mapping):
-        cols = {c: list(v) for c, v in metadata.items()}
-        for c, v in cols.items():
-            _check_len(v, n, f"metadata column {c!r}")
-        return [{c: v[i] for c, v in cols.items()} for i in range(n)]
-    rows = list(metadata)
-    _check_len(rows, n, "metadata rows")
-    return [None if r is None else dict(r) for r in rows]
