@@ -307,3 +307,15 @@ def test_threatexchange_output(bundled, tmp_path):
     assert lines[0] == "signal_type,signal_str,collab,category,tags,key"
     assert lines[1] == f"pdq,{hx.hash_image(bundled[0], 'pdq').hex},,,,{bundled[0]}"
     assert len(formats.read_hash_list(out)) == 2
+
+
+def test_a_path_the_format_cannot_hold_fails_naming_the_output(bundled, tmp_path, capsys):
+    odd = tmp_path / "in"
+    odd.mkdir()
+    shutil.copy(bundled[0], odd / "a\nb.jpg")
+    out = tmp_path / "h.txt"
+    assert main(["hash", str(odd), "-o", str(out), "-j", "1"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"hashlib-ext: {out}: key ") and "line break" in err
+    assert not out.exists() and sorted(p.name for p in tmp_path.iterdir()) == ["in"]
+    assert main(["hash", str(odd), "-o", str(tmp_path / "h.jsonl"), "-j", "1"]) == 0

@@ -7,6 +7,7 @@ import argparse
 import os
 import sys
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from typing import IO, Any
 
 import numpy as np
@@ -189,13 +190,22 @@ def layout_for(fmt: str, lists: Sequence[Any]) -> Any:
     return Layout(keys=True, qualities=q is not None and bool((q >= 0).any()), ids=False)
 
 
-def write_rows(lists: Sequence[Any], fmt: str, out: IO[str]) -> None:
-    """Write the hash lists (the same images, one list per algorithm) to the text stream
-    ``out``: one record per image and algorithm, in input order."""
+@dataclass(frozen=True)
+class Hashed:
+    """What ``hash`` writes: one HashList per algorithm (the same images), and the name of
+    the output for messages."""
+
+    lists: Sequence[Any]
+    name: str
+
+
+def write_rows(rows: Hashed, fmt: str, out: IO[str]) -> None:
+    """Write the hash lists to the text stream ``out``: one record per image and
+    algorithm, in input order."""
     from ..formats import HashListWriter
 
-    with HashListWriter(out, fmt, layout=layout_for(fmt, lists)) as w:
-        w.write_interleaved(lists)
+    with HashListWriter(out, fmt, layout=layout_for(fmt, rows.lists), name=rows.name) as w:
+        w.write_interleaved(rows.lists)
 
 
 def write_file(lists: Sequence[Any], fmt: str, path: str) -> None:
@@ -209,6 +219,7 @@ def write_file(lists: Sequence[Any], fmt: str, path: str) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
+    from ..errors import HashlibExtError
     from ..files import iter_image_paths
 
     names: list[str] = args.algorithm
@@ -251,13 +262,17 @@ def run(args: argparse.Namespace) -> int:
                 write_file(lists, fmt, args.output)
             else:
                 with output_stream(args.output) as f:
-                    write_rows(lists, fmt, f)
+                    write_rows(Hashed(lists, args.output or "stdout"), fmt, f)
         except BrokenPipeError:
             raise
         except OSError as e:
             failures.finish()
             print(f"hashlib-ext: {args.output}: {type(e).__name__}: {e.strerror or e}",
                   file=sys.stderr)
+            return 1
+        except HashlibExtError as e:  # the format cannot hold a path (a hex key with a
+            failures.finish()         # line break, a name Parquet cannot store as UTF-8)
+            print(f"hashlib-ext: {e}", file=sys.stderr)
             return 1
 
     failures.finish()

@@ -75,7 +75,8 @@ class HashListWriter:
 
     ``format`` is one of :data:`FORMATS` (default: from the path's extension; ``.gz``
     compresses text formats). ``layout`` fixes the columns (default: those of the first
-    chunk). ``algorithm`` / ``bits`` describe an empty list. Use as a context manager::
+    chunk). ``algorithm`` / ``bits`` describe an empty list; ``name`` is what messages call
+    the destination (default: its path or the stream's name). Use as a context manager::
 
         with HashListWriter("out.parquet", layout=Layout(keys=True)) as w:
             for chunk in iter_hash_list("in.csv"):
@@ -84,18 +85,19 @@ class HashListWriter:
 
     def __init__(self, dest: str | os.PathLike[str] | IO[str], format: str | None = None, *,
                  layout: Layout | None = None, algorithm: str | None = None,
-                 bits: int | None = None, chunk_rows: int = CHUNK_ROWS):
+                 bits: int | None = None, chunk_rows: int = CHUNK_ROWS,
+                 name: str | None = None):
         if isinstance(dest, (str, os.PathLike)):
             self.path: Path | None = Path(dest)
             self.fmt = resolve_format(self.path, format)
-            self.shown = str(dest)
+            self.shown = name or str(dest)
             self.gz = strip_gz(self.path)[1]
         else:
             self.path = None
             if format is None:
                 raise HashFormatError("writing to a stream needs a format")
             self.fmt = resolve_format(Path("-"), format)
-            self.shown = getattr(dest, "name", "<stream>")
+            self.shown = name or str(getattr(dest, "name", "<stream>"))
             self.gz = False
             if self.fmt == "parquet":
                 raise HashFormatError("Parquet is written to a file, not to a stream")
