@@ -159,7 +159,7 @@ class RobustIndex:
             clash = set(ids) & self._pos.keys()
             if clash or len(set(ids)) != len(ids):
                 raise ValueError(f"ids already indexed or repeated: {sorted(clash)[:5]}")
-        elif self._next_id + len(srcs) > _INT64_MAX:
+        elif self._next_id + len(srcs) - 1 > _INT64_MAX:  # the last id given must fit
             raise ValueError("automatic ids would pass 2**63 - 1: give ids=")
         if keys is not None:
             keys = [_key(k) for k in keys]
@@ -330,7 +330,9 @@ class RobustIndex:
             "kp_xy": np.rint(self._xy.view() * _XY_SCALE).astype("<u2"),
             "kp_desc": self._desc.view(),
         }
-        meta = {"count": len(self._ids), "next_id": self._next_id,
+        # After id 2**63 - 1 the next automatic id does not fit int64; the file says 2**63 - 1
+        # and loading derives the rest from the ids (no automatic id is left to give).
+        meta = {"count": len(self._ids), "next_id": min(self._next_id, _INT64_MAX),
                 "word_bits": list(self._words.bits), "pdq_threshold": self.pdq_threshold,
                 "min_score": self.min_score, "xy_scale": _XY_SCALE}
         container.remove_stale_temps(path)

@@ -1162,6 +1162,10 @@ def test_cli_build_match_dedup_over_a_folder_with_bad_files(capsys, cli_folder):
                           "--format", "json")
     assert code == 1 and all(p in err for p in cli_folder["bad"].values())
     rows = json.loads(out)
+    failed = [r for r in rows if "error_type" in r]  # each bad input is a row of its own
+    assert sorted(r["query"] for r in failed) == sorted(cli_folder["bad"].values())
+    assert {r["error_type"] for r in failed} <= TYPED
+    rows = [r for r in rows if "error_type" not in r]
     assert sorted((r["query"], r["key"], r["stage"], r["score"]) for r in rows) == \
         sorted((p, p, 1, 256) for p in cli_folder["good"])
     code, out, err = _run(capsys, "dedup", "--robust", imgs, "-j", "1", "--format", "json")
