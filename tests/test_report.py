@@ -115,6 +115,8 @@ def test_results_json_holds_the_verdict(res, tmp_path):
 
 def test_summary_helpers():
     assert summary.command("dedup", "pdq", 95) == "hashlib-ext dedup DIR -a pdq -t 95"
+    assert summary.command("dedup", "pdq-dihedral", 87) == (
+        "hashlib-ext dedup DIR -a pdq -t 87 --dihedral")
     assert summary.command("match", "pdq-dihedral", 89) == (
         "hashlib-ext match INDEX QUERIES -t 89 --dihedral")
     assert summary.command("match", "phash", 15) == "hashlib-ext match INDEX QUERIES -t 15"

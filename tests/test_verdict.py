@@ -171,15 +171,21 @@ def test_build_recommends_within_budget_with_labels(three_columns):
         for c in rec["candidates"].values():
             if c["threshold"] >= 0:
                 assert c["expected_false"] <= rec["budget"] * (1 + 1e-9)
-                assert c["basis"] == ("measured" if c["pairs"] * rec["target_fpr"] >= 3
+                assert c["basis"] == ("measured" if c["pairs"] * c["target_fpr"] >= 3
                                       else "modelled")
     # the common families: those all three columns are designed for
     assert recs["match", 256]["common_families"] == ["recompress", "filter"]
-    # dedup has no rotation/flip mode: the dihedral column is not a candidate
-    assert "pdq-dihedral" not in recs["dedup", 256]["candidates"]
+    # dedup --dihedral compares each pair both ways: twice the comparisons, half the FPR
+    dih = recs["dedup", 256]["candidates"]["pdq-dihedral"]
+    assert dih["comparisons"] == 256 * 255
+    assert dih["target_fpr"] == pytest.approx(recs["dedup", 256]["target_fpr"] / 2)
+    assert dih["expected_false"] == pytest.approx(dih["fpr"] * 256 * 255)
     assert recs["dedup", 256]["common_families"] == ["recompress", "filter"]
-    # same FPR, better recall: good64 beats poor64 where they compete
-    assert recs["dedup", 1_000_000]["choice"] == "good64"
+    # same FPR, better recall: good64 beats poor64
+    plain = dict(three_columns, algorithms={a: three_columns["algorithms"][a]
+                                            for a in ("poor64", "good64")})
+    for rec in verdict.build(plain)["recommendations"]:
+        assert rec["choice"] == "good64" and rec["runner_up"] == "poor64"
     # a larger collection needs a tighter threshold
     for a in ("good64", "poor64"):
         assert (recs["match", 1_000_000]["candidates"][a]["threshold"]

@@ -167,7 +167,9 @@ def _sections(res: dict) -> list[Section]:
         head = "match" if rec["use"] == "match" else "dedup"
         out.append((f"Recall per family: {head}, N = {rec['n']:,}",
                     f"At each algorithm's threshold for per-pair FPR <= "
-                    f"{rate(rec['target_fpr'])}. *: not designed for the family.",
+                    f"{rate(rec['target_fpr'])}"
+                    + (" (half that for -dihedral columns: each pair is compared both ways)"
+                       if rec["use"] == "dedup" else "") + ". *: not designed for the family.",
                     f"family_recall_{i}", "heatmap_verdict" if i == 0 else None))
     floor_note = ("" if all(r["target_measurable"] for r in res["algorithms"].values()) else
                   f" 'n/m': FPR<={tf} is not measurable with this many distinct pairs "

@@ -63,7 +63,8 @@ def command(use: str, algorithm: str, threshold: int) -> str:
     hashes, without the ``-dihedral`` suffix)."""
     base, dihedral = algorithm.removesuffix("-dihedral"), algorithm.endswith("-dihedral")
     if use == "dedup":
-        return f"hashlib-ext dedup DIR -a {base} -t {threshold}"
+        return f"hashlib-ext dedup DIR -a {base} -t {threshold}" + (" --dihedral" if dihedral
+                                                                    else "")
     return f"hashlib-ext match INDEX QUERIES -t {threshold}" + (" --dihedral" if dihedral else "")
 
 
@@ -74,8 +75,11 @@ def _use_title(rec: dict) -> str:
 def _budget_text(rec: dict) -> str:
     what = ("false matches per query" if rec["use"] == "match"
             else "false pairs in the collection")
-    return (f"budget <= {rate(rec['budget'])} expected {what}, so per-pair FPR <= "
+    text = (f"budget <= {rate(rec['budget'])} expected {what}, so per-pair FPR <= "
             f"{rate(rec['target_fpr'])}")
+    if rec["use"] == "dedup" and any(a.endswith("-dihedral") for a in rec["candidates"]):
+        text += ", half that for rotation/flip matching"
+    return text
 
 
 def _expected_text(rec: dict, x: float | None) -> str:
@@ -131,7 +135,8 @@ def verdict_text(res: dict) -> list[str]:
         f"largest threshold the measured pairs allow. The algorithm with the best recall "
         f"(two decimals) on the families every column is designed for wins; ties go to the "
         f"better recall over all benchmarked families, then to fewer expected false matches. "
-        f"Dedup considers plain columns only (`hashlib-ext dedup` has no rotation/flip mode)."
+        f"Dedup with rotation/flip matching (`dedup --dihedral`) compares each pair both "
+        f"ways, so an X-dihedral column counts N(N-1) comparisons there (a union bound)."
         + (f" RobustIndex (the robust column, default operating point, modelled per-pair "
            f"FPR {rate(rob['fpr_modelled'])}) covers edits no hash is designed for; see the "
            f"table below." if rob else ""))]

@@ -5,7 +5,10 @@ For a collection of N images:
 
 * **match** (one query against N stored hashes): expected false matches per query
   = N x FPR(t);
-* **dedup** (every pair of the N images): expected false pairs = N(N-1)/2 x FPR(t);
+* **dedup** (every pair of the N images): expected false pairs = N(N-1)/2 x FPR(t); with
+  rotation/flip matching (an ``X-dihedral`` column, ``dedup --dihedral``) a pair links when
+  either image's 8 variants come within t of the other, so both directions count:
+  N(N-1) x FPR(t), the union bound over the ordered pairs the column measures;
 
 where FPR(t) is the per-pair false-positive rate at threshold t (share of distinct-image
 pairs at distance <= t). Each use has a budget of expected false matches; the threshold is
@@ -69,18 +72,19 @@ class Budgets:
                 raise ValueError(f"{f.name} budget must be a positive number, got {value!r}")
 
 
-def comparisons(use: str, n: int) -> float:
-    """Distinct-image comparisons behind one use: N (a query against N) or N(N-1)/2."""
+def comparisons(use: str, n: int, dihedral: bool = False) -> float:
+    """Distinct-image comparisons behind one use: N (a query against N), N(N-1)/2 (every
+    pair), or N(N-1) for dedup with rotation/flip matching (each pair in both directions)."""
     if use == "match":
         return float(n)
     if use == "dedup":
-        return n * (n - 1) / 2
+        return n * (n - 1) / (1 if dihedral else 2)
     raise ValueError(f"unknown use {use!r}; expected one of {sorted(USES)}")
 
 
-def target_fpr(use: str, n: int, budgets: Budgets) -> float:
+def target_fpr(use: str, n: int, budgets: Budgets, dihedral: bool = False) -> float:
     """The per-pair FPR that keeps the expected false count of ``use`` at ``n`` in budget."""
-    return float(getattr(budgets, use)) / max(comparisons(use, n), 1.0)
+    return float(getattr(budgets, use)) / max(comparisons(use, n, dihedral), 1.0)
 
 
 def is_measurable(target: float, pairs: int) -> bool:
@@ -141,16 +145,18 @@ def _mean(values: Sequence[float | None]) -> float | None:
     return float(np.mean(vals)) if vals else None
 
 
-def _candidate(name: str, alg: dict, use: str, n: int, target: float,
+def _candidate(name: str, alg: dict, use: str, n: int, budgets: Budgets,
                common: Sequence[str]) -> dict[str, Any]:
-    op = operating_point(alg, target)
+    dihedral = name.endswith("-dihedral")
+    op = operating_point(alg, target_fpr(use, n, budgets, dihedral))
     t = op["threshold"]
     rec = _family_recall(alg, t)
     own = [f for f, v in alg["families"].items() if v["designed"]]
     fpr = op["fpr"]
     return {
         "algorithm": name, **op,
-        "expected_false": None if fpr is None else fpr * comparisons(use, n),
+        "comparisons": comparisons(use, n, dihedral),
+        "expected_false": None if fpr is None else fpr * comparisons(use, n, dihedral),
         "recall_by_family": rec,
         "recall_common": _mean([rec[f] for f in common]),
         "recall_designed": _mean([rec[f] for f in own]),
@@ -186,19 +192,18 @@ def _robust_fpr(res: dict) -> float | None:
 
 def _recommend(res: dict, use: str, n: int, budgets: Budgets) -> dict[str, Any]:
     algos = res["algorithms"]
-    names = [a for a in algos if use == "match" or not a.endswith("-dihedral")]
+    names = list(algos)
     present = [f for f in fam.FAMILIES if any(f in algos[a]["families"] for a in names)]
     common = [f for f in present
               if all(f in fam.designed_families(a) for a in names)]
-    target = target_fpr(use, n, budgets)
-    cands = [_candidate(a, algos[a], use, n, target, common) for a in names]
+    cands = [_candidate(a, algos[a], use, n, budgets, common) for a in names]
     if not common:  # no family every column is designed for: each on its own families
         for c in cands:
             c["recall_common"] = c["recall_designed"]
     usable = sorted((c for c in cands if c["threshold"] >= 0), key=_rank_key)
     out: dict[str, Any] = {
         "use": use, "n": n, "comparisons": comparisons(use, n),
-        "budget": float(getattr(budgets, use)), "target_fpr": target,
+        "budget": float(getattr(budgets, use)), "target_fpr": target_fpr(use, n, budgets),
         "common_families": common,
         "choice": usable[0]["algorithm"] if usable else None,
         "runner_up": usable[1]["algorithm"] if len(usable) > 1 else None,
