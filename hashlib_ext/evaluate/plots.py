@@ -117,8 +117,8 @@ def _heat(ax: Any, m: np.ndarray, rows: list[str], cols: list[str], designed: np
     for i in range(len(rows)):
         for j in range(len(cols)):
             v = m[i, j]
-            text = "–" if np.isnan(v) else f"{v:.2f}"
-            ax.text(j, i, text + ("" if designed[i, j] else "*"), ha="center", va="center",
+            text = "–" if np.isnan(v) else f"{v:.2f}" + ("" if designed[i, j] else "*")
+            ax.text(j, i, text, ha="center", va="center",
                     fontsize=7, color="black" if np.isnan(v) or v >= 0.6 else "white")
     ax.set_title(title, fontsize=9)
     return im
