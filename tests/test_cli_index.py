@@ -50,23 +50,28 @@ def test_build_from_several_lists_and_images(capsys, tmp_path, lists, bundled):
 def test_add_refuses_colliding_ids_then_renumbers_or_replaces(capsys, tmp_path, lists):
     a, b, hashes = lists
     idx = tmp_path / "x.hxi"
-    assert run(capsys, "index", "build", a, "-o", idx)[0] == 0
+    assert run(capsys, "index", "build", b, "-o", idx)[0] == 0  # ids 100..103
     before = idx.read_bytes()
-    code, _, err = run(capsys, "index", "add", idx, a)
+    code, _, err = run(capsys, "index", "add", idx, b)
     assert code == 2 and "ids are already in the index" in err and "--renumber" in err
     assert idx.read_bytes() == before  # left as it was
-    assert run(capsys, "index", "add", idx, a, "--renumber")[0] == 0
+    assert run(capsys, "index", "add", idx, b, "--renumber")[0] == 0
     index = hx.HashIndex.load(idx)
-    assert sorted(index.ids.tolist()) == list(range(8))
-    assert sorted(i for i, _ in index.search(hashes[0], 0)[0]) == [0, 4]
+    assert sorted(index.ids.tolist()) == [100, 101, 102, 103, 104, 105, 106, 107]
+    assert sorted(i for i, _ in index.search(hashes[4], 0)[0]) == [100, 104]
+    # a list without an id column gets ids after the largest: nothing collides
+    assert run(capsys, "index", "add", idx, a)[0] == 0
+    index = hx.HashIndex.load(idx)
+    assert sorted(index.ids.tolist())[-4:] == [108, 109, 110, 111]
+    assert index.search(hashes[0], 0) == [[(108, 0)]]
     # --replace: same ids, new codes
     c = tmp_path / "c.csv"
-    c.write_text(f"hash,id\n{hashes[7].hex},0\n")
+    c.write_text(f"hash,id\n{hashes[7].hex},100\n")
     assert run(capsys, "index", "add", idx, c, "--replace")[0] == 0
     index = hx.HashIndex.load(idx)
-    assert len(index) == 8
-    assert (0, 0) in index.search(hashes[7], 0)[0]
-    assert 0 not in [i for i, _ in index.search(hashes[0], 0)[0]]
+    assert len(index) == 12
+    assert (100, 0) in index.search(hashes[7], 0)[0]
+    assert 100 not in [i for i, _ in index.search(hashes[4], 0)[0]]
 
 
 def test_add_images_to_a_robust_index_and_refuse_lists(capsys, tmp_path, bundled, lists):
