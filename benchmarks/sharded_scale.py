@@ -109,6 +109,37 @@ def probe(n: int, threshold: int, say: Any) -> dict[str, Any]:
     return out
 
 
+def forest_probe(edges: int, say: Any) -> dict[str, Any]:
+    """The client's last step of sharded dedup on a forest of ``edges`` edges (pairs of
+    near-duplicate clusters of 2-5 ids): time and peak memory (tracemalloc: numpy's and
+    scipy's arrays) of merging it and listing the clusters."""
+    import tracemalloc
+
+    from hashlib_ext.sharded_dedup import clusters, merge_forests
+
+    rng = np.random.default_rng(5)
+    ids = rng.permutation(2 * edges).astype(np.int64)
+    sizes = rng.integers(2, 6, edges)  # cluster sizes
+    starts = np.concatenate([[0], np.cumsum(sizes)])
+    k = int(np.searchsorted(starts, edges))  # clusters covering ``edges`` member links
+    head = np.repeat(ids[starts[:k]], sizes[:k] - 1)[:edges]
+    inside = np.ones(int(starts[k]), bool)
+    inside[starts[:k]] = False  # every position of the first k clusters but their heads
+    member = ids[:int(starts[k])][inside][:edges]
+    gc.collect()
+    tracemalloc.start()
+    t0 = time.perf_counter()
+    found = clusters(merge_forests((head, member)))
+    wall = time.perf_counter() - t0
+    _, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    out = {"edges": edges, "clusters": len(found), "s": wall, "peak_bytes": peak,
+           "peak_bytes_per_edge": peak / edges}
+    say(f"forest of {edges} edges -> {len(found)} clusters: {wall:.1f}s, peak "
+        f"{peak / MiB:.0f} MiB ({out['peak_bytes_per_edge']:.0f} B/edge)")
+    return out
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--n", type=int, default=10_000_000)
@@ -122,6 +153,10 @@ def main(argv: list[str] | None = None) -> int:
                     help="batches per size (default: about 20k queries, 3 to 50 batches)")
     ap.add_argument("--no-single-dedup", action="store_true",
                     help="skip hx.find_duplicates on one process (the reference)")
+    ap.add_argument("--no-dedup", action="store_true", help="measure search only")
+    ap.add_argument("--forest-probe", type=int, default=0, metavar="E",
+                    help="also time turning a forest of E edges into clusters on the client "
+                         "(what sharded dedup ends with) and its peak memory")
     ap.add_argument("--shard-probe", type=int, default=0, metavar="N",
                     help="also build one HashIndex of N codes (a planned shard size) and "
                          "measure its one-thread queries/s and memory")
@@ -244,14 +279,19 @@ def main(argv: list[str] | None = None) -> int:
 
         del one
         gc.collect()
-        t0 = time.perf_counter()
-        clusters = find_duplicates_sharded(idx, args.threshold, client=client)
-        res["sharded_dedup_s"] = time.perf_counter() - t0
-        res["worker_peak_rss_after_dedup"] = list(client.run(peak_rss).values())
-        res["dedup_clusters"] = len(clusters)
-        res["dedup_members"] = sum(len(c) for c in clusters)
-        say(f"sharded dedup: {res['sharded_dedup_s']:.1f}s, {len(clusters)} clusters, worker "
-            f"peaks {[round(v / MiB) for v in res['worker_peak_rss_after_dedup']]} MiB")
+        if args.no_dedup:
+            args.no_single_dedup = True
+            clusters = []
+        else:
+            t0 = time.perf_counter()
+            clusters = find_duplicates_sharded(idx, args.threshold, client=client)
+            res["sharded_dedup_s"] = time.perf_counter() - t0
+            res["worker_peak_rss_after_dedup"] = list(client.run(peak_rss).values())
+            res["dedup_clusters"] = len(clusters)
+            res["dedup_members"] = sum(len(c) for c in clusters)
+            say(f"sharded dedup: {res['sharded_dedup_s']:.1f}s, {len(clusters)} clusters, "
+                f"worker peaks "
+                f"{[round(v / MiB) for v in res['worker_peak_rss_after_dedup']]} MiB")
     res["client_peak_rss_before_single_dedup"] = peak_rss()
 
     if not args.no_single_dedup:
@@ -264,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
         if not res["dedup_exact"]:
             raise SystemExit("sharded dedup differs from find_duplicates")
     res["client_peak_rss"] = peak_rss()
+    if args.forest_probe:
+        res["forest_probe"] = forest_probe(args.forest_probe, say)
     if args.shard_probe:
         del codes
         gc.collect()

@@ -387,7 +387,7 @@ class ShardedIndex:
         arr = np.asarray(list(ids) if not isinstance(ids, np.ndarray) else ids, np.int64)
         which = sm.shard_of(arr, self.shards)
         out: list[Any] = [empty] * arr.size
-        wanted = [int(k) for k in np.unique(which)]
+        wanted = np.flatnonzero(np.bincount(which, minlength=self.shards)).tolist()
         rows = {k: np.flatnonzero(which == k) for k in wanted}
         if client is not None:
             futures = self.shard_futures(client)
@@ -421,7 +421,7 @@ class ShardedIndex:
         if n == 0:
             return new_ids
         which = sm.shard_of(new_ids, self.shards)
-        affected = [int(k) for k in np.unique(which)]
+        affected = np.flatnonzero(np.bincount(which, minlength=self.shards)).tolist()
         rows = {k: np.flatnonzero(which == k) for k in affected}
         token = sm.new_token()
         entries = list(self._manifest.shards)

@@ -217,8 +217,9 @@ def compress(a: np.ndarray, b: np.ndarray) -> Forest:
     nodes, inv = np.unique(np.concatenate([a, b]), return_inverse=True)
     k, m = nodes.size, a.size
     graph = coo_matrix((np.ones(m, np.int8), (inv[:m], inv[m:])), shape=(k, k)).tocsr()
-    _, labels = connected_components(graph, directed=False)
-    _, first = np.unique(labels, return_index=True)  # nodes are sorted: first = smallest
+    ncomp, labels = connected_components(graph, directed=False)
+    first = np.full(ncomp, k, dtype=np.int64)  # nodes are sorted: the first is the smallest
+    np.minimum.at(first, labels, np.arange(k, dtype=np.int64))
     root = nodes[first[labels]]
     keep = root != nodes
     return root[keep].astype(np.int64), nodes[keep].astype(np.int64)
@@ -230,18 +231,18 @@ def clusters(forest: Forest, all_ids: np.ndarray | None = None) -> list[list[int
     roots, members = forest
     order = np.lexsort((members, roots))
     roots, members = roots[order], members[order]
-    heads = np.unique(roots)
-    starts = np.searchsorted(roots, heads)
-    groups = np.split(members, starts[1:])
-    out: list[tuple[int, list[int]]] = [
-        (int(h), [int(h), *g.tolist()]) for h, g in zip(heads.tolist(), groups, strict=True)
-    ] if heads.size else []
-    if all_ids is not None:
-        linked = np.concatenate([heads, members])
-        alone = np.setdiff1d(all_ids, linked)
-        out.extend((i, [i]) for i in alone.tolist())
-        out.sort(key=lambda c: c[0])
-    return [c for _, c in out]
+    starts = np.flatnonzero(np.concatenate([[True], roots[1:] != roots[:-1]])) \
+        if roots.size else np.zeros(0, np.int64)
+    heads = roots[starts]
+    flat = members.tolist()
+    bounds = [*starts.tolist(), len(flat)]
+    out = [[h, *flat[bounds[i]:bounds[i + 1]]] for i, h in enumerate(heads.tolist())]
+    if all_ids is None:
+        return out
+    alone = np.sort(all_ids[~np.isin(all_ids, np.concatenate([heads, members]))])
+    out.extend([i] for i in alone.tolist())
+    order = np.argsort(np.concatenate([heads, alone]), kind="stable")
+    return [out[j] for j in order.tolist()]
 
 
 def _empty() -> Forest:
