@@ -348,6 +348,9 @@ def measure(n: int, args: argparse.Namespace, work: Path, use_wrk: bool) -> list
     finally:
         stop_server(proc)
         shutil.rmtree(folder, ignore_errors=True)
+        if any(r.get("failed") for r in rows):
+            log = (work / f"server-{n}.log").read_text(errors="replace")
+            print(f"  server log (failures above):\n{log[-4000:]}", flush=True)
     return rows
 
 

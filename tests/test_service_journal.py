@@ -341,3 +341,34 @@ def test_robust_bank_replays_added_images(tmp_path, bundled):
     assert again.compact() and len(again.index) == 2
     again.close()
     assert RobustBank.open("r", path).count() == 2
+
+
+def test_decoder_warm_up_compiles_what_uploads_need(bundled):
+    """A kernel first compiled by an upload would spend seconds of that upload's deadline
+    (and a worker stopped mid-compile never caches it): warm() must leave nothing to
+    compile for photos of any shape."""
+    import subprocess
+    import sys
+
+    code = """
+import sys
+from pathlib import Path
+from hashlib_ext.hashers import _lanczos_kernel as k
+from hashlib_ext.service import worker
+from PIL import Image
+import io
+worker.warm()
+kernels = [getattr(k, n) for n in dir(k) if hasattr(getattr(k, n), "signatures")]
+before = {f.__name__: len(f.signatures) for f in kernels}
+for p in sys.argv[1:]:
+    data = Path(p).read_bytes()
+    worker.hash_upload(data, ["pdq", "phash", "dhash", "ahash", "whash"], True, 1 << 26)
+    im = Image.open(io.BytesIO(data)).rotate(90, expand=True)
+    buf = io.BytesIO()
+    im.convert("L").save(buf, "PNG")
+    worker.hash_upload(buf.getvalue(), ["pdq", "phash"], False, 1 << 26)
+after = {f.__name__: len(f.signatures) for f in kernels}
+assert before == after, (before, after)
+"""
+    subprocess.run([sys.executable, "-c", code, *map(str, bundled[:12])], check=True,
+                   timeout=300)

@@ -43,7 +43,7 @@ def error_response(status: int, kind: str, message: str,
 
 async def _library_error(request: Request, exc: Exception) -> Response:
     status, kind = status_of(exc)
-    if status >= 500:
+    if kind == "InternalError" or status == 500:
         log.error("%s %s: %s: %s", request.method, request.url.path, type(exc).__name__, exc)
         return error_response(status, kind, "the server could not complete the request")
     return error_response(status, kind, str(exc), getattr(exc, "headers", None))

@@ -61,8 +61,9 @@ class FastMatch:
             headers: list[tuple[bytes, bytes]] = []
         except Exception as e:  # noqa: BLE001 - every error answers JSON, as elsewhere
             status, kind = status_of(e)
-            message = str(e) if status < 500 else "the server could not complete the request"
-            if status >= 500:
+            fault = kind == "InternalError" or status == 500
+            message = "the server could not complete the request" if fault else str(e)
+            if fault:
                 import logging
 
                 logging.getLogger("hashlib_ext.service").exception("POST /v1/match failed")

@@ -56,21 +56,34 @@ def describe_upload(data: bytes, query: bool, max_pixels: int) -> Any:
 JOBS: dict[str, Callable[..., Any]] = {JOB_HASH: hash_upload, JOB_DESCRIBE: describe_upload}
 
 
+WARM_SHAPES = ((640, 480, "RGB", "JPEG"), (480, 640, "RGB", "JPEG"),
+               (2400, 1800, "RGB", "JPEG"), (1800, 2400, "L", "PNG"), (640, 480, "L", "PNG"),
+               (128, 96, "RGB", "PNG"), (32, 40, "RGB", "PNG"), (300, 1200, "RGB", "JPEG"))
+"""Images hashed before a worker takes jobs: landscape, portrait, large and small, colour
+and grey, so that every compiled resampling pass (their choice depends on the image's
+shape and mode) is compiled or loaded from numba's cache at start. Compiling one on a cold
+cache takes seconds; a first upload would otherwise spend them against its deadline, and a
+worker stopped at the deadline in the middle of compiling never writes the cache, so the
+next upload of that shape would time out too."""
+
+
 def warm() -> None:
-    """Hash a small image once, so the compiled kernels are loaded before the first job."""
+    """Hash :data:`WARM_SHAPES` with every algorithm (and PDQ's rotations/flips) once."""
     import io
 
     from PIL import Image
 
     from ..hashers import algorithms
 
-    ramp = np.add.outer(np.arange(96), np.arange(128)).astype(np.uint8)
-    buf = io.BytesIO()
-    Image.fromarray(ramp).convert("RGB").save(buf, "PNG")
-    try:
-        hash_upload(buf.getvalue(), algorithms(), True, 1 << 20)
-    except Exception:  # noqa: BLE001 - warming is an optimisation only
-        pass
+    for w, h, mode, fmt in WARM_SHAPES:
+        ramp = (np.add.outer(np.arange(h), np.arange(w)) % 251).astype(np.uint8)
+        im = Image.fromarray(ramp).convert(mode)
+        buf = io.BytesIO()
+        im.save(buf, fmt)
+        try:
+            hash_upload(buf.getvalue(), algorithms(), True, 1 << 24)
+        except Exception:  # noqa: BLE001 - warming is an optimisation only
+            pass
 
 
 def main(conn: Any) -> None:
