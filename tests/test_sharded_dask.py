@@ -257,3 +257,28 @@ def test_bigger_index_on_the_cluster(client, tmp_path):
     assert idx.search(q, 31, client=client) == one.search(q, 31)
     assert find_duplicates_sharded(idx, 31, client=client) == \
         hx.find_duplicates(codes, 31, ids=ids)
+
+
+@pytest.mark.filterwarnings("ignore:Port .* is already in use")
+def test_urls_end_to_end_on_an_in_process_cluster(bundled):
+    """Image URLs in, partitions and shards out to URLs (fsspec's in-memory file system,
+    which only threads of this process share; s3:// or gs:// go the same way)."""
+    import fsspec
+
+    fs = fsspec.filesystem("memory")
+    root = f"memory://hx-urls-{os.getpid()}"
+    urls = []
+    for p in bundled[:6]:
+        fs.pipe_file(f"{root}/in/{p.name}", p.read_bytes())
+        urls.append(f"{root}/in/{p.name}")
+    urls.append(f"{root}/in/missing.jpg")
+    with distributed.LocalCluster(n_workers=1, threads_per_worker=2, processes=False,
+                                  dashboard_address=":0") as cluster, \
+            distributed.Client(cluster) as c:
+        got = hash_to_parquet(urls, f"{root}/parts", "pdq", client=c, partition_size=4)
+        assert (got.ok, got.failed) == (6, 1)
+        assert [e[1] for e in read_errors(f"{root}/parts")] == [urls[-1]]
+        idx = build_sharded_from_parquet(f"{root}/parts", f"{root}/idx", 2, client=c)
+        local = hx.hash_images([str(p) for p in bundled[:6]], "pdq", workers=1)
+        assert idx.search(local.hashes, 0, client=c) == [[(i, 0)] for i in range(6)]
+        assert hx.ShardedIndex.open(f"{root}/idx").keys(range(6)) == urls[:6]
