@@ -3,8 +3,9 @@
 A path given explicitly is always yielded, whatever its extension (hashing it reports any
 problem). Directories are expanded to the image files they hold — only the top level, or
 the whole tree with ``recursive=True`` — skipping files whose extension is not an image
-extension. Within a directory, entries are visited in name order and a subdirectory's
-files come where its name sorts, so the output is ``sorted`` by path components
+extension, and hidden (dot) files and folders. Within a directory, entries are visited
+in name order and a subdirectory's files come where its name sorts, so the output is
+``sorted`` by path components
 (deterministic on every file system). Symlinked directories are not followed while walking
 (no cycles); symlinked files are.
 
@@ -85,6 +86,8 @@ def _walk(
         on_error(directory, e)
         return
     for entry in entries:
+        if entry.name.startswith("."):  # hidden files and folders (macOS '._x.jpg', '.git')
+            continue
         try:
             is_dir = entry.is_dir(follow_symlinks=False)
         except OSError:
@@ -94,7 +97,7 @@ def _walk(
                 yield from _walk(entry.path, recursive, extensions, on_error, on_skip)
         elif is_image_name(entry.name, extensions):
             yield entry.path
-        elif on_skip is not None and not entry.name.startswith("."):
+        elif on_skip is not None:
             on_skip(entry.path)
 
 

@@ -235,6 +235,10 @@ class HashIndex:
         columns = _check_metadata(metadata, n)
         with self._lock.write():
             if given_ids is None:
+                if n and self._next_id + n - 1 > np.iinfo(np.int64).max:
+                    raise HashFormatError(
+                        f"automatic ids would pass 2**63 - 1 (the largest id is "
+                        f"{self._next_id - 1}): give ids")
                 new_ids = np.arange(self._next_id, self._next_id + n, dtype=np.int64)
             else:
                 new_ids = given_ids

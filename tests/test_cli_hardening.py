@@ -313,7 +313,8 @@ def test_hash_list_of_another_algorithm_or_width_is_an_error(bundled, tmp_path, 
     assert "no pdq hashes to match" in err and "4 rows of other algorithms" in err
     # A good list beside the bad one is still matched; the run fails.
     code, out, err = run(capsys, "match", idx, phash_csv, good)
-    assert code == 1 and len(out.splitlines()) == 1 + 4
+    # header, 4 matches, the failed list as a row
+    assert code == 1 and len(out.splitlines()) == 1 + 4 + 1
     # dedup reports rows of another algorithm instead of dropping them silently.
     code, _, err = run(capsys, "dedup", good, phash_csv)
     assert code == 1 and "4 rows of other algorithms than pdq ignored" in err

@@ -142,7 +142,7 @@ def test_output_file_written_atomically(bundled, tmp_path, capsys, monkeypatch):
 
 def test_no_images_found_is_a_failure(tmp_path, capsys):
     assert main(["hash", str(tmp_path), "-j", "1"]) == 1
-    assert "no image files found" in capsys.readouterr().err
+    assert f"{tmp_path}: NoImagesFound: no images found" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("argv", [

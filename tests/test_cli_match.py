@@ -183,7 +183,7 @@ def test_index_build_formats_and_errors(capsys, corpus, tmp_path):
     bad = tmp_path / "bad.txt"
     bad.write_text(f"{hashes[0].hex}\n{hashes[1].hex[:-2]}\n")
     code, _, err = run(capsys, "index", "build", bad, "-o", out)
-    assert code == 1 and f"{bad}, line 2" in err
+    assert code == 1 and f"{bad}: HashFormatError: line 2" in err
     assert out.read_bytes() == before
     code, _, err = run(capsys, "index", "build", bad, "-o", out, "--lenient")
     assert code == 0 and "skipped" in err and len(hx.HashIndex.load(out)) == 1

@@ -614,7 +614,7 @@ def test_quality_ok_flag_in_csv_and_json_outputs(tmp_path):
     hashes = hx.HashArray(codes, "pdq", [49, 50, -1, 100])
     formats.write_hash_list(tmp_path / "q.csv", hashes)
     rows = (tmp_path / "q.csv").read_text().splitlines()
-    assert rows[0] == "hash,id,algorithm,quality,quality_ok"
+    assert rows[0] == "hash,algorithm,quality,quality_ok"  # ids 0..n-1: no id column
     assert [r.split(",")[-2:] for r in rows[1:]] == [["49", "false"], ["50", "true"],
                                                      ["", ""], ["100", "true"]]
     formats.write_hash_list(tmp_path / "q.jsonl", hashes)

@@ -93,7 +93,7 @@ def test_formats_with_one_algorithm_refuse_two(tmp_path):
 
 
 def test_empty_lists_have_their_header():
-    for fmt, text in [("csv", "hash,id,algorithm\n"), ("json", "[]\n"), ("jsonl", ""),
+    for fmt, text in [("csv", "hash,algorithm\n"), ("json", "[]\n"), ("jsonl", ""),
                       ("te", "signal_type,signal_str,collab,category,tags\n")]:
         out = io.StringIO()
         with HashListWriter(out, fmt):
@@ -146,7 +146,10 @@ def test_convert_finds_columns_that_appear_late(tmp_path):
                    "\n" + json.dumps({"hash": h[2].hex, "key": "k", "src": "s"}) + "\n")
     formats.convert_hash_list(src, tmp_path / "late.csv", chunk_rows=1)
     lines = (tmp_path / "late.csv").read_text().splitlines()
-    assert lines[0] == "hash,id,algorithm,key,src" and lines[3].endswith(",2,pdq,k,s")
+    # no id column: the ids are record numbers, which a reader gives back the same
+    assert lines[0] == "hash,algorithm,key,src" and lines[3].endswith(",pdq,k,s")
+    back = formats.read_hash_list(tmp_path / "late.csv")
+    assert back.ids.tolist() == [0, 1, 2] and not back.has_ids
 
 
 def test_convert_refusals_leave_the_output_alone(tmp_path):

@@ -33,7 +33,7 @@ EXIT_FAILED = 1
 EXIT_USAGE = 2
 
 __all__ = ["UsageError", "discard", "output_stream", "RowWriter", "json_text", "check_output",
-           "error", "show_progress", "hash_format", "worker_count", "min_quality",
+           "error", "show_progress", "hash_format", "output_format", "worker_count", "min_quality",
            "add_min_quality",
            "stdout_lossless", "EXIT_OK", "EXIT_FAILED", "EXIT_USAGE"]
 
@@ -134,6 +134,35 @@ def check_output(path: str | None, inputs: Iterable[str] = ()) -> None:
                 raise UsageError(f"--output {path} is also an input: it would be replaced")
         except OSError:
             continue
+        if src != "-" and os.path.isdir(src) and _walk_would_take(src, path):
+            raise UsageError(f"--output {path} is an image inside the input folder {src}: "
+                             "it would be replaced")
+
+
+def _walk_would_take(folder: str, path: str) -> bool:
+    """Whether ``path`` is an image file a walk of ``folder`` would read (it lies inside
+    it, with an image extension)."""
+    from ..files import is_image_name
+
+    real_folder = os.path.realpath(folder)
+    real = os.path.realpath(path)
+    return is_image_name(real) and os.path.commonpath([real_folder, real]) == real_folder
+
+
+_ROW_FORMATS = {".csv": "csv", ".json": "json", ".jsonl": "jsonl", ".ndjson": "jsonl"}
+
+
+def output_format(path: str | None, fmt: str | None, default: str = "csv") -> str:
+    """The row format (csv, json, jsonl) of a command's output: ``-f`` if given, else from
+    ``-o``'s extension, else ``default``; ``-f`` contradicting a known extension is a
+    :class:`UsageError` (found before any work)."""
+    ext = os.path.splitext(path or "")[1].lower() if path not in (None, "-") else ""
+    implied = _ROW_FORMATS.get(ext)
+    if fmt is None:
+        return implied or default
+    if implied is not None and implied != fmt:
+        raise UsageError(f"-f {fmt} contradicts the extension of --output {path} ({implied})")
+    return fmt
 
 
 def stdout_lossless() -> IO[str]:

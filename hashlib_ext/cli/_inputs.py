@@ -18,8 +18,11 @@ from ._options import add_input_format, add_progress, add_recursive, add_workers
 
 
 def report_skipped(path: str | os.PathLike[str], skipped: list[tuple[int, str]],
-                   limit: int = 10) -> None:
-    """Tell the user which malformed records lenient mode skipped."""
+                   limit: int = 10, failures: Failures | None = None) -> None:
+    """Tell the user which malformed records lenient mode skipped (and list them all in
+    ``--errors FILE`` when ``failures`` has one)."""
+    if failures is not None and failures.path is not None:
+        failures.add_skipped(str(path), skipped)
     for line, reason in skipped[:limit]:
         error(f"{path}, line {line}: {reason} (skipped)")
     if len(skipped) > limit:
@@ -86,7 +89,35 @@ def classify_inputs(inputs: Iterable[str], recursive: bool, input_format: str | 
         else:
             images.append(arg)
     note_skipped(skipped, quiet)
+    images = once_each(images, quiet)
     return lists, images, missing
+
+
+def once_each(paths: list[str], quiet: bool = False) -> list[str]:
+    """Each file once: paths naming the same file (a folder given twice, './d' and 'd', a
+    symlink beside its target) are taken once, as the path that is not a symlink where
+    there is one, at the place the file first appeared. Without this, dedup would list a
+    file as its own duplicate and could suggest deleting the only copy."""
+    chosen: dict[str, int] = {}
+    out: list[str] = []
+    for p in paths:
+        try:
+            real = os.path.realpath(p)
+        except (OSError, ValueError):
+            out.append(p)
+            continue
+        at = chosen.get(real)
+        if at is None:
+            chosen[real] = len(out)
+            out.append(p)
+        elif os.path.islink(out[at]) and not os.path.islink(p):
+            out[at] = p  # keep the file itself, not the link to it
+    dropped = len(paths) - len(out)
+    if dropped and not quiet:
+        print(f"hashlib-ext: {dropped} input{'s' if dropped != 1 else ''} named a file "
+              "already given (the same file by another path or a link); each file is taken "
+              "once", file=sys.stderr)
+    return out
 
 
 def check_non_negative(args: argparse.Namespace, *names: str) -> None:

@@ -78,7 +78,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("parquet is written to a file: give OUT.parquet")
     check_output(out, [args.input])
     failures = Failures(args)
-    failures.check([args.input])
+    failures.check([args.input], [out])
     unit = RECORD_UNITS.get(in_fmt, "line")
 
     bar = None

@@ -37,6 +37,7 @@ from ._common import (
     add_min_quality,
     check_output,
     error,
+    output_format,
     show_progress,
 )
 from ._failures import Failures
@@ -118,9 +119,25 @@ def _keep_by(text: str) -> tuple[str, ...]:
 
 
 def _output_format(args: argparse.Namespace) -> str:
-    if args.format is not None:
-        return str(args.format)
-    return "csv" if str(args.output or "").lower().endswith(".csv") else "json"
+    """-f, else -o's extension (.csv: csv), else json; a contradiction is refused."""
+    return output_format(args.output, args.format, default="json")
+
+
+def distinct_ids(parts: list[np.ndarray]) -> list[np.ndarray]:
+    """Ids that tell every member apart: an input whose ids are already taken by an
+    earlier input (each hash list numbers its records from 0, images are numbered by
+    position) gets fresh ids after the largest so far; the others keep theirs."""
+    out: list[np.ndarray] = []
+    seen = np.zeros(0, dtype=np.int64)
+    for ids in parts:
+        ids = np.asarray(ids, dtype=np.int64)
+        if seen.size and ids.size and (np.isin(ids, seen).any()
+                                       or np.unique(ids).size != ids.size):
+            start = int(seen.max()) + 1
+            ids = np.arange(start, start + ids.size, dtype=np.int64)
+        out.append(ids)
+        seen = np.concatenate([seen, ids])
+    return out
 
 
 def run(args: argparse.Namespace) -> int:
@@ -160,11 +177,11 @@ def run(args: argparse.Namespace) -> int:
     for path in lists:
         try:
             got = read_hash_list(path, algorithm, format=args.input_format, lenient=args.lenient,
-                                 min_quality=args.min_quality)
+                                 min_quality=args.min_quality, metadata=False)
         except HashlibExtError as e:
             failures.add(path, type(e).__name__, str(e))
             continue
-        report_skipped(path, got.skipped)
+        report_skipped(path, got.skipped, failures=failures)
         low += got.low_quality
         if got.ignored:
             error(f"{path}: {got.ignored} rows of other algorithms than "
@@ -229,7 +246,7 @@ def run(args: argparse.Namespace) -> int:
         error(f"inputs cannot be compared: {e}")
         failures.finish()
         return EXIT_FAILED
-    all_ids = np.concatenate(ids)
+    all_ids = np.concatenate(distinct_ids(ids))
     all_keys = None
     if any(k is not None for k in keys):
         all_keys = np.concatenate([k if k is not None else np.full(len(i), None, dtype=object)

@@ -237,8 +237,20 @@ def run(args: argparse.Namespace) -> int:
         failures.add(path, type(err).__name__, err.strerror or str(err))
 
     skipped: list[str] = []
-    paths: Iterable[str] = iter_image_paths(_inputs(args.paths), recursive=args.recursive,
-                                            on_error=on_walk_error, on_skip=skipped.append)
+
+    def walk() -> Iterator[str]:
+        """The image files of every input; a folder without any is a failed input."""
+        for arg in _inputs(args.paths):
+            found = False
+            for p in iter_image_paths([arg], recursive=args.recursive,
+                                      on_error=on_walk_error, on_skip=skipped.append):
+                found = True
+                yield p
+            if not found and os.path.isdir(arg):
+                failures.add(arg, "NoImagesFound", "no images found" + (
+                    "" if args.recursive else " (use --recursive for subfolders)"))
+
+    paths: Iterable[str] = walk()
     if "-" not in args.paths:  # listing is cheap next to hashing: the bar gets a total
         paths = list(paths)
         note_skipped(skipped, args.quiet)
@@ -276,10 +288,10 @@ def run(args: argparse.Namespace) -> int:
             return 1
 
     failures.finish()
-    if res.ok == 0 and res.failed == 0 and walk_errors == 0:
+    if res.ok == 0 and res.failed == 0 and walk_errors == 0 and not failures:
         print("hashlib-ext: no image files found", file=sys.stderr)
     if res.ok == 0 and to_file:
         print(f"hashlib-ext: nothing hashed; {args.output} not written", file=sys.stderr)
     if res.ok == 0:
         return 1
-    return 1 if (res.failed or walk_errors) else 0
+    return 1 if (res.failed or walk_errors or failures) else 0

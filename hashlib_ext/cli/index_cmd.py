@@ -69,6 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     _add_input_args(b)
     b.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
                    help="index structure (default auto: chosen by size and threshold)")
+    b.add_argument("--renumber", action="store_true",
+                   help="number all hashes 0, 1, ... in input order, ignoring id columns (for "
+                        "lists whose ids collide)")
     b.add_argument("--robust", action="store_true",
                    help="build a robust index from images (PDQ of content boxes and local "
                         "features), for 'match --robust'; keys are the image paths")
@@ -109,6 +112,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     m.add_argument("--kind", choices=("auto", "flat", "mih"), default="auto",
                    help="index structure of the result (default auto)")
     add_progress(m)
+    add_errors(m)
     m.set_defaults(func=run_merge)
 
     i = sub.add_parser("info", help="describe an index file",
@@ -176,8 +180,10 @@ class _Filler:
         args = self.args
         skipped: list[tuple[int, str]] = []
         fresh = self.index is None or len(self.index) == 0
+        algorithm = args.algorithm or (self.index.algorithm if self.index is not None
+                                       else None)
         for chunk in iter_hash_list(
-                path, args.algorithm, format=args.input_format, lenient=args.lenient,
+                path, algorithm, format=args.input_format, lenient=args.lenient,
                 bits=args.bits, hash_column=_column(args.hash_column),
                 id_column=_column(args.id_column), key_column=_column(args.key_column),
                 skipped=skipped, min_quality=args.min_quality):
@@ -197,7 +203,7 @@ class _Filler:
         self.sources += 1
         if skipped:
             self.skipped[path] = skipped
-            report_skipped(path, skipped)
+            report_skipped(path, skipped, failures=self.failures)
 
     def _check_ids(self, path: str, ids: Any) -> Any:
         import numpy as np
@@ -292,11 +298,9 @@ def run_build(args: argparse.Namespace) -> int:
     check_output(args.output, args.inputs)
     failures.check(args.inputs)
     lists, images = _split_inputs(args, failures)
-    fill = _Filler(args, failures)
+    fill = _Filler(args, failures, renumber=args.renumber)
     try:
-        for path in lists:
-            fill.add_list(path)
-        fill.add_images(images)
+        _fill_all(fill, lists, images)
         index = fill.index
         if index is None:  # nothing read: an empty index of the requested width
             index = _new_index(args.algorithm or "pdq", args.bits, args)
@@ -307,14 +311,13 @@ def run_build(args: argparse.Namespace) -> int:
             return EXIT_FAILED
         # Build the search tables now (when the index's size calls for them), so they are
         # saved and every later `match` loads them instead of rebuilding.
+        _check_distinct_ids(index)
         index.prepare()
-    except HashlibExtError as e:
-        error(str(e))
+    except _Stopped:
         return EXIT_FAILED
-    except ValueError as e:  # e.g. ids the index refuses: about the input, not the output
-        if isinstance(e, UsageError):
-            raise
-        error(f"{e}")
+    except HashlibExtError as e:
+        failures.finish()
+        error(str(e))
         return EXIT_FAILED
     if not _saved(index, args.output):
         return EXIT_FAILED
@@ -333,9 +336,15 @@ def run_add(args: argparse.Namespace) -> int:
     if _is_robust_file(args.index):
         return run_add_robust(args)
     failures = Failures(args)
-    failures.check(args.inputs)
+    failures.check(args.inputs, [args.index])
     check_output(args.index, args.inputs)
-    index = HashIndex.load(args.index)
+    target = os.path.realpath(args.index)  # through a symlink: update the file it names
+    try:
+        index = HashIndex.load(target)
+    except HashlibExtError as e:
+        failures.add(args.index, type(e).__name__, str(e))
+        failures.finish()
+        return EXIT_FAILED
     before = len(index)
     if args.algorithm and index.algorithm and args.algorithm != index.algorithm:
         raise UsageError(f"{args.index} holds {index.algorithm} hashes, not {args.algorithm}")
@@ -346,18 +355,20 @@ def run_add(args: argparse.Namespace) -> int:
     lists, images = _split_inputs(args, failures)
     fill = _Filler(args, failures, index, renumber=args.renumber, replace=args.replace)
     try:
-        for path in lists:
-            fill.add_list(path)
-        fill.add_images(images)
+        _fill_all(fill, lists, images)
+        _check_distinct_ids(index)
         index.prepare()
+    except _Stopped:
+        return EXIT_FAILED
     except HashlibExtError as e:
+        failures.finish()
         error(str(e))
         return EXIT_FAILED
     if len(index) == before and not fill.replaced:
         failures.finish()
         error(f"nothing added{fill.summary()}; {args.index} left as it was")
         return EXIT_FAILED
-    if not _saved(index, args.index):
+    if not _saved(index, target):
         return EXIT_FAILED
     failures.finish()
     note(args, f"added {len(index) - before + fill.replaced} hashes to {args.index} (now "
@@ -369,13 +380,26 @@ def run_merge(args: argparse.Namespace) -> int:
     """``index merge INDEX... -o OUT``: one index from several, keys and metadata kept."""
     import numpy as np
 
+    from ..errors import HashlibExtError
     from ..index import HashIndex
 
     check_output(args.output, args.indexes)
-    if any(_is_robust_file(p) for p in args.indexes):
-        raise UsageError("index merge combines hash indexes; robust indexes are not merged "
-                         "(build one from all the images, or use 'index add')")
-    parts = [HashIndex.load(p) for p in args.indexes]
+    failures = Failures(args)
+    failures.check(args.indexes)
+    parts = []
+    for p in args.indexes:
+        try:
+            if _is_robust_file(p):
+                raise UsageError("index merge combines hash indexes; robust indexes are not "
+                                 f"merged ({p}; build one from all the images, or use 'index "
+                                 "add')")
+            parts.append(HashIndex.load(p))
+        except (HashlibExtError, OSError) as e:
+            failures.add(p, type(e).__name__, getattr(e, "strerror", None) or str(e))
+    if failures:
+        failures.finish()
+        error(f"{args.output} not written")
+        return EXIT_FAILED
     first = parts[0]
     for path, part in zip(args.indexes[1:], parts[1:], strict=True):
         if (part.algorithm, part.bits) != (first.algorithm, first.bits):
@@ -384,13 +408,13 @@ def run_merge(args: argparse.Namespace) -> int:
     out = HashIndex(first.algorithm, kind=args.kind) if first.algorithm else \
         HashIndex(bits=first.bits, kind=args.kind)
     seen = np.zeros(0, dtype=np.int64)
-    for path, part in zip(args.indexes, parts, strict=True):
+    for k, (path, part) in enumerate(zip(args.indexes, parts, strict=True)):
         ids = part.ids
         if not len(ids):
             continue
         new_ids = None
-        if args.renumber:
-            new_ids = None  # continue after the largest so far
+        if args.renumber and k > 0:
+            new_ids = None  # continue after the largest so far (the first keeps its ids)
         else:
             clash = np.isin(ids, seen)
             if clash.any():
@@ -405,8 +429,50 @@ def run_merge(args: argparse.Namespace) -> int:
     out.prepare()
     if not _saved(out, args.output):
         return EXIT_FAILED
+    failures.finish()
     note(args, f"merged {len(args.indexes)} indexes ({len(out)} hashes) into {args.output}")
     return 0
+
+
+class _Stopped(Exception):
+    """A hash list could not be read: recorded as a failure; the build stops."""
+
+
+def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> None:
+    """Every list, then the images; a list that cannot be read (a malformed record without
+    --lenient, an unreadable file) is recorded, --errors written, and the build stopped
+    (nothing is saved: an index missing a list would be silently incomplete)."""
+    from ..errors import HashlibExtError
+
+    for path in lists:
+        try:
+            fill.add_list(path)
+        except UsageError:
+            raise
+        except (HashlibExtError, OSError) as e:
+            fill.failures.add(path, type(e).__name__,
+                              str(e) if isinstance(e, HashlibExtError) else
+                              (e.strerror or str(e)))
+            fill.failures.finish()
+            error("nothing written: fix the list or pass --lenient to skip malformed records")
+            raise _Stopped from None
+    fill.add_images(images)
+
+
+def _check_distinct_ids(index: Any) -> None:
+    """Refuse an index in which two entries share an id (a list with repeated ids)."""
+    import numpy as np
+
+    from ..errors import HashFormatError
+
+    ids = index.ids
+    uniq, counts = np.unique(ids, return_counts=True)
+    if uniq.size != ids.size:
+        dup = int(uniq[counts > 1][0])
+        raise HashFormatError(f"id {dup} is given to {int(counts[counts > 1][0])} hashes "
+                              f"({int((counts > 1).sum())} ids repeated): ids must be "
+                              "distinct (drop the id column to number the hashes, or fix "
+                              "the list)")
 
 
 def _is_robust_file(path: str) -> bool:
@@ -430,6 +496,8 @@ def run_info(args: argparse.Namespace) -> int:
     from ..index import HashIndex
 
     try:
+        if _is_robust_file(args.index):
+            return _info_robust(args)
         index = HashIndex.load(args.index)
     except HashlibExtError as e:
         error(str(e))
@@ -444,13 +512,32 @@ def run_info(args: argparse.Namespace) -> int:
         "min_id": int(ids.min()) if ids.size else None,
         "max_id": int(ids.max()) if ids.size else None,
     }
-    if args.format == "json":
+    _print_info(info, args.format)
+    return 0
+
+
+def _info_robust(args: argparse.Namespace) -> int:
+    from ..robust import RobustIndex
+
+    index = RobustIndex.load(args.index)
+    ids = index.ids
+    info = {"path": args.index, "kind": "robust", "count": len(index),
+            "pdq_threshold": index.pdq_threshold, "min_score": index.min_score,
+            "file_bytes": os.path.getsize(args.index),
+            "keys": sum(k is not None for k in index.keys(ids.tolist())),
+            "min_id": int(ids.min()) if ids.size else None,
+            "max_id": int(ids.max()) if ids.size else None}
+    _print_info(info, args.format)
+    return 0
+
+
+def _print_info(info: dict[str, Any], fmt: str) -> None:
+    if fmt == "json":
         print(json.dumps(info, indent=2))
     else:
         width = max(len(k) for k in info)
         for k, v in info.items():
             print(f"{k:<{width}}  {v}")
-    return 0
 
 
 def run_build_robust(args: argparse.Namespace) -> int:
@@ -491,8 +578,10 @@ def run_add_robust(args: argparse.Namespace) -> int:
         raise UsageError("--renumber/--replace apply to hash indexes (a robust index "
                          "numbers its images itself)")
     failures = Failures(args)
-    failures.check(args.inputs)
-    index = RobustIndex.load(args.index)
+    failures.check(args.inputs, [args.index])
+    check_output(args.index, args.inputs)
+    target = os.path.realpath(args.index)
+    index = RobustIndex.load(target)
     before = len(index)
     lists, images = _split_inputs(args, failures)
     if lists:
@@ -507,7 +596,7 @@ def run_add_robust(args: argparse.Namespace) -> int:
         failures.finish()
         error(f"nothing added; {args.index} left as it was")
         return EXIT_FAILED
-    if not _saved(index, args.index):
+    if not _saved(index, target):
         return EXIT_FAILED
     failures.finish()
     note(args, f"added {len(index) - before} images to {args.index} (now {len(index)})"
@@ -521,6 +610,8 @@ def _refuse_list_options(args: argparse.Namespace) -> None:
         ("--input-format", args.input_format), ("--hash-column", args.hash_column),
         ("--id-column", args.id_column), ("--key-column", args.key_column),
         ("--algorithm", args.algorithm)) if value is not None]
+    if getattr(args, "renumber", False):
+        used.append("--renumber")
     if used or args.lenient or getattr(args, "kind", "auto") != "auto":
         raise UsageError(f"{(used or ['--lenient' if args.lenient else '--kind'])[0]} applies "
                          "to hash lists, not robust indexes")

@@ -23,18 +23,17 @@ from typing import Any
 
 import numpy as np
 
-from ._common import (  # noqa: F401 - re-exported for the other commands
+from ._common import (
     EXIT_FAILED,
-    EXIT_USAGE,
     RowWriter,
     UsageError,
     add_min_quality,
     check_output,
     discard,
     error,
+    output_format,
     output_stream,
     show_progress,
-    worker_count,
 )
 from ._failures import Failures
 from ._inputs import (
@@ -70,8 +69,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("-k", "--top-k", type=int, default=None, metavar="K",
                    help="keep at most the K nearest matches of each query (within the "
                         "threshold; ties by id)")
-    p.add_argument("-f", "--format", choices=("csv", "json", "jsonl"), default="csv",
-                   help="output format (default csv)")
+    p.add_argument("-f", "--format", choices=("csv", "json", "jsonl"), default=None,
+                   help="output format (default: from -o's extension .csv/.json/.jsonl, "
+                        "else csv); a format that contradicts the extension is refused")
     add_output(p, "the results")
     add_errors(p)
     p.add_argument("--dihedral", action="store_true",
@@ -101,6 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from ..index import HashIndex
 
     check_non_negative(args, "--threshold", "--min-score")
+    args.format = output_format(args.output, args.format)
     if args.top_k is not None and args.top_k < 1:
         raise UsageError(f"--top-k must be >= 1, got {args.top_k}")
     if args.robust:
@@ -117,7 +118,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         index = HashIndex.load(args.index)
     except HashlibExtError as e:
-        error(str(e))
+        failures.add(args.index, type(e).__name__, str(e))
+        failures.finish()
         return EXIT_FAILED
     algorithm = index.algorithm or args.algorithm
     if args.algorithm and index.algorithm and args.algorithm != index.algorithm:
@@ -145,10 +147,12 @@ def run(args: argparse.Namespace) -> int:
         error("nothing to match")
         return EXIT_FAILED
     has_keys = any(k is not None for k in index.keys(index.ids))
+    own = ["query", "id"] + (["key"] if has_keys else []) + ["distance"] + \
+        (["variant"] if args.dihedral else [])
     meta = index.metadata_columns
-    columns = ["query", "id"] + (["key"] if has_keys else []) + ["distance"] + \
-        (["variant"] if args.dihedral else []) + meta
-    look = _Lookup(index, has_keys, meta, args.unmatched, args.top_k)
+    shown = metadata_names(meta, own)
+    columns = own + [shown[m] for m in meta]
+    look = _Lookup(index, has_keys, meta, args.unmatched, args.top_k, shown)
     stats = look.stats
     image_queries = None
     if images:  # hashed before the output is opened (a signal there ends at once)
@@ -183,6 +187,21 @@ def run(args: argparse.Namespace) -> int:
     return EXIT_FAILED if failures else 0
 
 
+def metadata_names(meta: list[str], own: list[str]) -> dict[str, str]:
+    """Output column name of each metadata column: its own name, or ``metadata.NAME`` when
+    that is one of match's own columns (``query``, ``distance``, ``error``, ...), so a list's
+    column can never overwrite a match's value."""
+    taken = set(own) | {"error_type", "error", "score", "stage"}
+    out: dict[str, str] = {}
+    for m in meta:
+        name = m if m not in taken else f"metadata.{m}"
+        while name in taken:
+            name = f"metadata.{name}"
+        taken.add(name)
+        out[m] = name
+    return out
+
+
 def _error_columns(failures: Failures) -> list[str]:
     """Failed inputs are rows of the output (``error_type``, ``error``) unless ``--errors``
     sends them to a file of their own."""
@@ -200,8 +219,9 @@ class _Lookup:
     ``top_k`` per query, counts of queries and matches."""
 
     def __init__(self, index: Any, has_keys: bool, meta: list[str], unmatched: bool,
-                 top_k: int | None):
+                 top_k: int | None, shown: dict[str, str] | None = None):
         self.index, self.has_keys, self.meta = index, has_keys, meta
+        self.shown = shown or {m: m for m in meta}
         self.unmatched, self.top_k = unmatched, top_k
         self.stats = {"queries": 0, "matched": 0, "low_quality": 0}
 
@@ -225,7 +245,7 @@ class _Lookup:
                 if len(m) > 2:
                     row["variant"] = m[2]
                 if self.meta:
-                    row.update(meta.get(m[0], {}))
+                    row.update((self.shown[k], v) for k, v in meta.get(m[0], {}).items())
                 yield row
 
 
@@ -244,7 +264,8 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
         for chunk in iter_hash_list(path, index.algorithm or args.algorithm,
                                     format=args.input_format, lenient=args.lenient,
                                     bits=None if index.algorithm else index.bits,
-                                    skipped=skipped, min_quality=args.min_quality):
+                                    skipped=skipped, min_quality=args.min_quality,
+                                    metadata=False):  # a query's own columns are not used
             ignored += chunk.ignored
             low += chunk.low_quality
             if not len(chunk):
@@ -266,7 +287,7 @@ def _match_list(path: str, index: Any, threshold: int, args: argparse.Namespace,
     except HashlibExtError as e:
         failures.add(path, type(e).__name__, str(e))
         return
-    report_skipped(path, skipped)
+    report_skipped(path, skipped, failures=failures)
     look.stats["low_quality"] += low
     what = f"{index.algorithm} hashes" if index.algorithm else f"{index.bits}-bit codes"
     if used == 0 and (ignored or skipped):
@@ -361,7 +382,8 @@ def run_robust(args: argparse.Namespace) -> int:
     try:
         index = RobustIndex.load(args.index)
     except HashlibExtError as e:
-        error(str(e))
+        failures.add(args.index, type(e).__name__, str(e))
+        failures.finish()
         return EXIT_FAILED
     if not images:
         error("nothing to match")

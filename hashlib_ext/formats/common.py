@@ -189,13 +189,24 @@ def output_format(path: str | os.PathLike[str] | None, fmt: str | None,
 @contextlib.contextmanager
 def atomic_text(path: Path) -> Iterator[IO[str]]:
     _, gz = strip_gz(path)
-    with atomic_path(path) as tmp:
-        if gz:
-            with gzip.open(tmp, "wt", encoding="utf-8", newline="") as f:
-                yield f
-        else:
-            with open(tmp, "w", encoding="utf-8", newline="") as f:
-                yield f
+    with atomic_path(path) as tmp, open_text_output(tmp, path, gz) as f:
+        yield f
+
+
+@contextlib.contextmanager
+def open_text_output(tmp: str | os.PathLike[str], final: Path, gz: bool,
+                     errors: str = "strict") -> Iterator[IO[str]]:
+    """A UTF-8 text stream writing ``tmp`` (the temporary file that becomes ``final``),
+    gzip-compressed when ``gz``; the gzip header names the file as it will be called once
+    unpacked (``h.csv`` for ``h.csv.gz``), never the temporary file."""
+    if not gz:
+        with open(tmp, "w", encoding="utf-8", errors=errors, newline="") as f:
+            yield f
+        return
+    with open(tmp, "wb") as raw, \
+            gzip.GzipFile(filename=final.with_suffix("").name, mode="wb", fileobj=raw) as gzf, \
+            io.TextIOWrapper(gzf, encoding="utf-8", errors=errors, newline="") as f:
+        yield f
 
 
 def open_binary(path: Path) -> BinaryIO:

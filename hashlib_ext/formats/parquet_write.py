@@ -19,7 +19,7 @@ class ParquetSink:
     """An open Parquet writer for one algorithm and width; rows are added chunk by chunk."""
 
     def __init__(self, path: str | os.PathLike[str], shown: str, algorithm: str, nbytes: int,
-                 keys: bool, qualities: bool, metadata: Sequence[str]):
+                 keys: bool, qualities: bool, metadata: Sequence[str], ids: bool = True):
         require_pyarrow()
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -27,8 +27,10 @@ class ParquetSink:
         self.shown = shown  # the destination's name, for messages
         self.algorithm, self.nbytes = algorithm, nbytes
         self.keys, self.qualities, self.metadata = keys, qualities, list(metadata)
-        fields = [pa.field("hash", pa.binary(nbytes), nullable=False),
-                  pa.field("id", pa.int64(), nullable=False)]
+        self.ids = ids  # False: the ids are record numbers, and readers number rows the same
+        fields = [pa.field("hash", pa.binary(nbytes), nullable=False)]
+        if ids:
+            fields.append(pa.field("id", pa.int64(), nullable=False))
         if keys:
             fields.append(pa.field("key", pa.string()))
         if qualities:
@@ -49,8 +51,9 @@ class ParquetSink:
             raise HashFormatError(f"{self.shown}: {8 * codes.shape[1]}-bit hashes in a "
                                   f"{8 * self.nbytes}-bit Parquet list")
         flat = pa.py_buffer(np.ascontiguousarray(codes).tobytes())
-        arrays = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.nbytes), n, [None, flat]),
-                  pa.array(chunk.ids, pa.int64())]
+        arrays = [pa.FixedSizeBinaryArray.from_buffers(pa.binary(self.nbytes), n, [None, flat])]
+        if self.ids:
+            arrays.append(pa.array(chunk.ids, pa.int64()))
         if self.keys:
             keys = chunk.keys if chunk.keys is not None else [None] * n
             arrays.append(_strings(key_texts(self.shown, keys), self.shown, "key"))

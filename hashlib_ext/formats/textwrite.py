@@ -82,7 +82,8 @@ class TextRows:
             rest = [c for c in meta if c not in TE_COLUMNS]
             extra = (["id"] if lay.ids else []) + (["key"] if lay.keys else [])
             return names + extra + rest, sources + extra + [f"meta:{c}" for c in rest]
-        names = ["hash", "id", "algorithm"] + (["key"] if lay.keys else []) + \
+        names = ["hash"] + (["id"] if lay.ids else []) + ["algorithm"] + \
+            (["key"] if lay.keys else []) + \
             (["quality", "quality_ok"] if lay.qualities else []) + meta
         sources = names[:len(names) - len(meta)] + [f"meta:{c}" for c in meta]
         return names, sources

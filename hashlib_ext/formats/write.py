@@ -10,7 +10,6 @@ layout is fixed before the first row: given, or taken from the first chunk writt
 from __future__ import annotations
 
 import contextlib
-import gzip
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -23,7 +22,15 @@ import numpy as np
 from ..atomic import atomic_path
 from ..errors import HashFormatError
 from ..hash import HashArray
-from .common import CHUNK_ROWS, DEFAULT_ALGORITHM, TE_COLUMNS, HashList, resolve_format, strip_gz
+from .common import (
+    CHUNK_ROWS,
+    DEFAULT_ALGORITHM,
+    TE_COLUMNS,
+    HashList,
+    open_text_output,
+    resolve_format,
+    strip_gz,
+)
 from .metadata import check_metadata
 from .textwrite import ROLES, TextRows, check_metadata_values
 
@@ -119,13 +126,11 @@ class HashListWriter:
         if self.path is not None:
             self._tmp = self._stack.enter_context(atomic_path(self.path))
             if self.fmt != "parquet":
-                opener: Any = gzip.open if self.gz else open
                 try:
                     # Undecodable bytes of file names (lone surrogates) are written as the
                     # bytes they stand for, as the file system holds them.
-                    self._f = self._stack.enter_context(opener(
-                        self._tmp, "wt", encoding="utf-8", errors="surrogateescape",
-                        newline=""))
+                    self._f = self._stack.enter_context(open_text_output(
+                        self._tmp, Path(self.path), self.gz, errors="surrogateescape"))
                 except BaseException:
                     self.abort()
                     raise
@@ -174,7 +179,7 @@ class HashListWriter:
             lay = self.layout
             assert self._tmp is not None
             self._sink = ParquetSink(self._tmp, self.shown, self.algorithm, nbytes, lay.keys,
-                                     lay.qualities, lay.metadata)
+                                     lay.qualities, lay.metadata, ids=lay.ids)
         else:
             assert self._f is not None
             self._rows = TextRows(self._f, self.fmt, self.shown, self.layout)
