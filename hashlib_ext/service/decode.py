@@ -157,10 +157,12 @@ class DecodePool:
                                            max(0.001, deadline - loop.time()))
         except TimeoutError:
             self.timeouts += 1
+            fut.add_done_callback(_consume)  # it ends with EOFError once the worker is gone
             loop.create_task(self._replace(w))
             raise Unavailable(f"decoding took longer than {timeout:g} s (the decoder was "
                               "stopped)", kind="DecodeTimeout") from None
         except asyncio.CancelledError:  # the client went away: free the worker now
+            fut.add_done_callback(_consume)
             loop.create_task(self._replace(w))
             raise
         except (EOFError, OSError):
@@ -173,6 +175,13 @@ class DecodePool:
         if reply[0] == worker.OK:
             return reply[1]
         raise _typed(reply[1], reply[2])
+
+
+def _consume(fut: Any) -> None:
+    """Retrieve the outcome of an exchange nobody waits for any more (no 'exception was
+    never retrieved' in the log)."""
+    if not fut.cancelled():
+        fut.exception()
 
 
 def _typed(kind: str, message: str) -> Exception:
