@@ -372,3 +372,12 @@ assert before == after, (before, after)
 """
     subprocess.run([sys.executable, "-c", code, *map(str, bundled[:12])], check=True,
                    timeout=300)
+
+
+def test_image_query_codes_are_writable():
+    """A read-only query array is another type to the compiled MIH kernel (a second
+    compilation, seconds of CPU, at the first image query)."""
+    from hashlib_ext.service.routes_match import query_codes
+
+    codes = query_codes(bytes(range(64)), 2)
+    assert codes.flags.writeable and codes.shape == (2, 32) and codes[1, 0] == 32

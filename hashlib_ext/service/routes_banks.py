@@ -16,7 +16,7 @@ from . import schemas, worker
 from .banks import HashBank, RobustBank, check_name
 from .errors import BadRequest, Conflict
 from .http import is_json, json_body, json_response, loads, require_write, upload_bytes
-from .routes_match import decode_job, hash_image_upload
+from .routes_match import decode_job, hash_image_upload, query_codes
 from .state import Service
 from .uploads import codes_from_hex, format_of, from_file, from_json
 
@@ -146,7 +146,7 @@ async def add_image(request: Request, name: str) -> Response:
         raise Conflict(f"bank {name!r} holds raw codes without an algorithm: add hashes")
     got = await hash_image_upload(service, request, data, [bank.algorithm], False)
     code, quality = got["hashes"][bank.algorithm]
-    codes = np.frombuffer(code, np.uint8).reshape(1, -1)
+    codes = query_codes(code, 1)
     metadata: Any = {"quality": [str(quality)]} if quality is not None else None
     first, _ = await run_in_threadpool(bank.add, codes, [key] if key else None, metadata)
     service.metrics.added.labels(bank.name).inc()

@@ -57,6 +57,13 @@ def _threshold(value: Any, bits: int, algorithm: str | None) -> int:
     return value
 
 
+def query_codes(raw: bytes, rows: int) -> np.ndarray:
+    """``rows`` codes from their bytes, as a writable array: a read-only one (what
+    ``np.frombuffer`` gives) is another type to the compiled search kernel, which would
+    compile a second version of itself at the first image query (seconds of CPU)."""
+    return np.frombuffer(raw, np.uint8).reshape(rows, -1).copy()
+
+
 async def lookup(service: Service, banks: Sequence[HashBank], codes: np.ndarray,
                  threshold: int, limit: int, dihedral: bool = False
                  ) -> list[list[dict[str, Any]]]:
@@ -205,10 +212,10 @@ async def _match_image(service: Service, request: Request) -> Response:
             results.append(entry)
             continue
         if alg == "pdq" and dihedral:
-            codes = np.frombuffer(got["dihedral"][0], np.uint8).reshape(8, -1)
+            codes = query_codes(got["dihedral"][0], 8)
             found = await lookup(service, banks, codes, threshold, limit, dihedral=True)
         else:
-            codes = np.frombuffer(code, np.uint8).reshape(1, -1)
+            codes = query_codes(code, 1)
             found = await lookup(service, banks, codes, threshold, limit)
         _count(service, alg, 1, found)
         entry["matches"] = found[0]
