@@ -33,11 +33,14 @@ import numpy as np
 
 from ._common import (
     EXIT_FAILED,
+    RowWriter,
     UsageError,
     add_min_quality,
     check_output,
     error,
+    json_text,
     output_format,
+    output_stream,
     show_progress,
 )
 from ._failures import Failures
@@ -49,6 +52,7 @@ from ._inputs import (
     report_skipped,
 )
 from ._options import add_errors, add_output, note
+from ._sharded import add_scheduler, dask_client, is_sharded
 from ._signals import compute_only
 from .dedup_output import ClusterRecord, write_clusters
 
@@ -102,6 +106,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     p.add_argument("--min-score", type=int, default=None, metavar="S",
                    help="--robust: smallest verified score of the local stage")
     add_min_quality(p, "hashes")
+    add_scheduler(p, "deduplicate a sharded index (its folder as the only input)")
     add_input_options(p)
     add_errors(p)
     p.set_defaults(func=run)
@@ -140,6 +145,66 @@ def distinct_ids(parts: list[np.ndarray]) -> list[np.ndarray]:
     return out
 
 
+def run_sharded(args: argparse.Namespace, fmt: str) -> int:
+    """``dedup SHARDED_INDEX [--scheduler ...]``: shard-pair range joins (on the cluster
+    with --scheduler), clusters by connected components here. Members are ids with their
+    keys; the per-edge and keeper details of the in-memory dedup are not computed."""
+    from ..errors import HashlibExtError
+    from ..hashers import default_threshold, expected_bits
+    from ..sharded import ShardedIndex
+    from ..sharded_dedup import find_duplicates_sharded
+
+    used = [name for name, v in (("--dihedral", args.dihedral), ("--min-quality",
+                                 args.min_quality), ("--max-diameter", args.max_diameter))
+            if v]
+    if used:
+        raise UsageError(f"{used[0]} applies to images and hash lists, not a sharded index")
+    failures = Failures(args)
+    check_output(args.output, args.inputs)
+    failures.check(args.inputs)
+    folder = args.inputs[0]
+    try:
+        index = ShardedIndex.open(folder)
+    except HashlibExtError as e:
+        failures.add(folder, type(e).__name__, str(e))
+        failures.finish()
+        return EXIT_FAILED
+    algorithm = index.algorithm
+    if args.algorithm and algorithm and args.algorithm != algorithm:
+        raise UsageError(f"{folder} holds {algorithm} hashes, not {args.algorithm}")
+    threshold = args.threshold
+    if threshold is None:
+        if algorithm is None or expected_bits(algorithm) is None:
+            raise UsageError("the index holds raw codes: pass --threshold")
+        threshold = default_threshold(algorithm)
+    try:
+        with dask_client(args.scheduler) as client:
+            groups = find_duplicates_sharded(index, threshold, client=client)
+            ids = [i for g in groups for i in g]
+            keys = dict(zip(ids, index.keys(ids, client=client), strict=True)) \
+                if index.has_keys else {}
+    except HashlibExtError as e:
+        failures.add(folder, type(e).__name__, str(e))
+        failures.finish()
+        return EXIT_FAILED
+    clusters = [[{"id": i, "key": keys.get(i)} for i in g] for g in groups]
+    with output_stream(args.output) as out:
+        if fmt == "json":
+            out.write(json_text({"algorithm": algorithm, "threshold": threshold,
+                                 "sharded": True, "shards": index.shards,
+                                 "items": len(index), "failed": 0, "failures": [],
+                                 "clusters": clusters}) + "\n")
+        else:
+            writer = RowWriter(out, "csv", ["cluster", "id", "key"])
+            writer.write({"cluster": k, **m} for k, c in enumerate(clusters) for m in c)
+            writer.close()
+    failures.finish()
+    note(args, f"{len(clusters)} clusters, {sum(map(len, clusters))} of {len(index)} items "
+               f"have a near duplicate ({algorithm}, threshold {threshold}, "
+               f"{index.shards} shards)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
     from ..clusters import dedup_graph
@@ -152,7 +217,14 @@ def run(args: argparse.Namespace) -> int:
     check_non_negative(args, "--threshold", "--min-score", "--max-diameter")
     fmt = _output_format(args)
     if args.robust:
+        if args.scheduler is not None:
+            raise UsageError("--scheduler deduplicates a sharded hash index, not --robust")
         return run_robust(args, fmt)
+    if len(args.inputs) == 1 and is_sharded(args.inputs[0]):
+        return run_sharded(args, fmt)
+    if args.scheduler is not None:
+        raise UsageError("--scheduler deduplicates a sharded index ('index build --shards "
+                         "N'): give its folder as the only input")
     if args.min_score is not None:
         raise UsageError("--min-score needs --robust")
     failures = Failures(args)

@@ -15,7 +15,8 @@ import numpy as np
 from ._common import UsageError, check_output, output_stream, show_progress
 from ._failures import Failures
 from ._inputs import note_skipped
-from ._options import add_errors, add_output, add_progress, add_recursive, add_workers
+from ._options import add_errors, add_output, add_progress, add_recursive, add_workers, note
+from ._sharded import add_scheduler, dask_client
 from ._signals import compute_only
 
 FORMATS = ("csv", "tsv", "jsonl", "json", "parquet", "hex", "te")
@@ -109,6 +110,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     )
     add_progress(p)
     add_errors(p)
+    add_scheduler(p, "hash on a dask cluster into Parquet partitions in the folder -o PARTS/ "
+                     "(inputs: image paths, folders or fsspec URLs the workers can read); "
+                     "then 'index build PARTS/ --shards N --scheduler ...'. Hash")
     p.set_defaults(func=run)
     return p
 
@@ -217,11 +221,37 @@ def write_file(lists: Sequence[Any], fmt: str, path: str) -> None:
         w.write_interleaved(lists)
 
 
+def run_scheduled(args: argparse.Namespace) -> int:
+    """``hash --scheduler``: the workers hash and write Parquet partitions (one file per
+    partition, failed inputs in ``_errors/``); nothing funnels through this process but
+    the input names."""
+    from ..dask_pipeline import hash_to_parquet, read_errors
+
+    if args.output in (None, "-") or os.path.isfile(args.output):
+        raise UsageError("--scheduler writes Parquet partitions into a folder: give -o PARTS/")
+    if len(args.algorithm) != 1:
+        raise UsageError("--scheduler hashes one algorithm per run")
+    failures = Failures(args)
+    failures.check(args.paths)
+    with dask_client(args.scheduler) as client:
+        done = hash_to_parquet(_inputs(args.paths), args.output, args.algorithm[0],
+                               client=client, fast=args.fast, max_pixels=args.max_pixels,
+                               recursive=args.recursive, overwrite=True)
+    for _, src, kind, message in read_errors(args.output):
+        failures.add(src, kind, message)
+    failures.finish()
+    note(args, f"hashed {done.ok} inputs into {len(done.parts)} partitions in {args.output}"
+               + (f"; {done.failed} failed" if done.failed else ""))
+    return 1 if (done.failed or done.ok == 0) else 0
+
+
 def run(args: argparse.Namespace) -> int:
     from ..batch import hash_images
     from ..errors import HashlibExtError
     from ..files import iter_image_paths
 
+    if args.scheduler is not None:
+        return run_scheduled(args)
     names: list[str] = args.algorithm
     fmt = choose_format(args.format, args.output)
     _check_args(args, fmt)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+from collections.abc import Iterator
 from typing import Any
 
 from ._common import (
@@ -32,6 +33,7 @@ from ._options import (
     add_workers,
     note,
 )
+from ._sharded import add_scheduler, dask_client, is_hash_partitions
 from ._signals import compute_only
 
 
@@ -72,6 +74,11 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--renumber", action="store_true",
                    help="number all hashes 0, 1, ... in input order, ignoring id columns (for "
                         "lists whose ids collide)")
+    b.add_argument("--shards", type=_shard_count, default=None, metavar="N",
+                   help="write a sharded index: N shard files and a manifest in the folder "
+                        "INDEX (or an fsspec URL), for 'match'/'dedup' on a dask cluster; "
+                        "inputs may also be folders of hash partitions ('hash --scheduler')")
+    add_scheduler(b, "--shards: build the shards")
     b.add_argument("--robust", action="store_true",
                    help="build a robust index from images (PDQ of content boxes and local "
                         "features), for 'match --robust'; keys are the image paths")
@@ -293,7 +300,13 @@ def run_build(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
 
     if args.robust:
+        if args.shards is not None or args.scheduler is not None:
+            raise UsageError("--shards/--scheduler apply to hash indexes, not --robust")
         return run_build_robust(args)
+    if args.shards is not None:
+        return run_build_sharded(args)
+    if args.scheduler is not None:
+        raise UsageError("--scheduler builds a sharded index: give --shards N")
     failures = Failures(args)
     check_output(args.output, args.inputs)
     failures.check(args.inputs)
@@ -514,6 +527,123 @@ def run_info(args: argparse.Namespace) -> int:
     }
     _print_info(info, args.format)
     return 0
+
+
+def _shard_count(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive number of shards, got {text!r}")
+    return value
+
+
+def run_build_sharded(args: argparse.Namespace) -> int:
+    """``index build --shards N``: a sharded index in the folder ``-o``. With --scheduler
+    the shards are built on the cluster from hash-list files and hash partitions (no step
+    funnels the hashes through this process); without, in this process in bounded memory
+    (images are hashed here)."""
+    from ..dask_pipeline import build_sharded_from_parquet, partition_files
+    from ..errors import HashlibExtError
+    from ..sharded import ShardedIndex
+
+    if os.path.isfile(args.output):
+        raise UsageError(f"--output {args.output} is a file: a sharded index is a folder")
+    failures = Failures(args)
+    failures.check(args.inputs)
+    parts = [p for p in args.inputs if is_hash_partitions(p)]
+    rest = [p for p in args.inputs if p not in parts]
+    lists: list[str] = []
+    images: list[str] = []
+    if rest:
+        args_rest = argparse.Namespace(**{**vars(args), "inputs": rest})
+        lists, images = _split_inputs(args_rest, failures)
+    kind = args.kind
+    try:
+        with dask_client(args.scheduler) as client:
+            if client is not None:
+                if images:
+                    raise UsageError("--scheduler builds from hash lists and hash partitions: "
+                                     "hash the images on the cluster first ('hashlib-ext hash "
+                                     f"--scheduler ... -o PARTS/'), e.g. {images[0]}")
+                sources = [loc for folder in parts for loc in partition_files(folder)] + lists
+                if not sources:
+                    failures.finish()
+                    error("nothing to index")
+                    return EXIT_FAILED
+                index = build_sharded_from_parquet(
+                    sources, args.output, args.shards, client=client,
+                    algorithm=args.algorithm, kind=kind, overwrite=True)
+            else:
+                index = ShardedIndex.build_from_chunks(
+                    _chunks(args, parts, lists, images, failures), args.output, args.shards,
+                    algorithm=args.algorithm, bits=args.bits, kind=kind, overwrite=True)
+    except _Stopped:
+        return EXIT_FAILED
+    except HashlibExtError as e:
+        failures.finish()
+        error(str(e))
+        return EXIT_FAILED
+    failures.finish()
+    note(args, f"indexed {len(index)} {index.algorithm or 'raw'} hashes in {index.shards} "
+               f"shards into {args.output}")
+    return EXIT_FAILED if failures else 0
+
+
+def _chunks(args: argparse.Namespace, parts: list[str], lists: list[str], images: list[str],
+            failures: Failures) -> Iterator[Any]:
+    """HashList chunks of every input for a sharded build, ids made distinct: a chunk
+    whose ids are record numbers (no id column) continues after the largest id so far."""
+    import dataclasses
+
+    import numpy as np
+
+    from ..batch import hash_images
+    from ..dask_pipeline import iter_partitions
+    from ..errors import HashlibExtError
+    from ..formats import HashList, iter_hash_list
+    from ..hash import HashArray
+
+    next_id = 0
+
+    def numbered(chunk: Any) -> Any:
+        nonlocal next_id
+        if args.renumber or not getattr(chunk, "has_ids", True):
+            ids = np.arange(next_id, next_id + len(chunk), dtype=np.int64)
+            chunk = dataclasses.replace(chunk, ids=ids)
+        if len(chunk):
+            next_id = max(next_id, int(np.max(chunk.ids)) + 1)
+        return chunk
+
+    for folder in parts:
+        for chunk in iter_partitions(folder):
+            yield numbered(chunk)
+    for path in lists:
+        skipped: list[tuple[int, str]] = []
+        try:
+            for chunk in iter_hash_list(path, args.algorithm, format=args.input_format,
+                                        lenient=args.lenient, bits=args.bits,
+                                        hash_column=_column(args.hash_column),
+                                        id_column=_column(args.id_column),
+                                        key_column=_column(args.key_column),
+                                        skipped=skipped, min_quality=args.min_quality):
+                yield numbered(chunk)
+        except HashlibExtError as e:
+            failures.add(path, type(e).__name__, str(e))
+            failures.finish()
+            error("nothing written: fix the list or pass --lenient to skip malformed records")
+            raise _Stopped from None
+        report_skipped(path, skipped, failures=failures)
+    if images:
+        with compute_only():
+            res = hash_images(images, args.algorithm or "pdq", workers=args.workers,
+                              progress=show_progress(args))
+        failures.add_batch(res.errors)
+        if res.ok and isinstance(res.hashes, HashArray):
+            keys = np.array([str(p) for p in res.ids], dtype=object)
+            yield numbered(HashList(res.hashes, np.zeros(res.ok, np.int64), keys,
+                                    has_ids=False))
 
 
 def _info_robust(args: argparse.Namespace) -> int:

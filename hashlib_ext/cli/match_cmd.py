@@ -17,6 +17,7 @@ matched and written); 2 usage (found before the output is touched); 130/143 inte
 from __future__ import annotations
 
 import argparse
+import contextlib
 import sys
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +45,7 @@ from ._inputs import (
     report_skipped,
 )
 from ._options import add_errors, add_output, note
+from ._sharded import ShardedView, add_scheduler, dask_client, is_sharded
 from ._signals import compute_only
 
 
@@ -90,6 +92,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="--robust: smallest verified score of the local stage (default: "
                         "the index's operating point); -t sets the PDQ threshold of the "
                         "global stage")
+    add_scheduler(p, "search a sharded index ('index build --shards N')")
     add_input_options(p)
     p.set_defaults(func=run)
     return p
@@ -97,7 +100,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 def run(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
-    from ..hashers import algorithms, default_threshold, expected_bits, get
+    from ..hashers import algorithms
     from ..index import HashIndex
 
     check_non_negative(args, "--threshold", "--min-score")
@@ -115,12 +118,30 @@ def run(args: argparse.Namespace) -> int:
     failures = Failures(args)
     failures.check([args.index, *args.inputs])
 
-    try:
-        index = HashIndex.load(args.index)
-    except HashlibExtError as e:
-        failures.add(args.index, type(e).__name__, str(e))
-        failures.finish()
-        return EXIT_FAILED
+    with contextlib.ExitStack() as stack:
+        try:
+            if is_sharded(args.index):
+                from ..sharded import ShardedIndex
+
+                sharded = ShardedIndex.open(args.index)
+                client = stack.enter_context(dask_client(args.scheduler))
+                index: Any = ShardedView(sharded, client)
+            else:
+                if args.scheduler is not None:
+                    raise UsageError(f"--scheduler searches a sharded index ('index build "
+                                     f"--shards N'); {args.index} is one file")
+                index = HashIndex.load(args.index)
+        except HashlibExtError as e:
+            failures.add(args.index, type(e).__name__, str(e))
+            failures.finish()
+            return EXIT_FAILED
+        return _match(args, index, failures)
+
+
+def _match(args: argparse.Namespace, index: Any, failures: Failures) -> int:
+    """Match the inputs against a loaded index (a HashIndex or a ShardedView)."""
+    from ..hashers import default_threshold, expected_bits, get
+
     algorithm = index.algorithm or args.algorithm
     if args.algorithm and index.algorithm and args.algorithm != index.algorithm:
         raise UsageError(f"--algorithm {args.algorithm} does not match the index "
@@ -146,7 +167,8 @@ def run(args: argparse.Namespace) -> int:
         failures.finish()
         error("nothing to match")
         return EXIT_FAILED
-    has_keys = any(k is not None for k in index.keys(index.ids))
+    has_keys = index.has_keys if isinstance(index, ShardedView) else \
+        any(k is not None for k in index.keys(index.ids))
     own = ["query", "id"] + (["key"] if has_keys else []) + ["distance"] + \
         (["variant"] if args.dihedral else [])
     meta = index.metadata_columns
