@@ -313,7 +313,8 @@ def run_build(args: argparse.Namespace) -> int:
     lists, images = _split_inputs(args, failures)
     fill = _Filler(args, failures, renumber=args.renumber)
     try:
-        _fill_all(fill, lists, images)
+        if not _fill_all(fill, lists, images):
+            return EXIT_FAILED
         index = fill.index
         if index is None:  # nothing read: an empty index of the requested width
             index = _new_index(args.algorithm or "pdq", args.bits, args)
@@ -326,8 +327,6 @@ def run_build(args: argparse.Namespace) -> int:
         # saved and every later `match` loads them instead of rebuilding.
         _check_distinct_ids(index)
         index.prepare()
-    except _Stopped:
-        return EXIT_FAILED
     except HashlibExtError as e:
         failures.finish()
         error(str(e))
@@ -368,11 +367,10 @@ def run_add(args: argparse.Namespace) -> int:
     lists, images = _split_inputs(args, failures)
     fill = _Filler(args, failures, index, renumber=args.renumber, replace=args.replace)
     try:
-        _fill_all(fill, lists, images)
+        if not _fill_all(fill, lists, images):
+            return EXIT_FAILED
         _check_distinct_ids(index)
         index.prepare()
-    except _Stopped:
-        return EXIT_FAILED
     except HashlibExtError as e:
         failures.finish()
         error(str(e))
@@ -447,14 +445,10 @@ def run_merge(args: argparse.Namespace) -> int:
     return 0
 
 
-class _Stopped(Exception):
-    """A hash list could not be read: recorded as a failure; the build stops."""
-
-
-def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> None:
-    """Every list, then the images; a list that cannot be read (a malformed record without
-    --lenient, an unreadable file) is recorded, --errors written, and the build stopped
-    (nothing is saved: an index missing a list would be silently incomplete)."""
+def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> bool:
+    """Every list, then the images; False when a list cannot be read (a malformed record
+    without --lenient, an unreadable file): it is recorded, --errors written, and the build
+    stops (nothing is saved: an index missing a list would be silently incomplete)."""
     from ..errors import HashlibExtError
 
     for path in lists:
@@ -463,13 +457,17 @@ def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> None:
         except UsageError:
             raise
         except (HashlibExtError, OSError) as e:
-            fill.failures.add(path, type(e).__name__,
-                              str(e) if isinstance(e, HashlibExtError) else
-                              (e.strerror or str(e)))
-            fill.failures.finish()
-            error("nothing written: fix the list or pass --lenient to skip malformed records")
-            raise _Stopped from None
+            _stop(fill.failures, path, e)
+            return False
     fill.add_images(images)
+    return True
+
+
+def _stop(failures: Failures, path: str, e: Exception) -> None:
+    """Record the list that stopped the build, write --errors, say nothing was written."""
+    failures.add(path, type(e).__name__, getattr(e, "strerror", None) or str(e))
+    failures.finish()
+    error("nothing written: fix the list or pass --lenient to skip malformed records")
 
 
 def _check_distinct_ids(index: Any) -> None:
@@ -560,6 +558,7 @@ def run_build_sharded(args: argparse.Namespace) -> int:
         args_rest = argparse.Namespace(**{**vars(args), "inputs": rest})
         lists, images = _split_inputs(args_rest, failures)
     kind = args.kind
+    stopped: list[str] = []
     try:
         with dask_client(args.scheduler) as client:
             if client is not None:
@@ -577,11 +576,12 @@ def run_build_sharded(args: argparse.Namespace) -> int:
                     algorithm=args.algorithm, kind=kind, overwrite=True)
             else:
                 index = ShardedIndex.build_from_chunks(
-                    _chunks(args, parts, lists, images, failures), args.output, args.shards,
-                    algorithm=args.algorithm, bits=args.bits, kind=kind, overwrite=True)
-    except _Stopped:
-        return EXIT_FAILED
+                    _chunks(args, parts, lists, images, failures, stopped), args.output,
+                    args.shards, algorithm=args.algorithm, bits=args.bits, kind=kind,
+                    overwrite=True)
     except HashlibExtError as e:
+        if stopped:  # a list that could not be read: recorded and said already
+            return EXIT_FAILED
         failures.finish()
         error(str(e))
         return EXIT_FAILED
@@ -592,9 +592,10 @@ def run_build_sharded(args: argparse.Namespace) -> int:
 
 
 def _chunks(args: argparse.Namespace, parts: list[str], lists: list[str], images: list[str],
-            failures: Failures) -> Iterator[Any]:
+            failures: Failures, stopped: list[str]) -> Iterator[Any]:
     """HashList chunks of every input for a sharded build, ids made distinct: a chunk
-    whose ids are record numbers (no id column) continues after the largest id so far."""
+    whose ids are record numbers (no id column) continues after the largest id so far. A
+    list that cannot be read is recorded, added to ``stopped``, and its error raised."""
     import dataclasses
 
     import numpy as np
@@ -630,10 +631,9 @@ def _chunks(args: argparse.Namespace, parts: list[str], lists: list[str], images
                                         skipped=skipped, min_quality=args.min_quality):
                 yield numbered(chunk)
         except HashlibExtError as e:
-            failures.add(path, type(e).__name__, str(e))
-            failures.finish()
-            error("nothing written: fix the list or pass --lenient to skip malformed records")
-            raise _Stopped from None
+            _stop(failures, path, e)
+            stopped.append(path)
+            raise
         report_skipped(path, skipped, failures=failures)
     if images:
         with compute_only():
