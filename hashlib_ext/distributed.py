@@ -53,8 +53,7 @@ def connect(scheduler: str | None = None, *, n_workers: int | None = None,
             yield client
         return
     with distributed.LocalCluster(n_workers=n_workers, threads_per_worker=threads_per_worker,
-                                  processes=True, memory_limit=memory_limit,
-                                  dashboard_address=None) as cluster, \
+                                  processes=True, memory_limit=memory_limit) as cluster, \
             distributed.Client(cluster) as client:
         yield client
 

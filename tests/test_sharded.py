@@ -395,3 +395,14 @@ def test_a_loaded_shard_travels_as_its_recipe(sharded):
     back = pickle.loads(blob)
     assert np.array_equal(back.index.codes, handle.index.codes)
     assert np.array_equal(back.index.ids, handle.index.ids)
+
+
+def test_missing_dask_is_named_with_its_extra(monkeypatch):
+    import sys
+
+    from hashlib_ext.distributed import connect
+
+    monkeypatch.setitem(sys.modules, "distributed", None)  # as if not installed
+    with pytest.raises(hx.MissingDependencyError, match=r"hashlib-ext\[dask\]"):
+        with connect():
+            pass

@@ -31,7 +31,7 @@ from test_sharded import planted  # noqa: E402  (same folder; pytest puts it on 
 @pytest.fixture(scope="module")
 def client():
     with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True,
-                                  dashboard_address=None, memory_limit="2GiB") as cluster, \
+                                  dashboard_address=":0", memory_limit="2GiB") as cluster, \
             distributed.Client(cluster) as c:
         yield c
 
@@ -259,7 +259,6 @@ def test_bigger_index_on_the_cluster(client, tmp_path):
         hx.find_duplicates(codes, 31, ids=ids)
 
 
-@pytest.mark.filterwarnings("ignore:Port .* is already in use")
 def test_urls_end_to_end_on_an_in_process_cluster(bundled):
     """Image URLs in, partitions and shards out to URLs (fsspec's in-memory file system,
     which only threads of this process share; s3:// or gs:// go the same way)."""
@@ -282,3 +281,12 @@ def test_urls_end_to_end_on_an_in_process_cluster(bundled):
         local = hx.hash_images([str(p) for p in bundled[:6]], "pdq", workers=1)
         assert idx.search(local.hashes, 0, client=c) == [[(i, 0)] for i in range(6)]
         assert hx.ShardedIndex.open(f"{root}/idx").keys(range(6)) == urls[:6]
+
+
+def test_connect_to_a_scheduler_address(client, data, union, sharded):
+    from hashlib_ext.distributed import connect
+
+    codes, _, _ = data
+    with connect(client.scheduler.address) as other:  # what --scheduler ADDRESS does
+        assert other.scheduler.address == client.scheduler.address
+        assert sharded.search(codes[:20], 31, client=other) == union.search(codes[:20], 31)
