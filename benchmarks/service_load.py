@@ -85,16 +85,20 @@ def make_data(n: int, queries: int, t: int, seed: int) -> tuple[np.ndarray, np.n
 
 
 def cpu_seconds(pid: int) -> float:
-    """User + system CPU time of process ``pid`` (all its threads) and of its children
-    (the decoding workers), from /proc (Linux); NaN elsewhere."""
+    """User + system CPU time of process ``pid`` (all its threads) and of its descendants
+    alive now (the forkserver and the decoding workers it forked), from /proc (Linux); NaN
+    elsewhere."""
     try:
-        total = 0.0
-        pids = [pid]
-        with open(f"/proc/{pid}/task/{pid}/children") as f:
-            pids += [int(c) for c in f.read().split()]
-        for p in pids:
-            with open(f"/proc/{p}/stat") as f:
-                fields = f.read().rsplit(")", 1)[1].split()
+        total, todo = 0.0, [pid]
+        while todo:
+            p = todo.pop()
+            try:
+                with open(f"/proc/{p}/stat") as f:
+                    fields = f.read().rsplit(")", 1)[1].split()
+                with open(f"/proc/{p}/task/{p}/children") as f:
+                    todo += [int(c) for c in f.read().split()]
+            except FileNotFoundError:  # ended meanwhile
+                continue
             total += int(fields[11]) + int(fields[12])
         return total / os.sysconf("SC_CLK_TCK")
     except (OSError, ValueError, IndexError):
