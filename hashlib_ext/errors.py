@@ -82,6 +82,18 @@ class MissingDependencyError(HashlibExtError, ImportError):
     """An optional dependency is not installed; the message names the extra to install."""
 
 
+class ServiceError(HashlibExtError):
+    """A request the match service (``hashlib-ext serve``) refuses or cannot serve,
+    answered with the HTTP ``status``, a JSON body naming ``kind``, and ``headers``."""
+
+    def __init__(self, message: str, status: int = 400, kind: str = "BadRequest",
+                 headers: dict[str, str] | None = None):
+        super().__init__(message)
+        self.status = status
+        self.kind = kind
+        self.headers = dict(headers or {})
+
+
 class UsageError(ValueError):
     """A command-line mistake found after the arguments were parsed (options that do not go
     together, an ``--output`` that cannot be written). Raised inside the ``hashlib-ext``

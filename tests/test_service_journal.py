@@ -13,11 +13,10 @@ import pytest
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 
-from hashlib_ext.errors import IndexFileError  # noqa: E402
+from hashlib_ext.errors import IndexFileError, ServiceError  # noqa: E402
 from hashlib_ext.index import HashIndex  # noqa: E402
 from hashlib_ext.service import auth, uploads  # noqa: E402
 from hashlib_ext.service.banks import HashBank  # noqa: E402
-from hashlib_ext.service.errors import BadRequest, Forbidden, Unauthorized  # noqa: E402
 from hashlib_ext.service.journal import Journal, Record  # noqa: E402
 from hashlib_ext.service.limits import Limits  # noqa: E402
 from hashlib_ext.service.store import BankStore  # noqa: E402
@@ -209,12 +208,13 @@ def test_store_lock_and_deletion(tmp_path):
 def test_codes_from_hex_names_the_bad_hash():
     good = "ab" * 32
     assert uploads.codes_from_hex([good, good.upper()], 32).shape == (2, 32)
-    with pytest.raises(BadRequest, match=r"hashes\[1\]"):
+    with pytest.raises(ServiceError, match=r"hashes\[1\]"):
         uploads.codes_from_hex([good, "zz" * 32], 32)
-    with pytest.raises(BadRequest, match=r"hashes\[0\]"):
+    with pytest.raises(ServiceError, match=r"hashes\[0\]"):
         uploads.codes_from_hex(["ab " * 21 + "abc"], 32)  # spaces: bytes.fromhex skips them
-    with pytest.raises(BadRequest, match="list"):
+    with pytest.raises(ServiceError, match="list") as e:
         uploads.codes_from_hex("ab", 32)
+    assert e.value.status == 400 and e.value.kind == "BadRequest"
 
 
 def test_threatexchange_columns_line_up():
@@ -232,7 +232,7 @@ def test_threatexchange_columns_line_up():
 
 
 def test_hash_list_errors_name_the_upload_not_the_temp_file():
-    with pytest.raises(BadRequest) as e:
+    with pytest.raises(ServiceError) as e:
         uploads.from_file(b"abcd\n", "hex", "pdq", 256, name="list.txt")
     assert "list.txt" in str(e.value) and "hashlib-ext-upload" not in str(e.value)
 
@@ -243,12 +243,15 @@ def test_token_is_hidden_and_checked():
     assert secret not in repr(token) and secret not in str(token)
     auth.check_write(token, f"Bearer {secret}")
     for header in (None, "", f"Basic {secret}", "Bearer wrong-token-0123456789", "Bearer"):
-        with pytest.raises(Unauthorized):
+        with pytest.raises(ServiceError) as e:
             auth.check_write(token, header)
-    with pytest.raises(Forbidden):
+        assert e.value.status == 401 and "Bearer" in e.value.headers["WWW-Authenticate"]
+    with pytest.raises(ServiceError) as e:
         auth.check_write(None, f"Bearer {secret}")
-    with pytest.raises(auth.TokenError):
+    assert e.value.status == 403
+    with pytest.raises(ServiceError) as e:
         auth.Token("short")
+    assert e.value.kind == "TokenError"
 
 
 def test_loopback_hosts():

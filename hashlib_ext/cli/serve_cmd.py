@@ -99,8 +99,9 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..errors import ServiceError
     from ..service import ServiceConfig, serve
-    from ..service.auth import TokenError, is_loopback, load_token
+    from ..service.auth import is_loopback, load_token
     from ..service.decode import default_workers
     from ..service.limits import Limits
 
@@ -108,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
         raise UsageError("--search-threads must be >= 0")
     try:
         token, warning = load_token(args.token_file)
-    except TokenError as e:
+    except ServiceError as e:
         error(str(e))
         return 1
     if warning:

@@ -13,8 +13,8 @@ import ipaddress
 import os
 import stat
 
-from ..errors import HashlibExtError
-from .errors import Forbidden, Unauthorized
+from ..errors import ServiceError
+from .errors import forbidden, unauthorized
 
 ENV_VAR = "HASHLIB_EXT_TOKEN"
 MIN_LENGTH = 16
@@ -22,8 +22,10 @@ MIN_LENGTH = 16
 MAX_LENGTH = 4096
 
 
-class TokenError(HashlibExtError):
-    """The token file cannot be read, or the token is too short or too long."""
+def token_error(message: str) -> ServiceError:
+    """The token file cannot be read, or the token is too short or too long (the server
+    does not start)."""
+    return ServiceError(message, 500, "TokenError")
 
 
 class Token:
@@ -34,10 +36,10 @@ class Token:
     def __init__(self, secret: str):
         secret = secret.strip()
         if not MIN_LENGTH <= len(secret) <= MAX_LENGTH:
-            raise TokenError(f"the token must be {MIN_LENGTH} to {MAX_LENGTH} characters "
+            raise token_error(f"the token must be {MIN_LENGTH} to {MAX_LENGTH} characters "
                              f"(got {len(secret)})")
         if any(c.isspace() or not c.isprintable() for c in secret):
-            raise TokenError("the token must be printable characters without spaces")
+            raise token_error("the token must be printable characters without spaces")
         self._secret = secret.encode("utf-8")
 
     def matches(self, given: bytes) -> bool:
@@ -57,10 +59,10 @@ def load_token(token_file: str | None) -> tuple[Token | None, str | None]:
             with open(token_file, encoding="utf-8") as f:
                 st = os.fstat(f.fileno())
                 if not stat.S_ISREG(st.st_mode):
-                    raise TokenError(f"{token_file}: not a regular file")
+                    raise token_error(f"{token_file}: not a regular file")
                 text = f.read(MAX_LENGTH + 2)
         except (OSError, UnicodeDecodeError) as e:
-            raise TokenError(f"{token_file}: cannot read the token file: "
+            raise token_error(f"{token_file}: cannot read the token file: "
                              f"{getattr(e, 'strerror', None) or e}") from None
         warning = None
         if st.st_mode & 0o077:
@@ -85,10 +87,10 @@ def is_loopback(host: str) -> bool:
 def check_write(token: Token | None, authorization: str | None) -> None:
     """Raise unless ``authorization`` (the header) carries the server's token."""
     if token is None:
-        raise Forbidden("this server was started without a token: banks are read-only "
+        raise forbidden("this server was started without a token: banks are read-only "
                         f"(set {ENV_VAR} or --token-file to allow changes)")
     if not authorization:
-        raise Unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
+        raise unauthorized("this endpoint needs 'Authorization: Bearer <token>'")
     scheme, _, given = authorization.partition(" ")
     if scheme.lower() != "bearer" or not token.matches(given.strip().encode("utf-8")):
-        raise Unauthorized("invalid bearer token")
+        raise unauthorized("invalid bearer token")

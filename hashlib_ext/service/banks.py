@@ -35,7 +35,7 @@ import numpy as np
 
 from ..errors import HashlibExtError, IndexFileError
 from ..index import MAX_COLUMN_NAME, MAX_METADATA_COLUMNS, HashIndex
-from .errors import BadRequest, NotFound
+from .errors import bad_request, not_found
 from .journal import Journal, Record
 
 log = logging.getLogger("hashlib_ext.service")
@@ -54,7 +54,7 @@ Metadata = dict[str, list[str | None]]
 
 def check_name(name: str) -> str:
     if not isinstance(name, str) or not BANK_NAME.fullmatch(name):
-        raise BadRequest(f"bank names are 1-64 letters, digits, '_' or '-' (starting with a "
+        raise bad_request(f"bank names are 1-64 letters, digits, '_' or '-' (starting with a "
                          f"letter or digit), got {str(name)[:80]!r}")
     return name
 
@@ -105,7 +105,7 @@ class Bank:
 
     def check_open(self) -> Journal:
         if self.closed or self.journal is None:
-            raise NotFound(f"bank {self.name!r} does not exist (deleted)")
+            raise not_found(f"bank {self.name!r} does not exist (deleted)")
         return self.journal
 
     # -- persistence ------------------------------------------------------------------------
@@ -390,7 +390,7 @@ class RobustBank(Bank):
     def add(self, image: bytes, descriptor: Any, key: str | None) -> int:
         """Journal the image, then index its (index-side) descriptor; returns its id."""
         if key is not None and not isinstance(key, str):
-            raise BadRequest("key must be a string")
+            raise bad_request("key must be a string")
         with self.write_lock:
             journal = self.check_open()
             ident = self.next_id
@@ -436,19 +436,19 @@ def check_additions(codes: np.ndarray, bits: int, keys: Sequence[str | None] | N
     """Refuse additions the index would refuse, before anything is journalled."""
     n = codes.shape[0]
     if codes.dtype != np.uint8 or codes.ndim != 2 or codes.shape[1] != bits // 8:
-        raise BadRequest(f"expected {bits}-bit hashes")
+        raise bad_request(f"expected {bits}-bit hashes")
     if keys is not None and (len(keys) != n or
                              not all(k is None or isinstance(k, str) for k in keys)):
-        raise BadRequest(f"keys: one string (or null) per hash, {n} in all")
+        raise bad_request(f"keys: one string (or null) per hash, {n} in all")
     if not metadata:
         return
     if not isinstance(metadata, Mapping):
-        raise BadRequest("metadata must map column names to values")
+        raise bad_request("metadata must map column names to values")
     if len(set(columns) | set(metadata)) > MAX_METADATA_COLUMNS:
-        raise BadRequest(f"a bank holds at most {MAX_METADATA_COLUMNS} metadata columns")
+        raise bad_request(f"a bank holds at most {MAX_METADATA_COLUMNS} metadata columns")
     for name, values in metadata.items():
         if not isinstance(name, str) or not 0 < len(name) <= MAX_COLUMN_NAME:
-            raise BadRequest(f"metadata column names are strings of 1 to {MAX_COLUMN_NAME} "
+            raise bad_request(f"metadata column names are strings of 1 to {MAX_COLUMN_NAME} "
                              "characters")
         if len(values) != n or not all(v is None or isinstance(v, str) for v in values):
-            raise BadRequest(f"metadata column {name!r}: one string (or null) per hash")
+            raise bad_request(f"metadata column {name!r}: one string (or null) per hash")

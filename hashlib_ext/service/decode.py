@@ -27,7 +27,7 @@ from typing import Any
 
 from .. import errors as lib_errors
 from . import worker
-from .errors import Unavailable
+from .errors import unavailable
 
 log = logging.getLogger("hashlib_ext.service")
 
@@ -139,17 +139,18 @@ class DecodePool:
     # -- jobs -----------------------------------------------------------------------------------
     async def run(self, kind: str, args: tuple[Any, ...], timeout: float) -> Any:
         """Run job ``kind`` in a worker within ``timeout`` seconds (waiting for a free
-        worker included). Raises the job's typed error, :class:`Unavailable` on timeout,
+        worker included). Raises the job's typed error, a 503
+        :class:`~hashlib_ext.errors.ServiceError` on timeout, or
         :class:`~hashlib_ext.errors.WorkerCrashedError` when the worker died."""
         if self._free is None or self._closed:
-            raise Unavailable("the decoders are not running")
+            raise unavailable("the decoders are not running")
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         try:
             w = await asyncio.wait_for(self._free.get(), timeout)
         except TimeoutError:
             self.timeouts += 1
-            raise Unavailable(f"every decoder stayed busy for {timeout:g} s; try again",
+            raise unavailable(f"every decoder stayed busy for {timeout:g} s; try again",
                               kind="DecodeBusy") from None
         fut = loop.run_in_executor(self._threads, _exchange, w.conn, (kind, args))
         try:
@@ -159,7 +160,7 @@ class DecodePool:
             self.timeouts += 1
             fut.add_done_callback(_consume)  # it ends with EOFError once the worker is gone
             loop.create_task(self._replace(w))
-            raise Unavailable(f"decoding took longer than {timeout:g} s (the decoder was "
+            raise unavailable(f"decoding took longer than {timeout:g} s (the decoder was "
                               "stopped)", kind="DecodeTimeout") from None
         except asyncio.CancelledError:  # the client went away: free the worker now
             fut.add_done_callback(_consume)

@@ -1,8 +1,10 @@
-"""Errors the service answers with: an HTTP status, a type name and a message.
+"""The errors the service answers with, and the HTTP status of every library error.
 
 Every error leaves the service as ``{"error": {"type": ..., "message": ...}}`` with a 4xx
-status, or 5xx for a fault of the server itself (never with a traceback). Library errors
-(:mod:`hashlib_ext.errors`) map to statuses in :func:`status_of`.
+status, or 5xx for a fault of the server itself (never with a traceback). The service's
+own refusals are :class:`~hashlib_ext.errors.ServiceError` instances (the one error class
+of hashlib_ext.errors that carries a status), made by the functions below; library errors
+map to statuses in :func:`status_of`.
 """
 
 from __future__ import annotations
@@ -15,85 +17,57 @@ from ..errors import (
     ImageTooLargeError,
     IndexFileError,
     MissingDependencyError,
+    ServiceError,
     UnknownAlgorithmError,
     UnsupportedImageError,
     WorkerCrashedError,
 )
 
-
-class ServiceError(HashlibExtError):
-    """An error answered with ``status`` and a JSON body naming ``kind``."""
-
-    status = 400
-    kind = "BadRequest"
-
-    def __init__(self, message: str, *, status: int | None = None, kind: str | None = None,
-                 headers: dict[str, str] | None = None):
-        super().__init__(message)
-        if status is not None:
-            self.status = status
-        if kind is not None:
-            self.kind = kind
-        self.headers = headers or {}
+__all__ = ["ServiceError", "bad_request", "conflict", "forbidden", "not_found",
+           "payload_too_large", "status_of", "unauthorized", "unavailable",
+           "unsupported_media_type"]
 
 
-class BadRequest(ServiceError):
+def bad_request(message: str) -> ServiceError:
     """Malformed JSON, parameters or hash lists (400)."""
+    return ServiceError(message, 400, "BadRequest")
 
 
-class Unauthorized(ServiceError):
+def unauthorized(message: str) -> ServiceError:
     """No or a wrong bearer token (401)."""
-
-    status = 401
-    kind = "Unauthorized"
-
-    def __init__(self, message: str):
-        super().__init__(message, headers={"WWW-Authenticate": 'Bearer realm="hashlib-ext"'})
+    return ServiceError(message, 401, "Unauthorized",
+                        {"WWW-Authenticate": 'Bearer realm="hashlib-ext"'})
 
 
-class Forbidden(ServiceError):
+def forbidden(message: str) -> ServiceError:
     """Writes on a server started without a token (403)."""
-
-    status = 403
-    kind = "Forbidden"
+    return ServiceError(message, 403, "Forbidden")
 
 
-class NotFound(ServiceError):
+def not_found(message: str) -> ServiceError:
     """An unknown bank or route (404)."""
-
-    status = 404
-    kind = "NotFound"
+    return ServiceError(message, 404, "NotFound")
 
 
-class Conflict(ServiceError):
+def conflict(message: str) -> ServiceError:
     """A bank that exists already, or an operation the bank cannot do (409)."""
-
-    status = 409
-    kind = "Conflict"
+    return ServiceError(message, 409, "Conflict")
 
 
-class PayloadTooLarge(ServiceError):
-    """A body over the byte cap, or an image over the pixel cap (413)."""
-
-    status = 413
-    kind = "PayloadTooLarge"
+def payload_too_large(message: str) -> ServiceError:
+    """A body over the byte cap (413)."""
+    return ServiceError(message, 413, "PayloadTooLarge")
 
 
-class UnsupportedMediaType(ServiceError):
+def unsupported_media_type(message: str) -> ServiceError:
     """A body of a content type the endpoint does not take (415)."""
-
-    status = 415
-    kind = "UnsupportedMediaType"
+    return ServiceError(message, 415, "UnsupportedMediaType")
 
 
-class Unavailable(ServiceError):
+def unavailable(message: str, kind: str = "Unavailable", retry_after: int = 1
+                ) -> ServiceError:
     """Not ready yet, shutting down, every decoder busy or a decode over its time (503)."""
-
-    status = 503
-    kind = "Unavailable"
-
-    def __init__(self, message: str, *, kind: str | None = None, retry_after: int = 1):
-        super().__init__(message, kind=kind, headers={"Retry-After": str(retry_after)})
+    return ServiceError(message, 503, kind, {"Retry-After": str(retry_after)})
 
 
 _LIBRARY_STATUS: tuple[tuple[type[BaseException], int], ...] = (

@@ -14,7 +14,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from .errors import BadRequest, PayloadTooLarge, status_of
+from .errors import bad_request, payload_too_large, status_of
 from .http import dumps
 from .routes_match import match_hashes
 from .state import Service
@@ -81,18 +81,18 @@ class FastMatch:
 
 async def _read(receive: Any, cap: int, declared: int) -> bytes:
     if declared > cap:
-        raise PayloadTooLarge(f"request body of {declared} bytes is larger than the "
+        raise payload_too_large(f"request body of {declared} bytes is larger than the "
                               f"{cap}-byte limit of this endpoint")
     chunks: list[bytes] = []
     size = 0
     while True:
         message = await receive()
         if message["type"] != "http.request":  # the client went away
-            raise BadRequest("the request body ended early")
+            raise bad_request("the request body ended early")
         chunk = message.get("body", b"")
         size += len(chunk)
         if size > cap:
-            raise PayloadTooLarge(f"request body larger than {cap} bytes")
+            raise payload_too_large(f"request body larger than {cap} bytes")
         chunks.append(chunk)
         if not message.get("more_body", False):
             return chunks[0] if len(chunks) == 1 else b"".join(chunks)

@@ -10,7 +10,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 
 from .auth import check_write
-from .errors import BadRequest
+from .errors import bad_request
 
 try:  # orjson is faster on the match path; the standard library does the same job
     import orjson as _orjson
@@ -24,13 +24,13 @@ IMAGE_FIELDS = ("file", "image")
 def loads(body: bytes) -> Any:
     """Parse a JSON body (400 when it is not JSON)."""
     if not body:
-        raise BadRequest("empty body: expected JSON")
+        raise bad_request("empty body: expected JSON")
     try:
         if _orjson is not None:
             return _orjson.loads(body)
         return json.loads(body)
     except (ValueError, UnicodeDecodeError, RecursionError) as e:
-        raise BadRequest(f"malformed JSON: {str(e)[:200]}") from None
+        raise bad_request(f"malformed JSON: {str(e)[:200]}") from None
 
 
 def dumps(obj: Any) -> bytes:
@@ -53,9 +53,9 @@ def is_json(request: Request) -> bool:
 async def json_body(request: Request) -> Any:
     """The request's JSON body (a JSON content type is required)."""
     if not is_json(request):
-        from .errors import UnsupportedMediaType
+        from .errors import unsupported_media_type
 
-        raise UnsupportedMediaType("expected a JSON body (Content-Type: application/json)")
+        raise unsupported_media_type("expected a JSON body (Content-Type: application/json)")
     return loads(await request.body())
 
 
@@ -72,9 +72,9 @@ def int_param(request: Request, name: str, lo: int, hi: int,
     try:
         value = int(text)
     except ValueError:
-        raise BadRequest(f"{name} must be an integer, got {text[:40]!r}") from None
+        raise bad_request(f"{name} must be an integer, got {text[:40]!r}") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be {lo}..{hi}, got {value}")
+        raise bad_request(f"{name} must be {lo}..{hi}, got {value}")
     return value
 
 
@@ -85,9 +85,9 @@ def float_param(request: Request, name: str, lo: float, hi: float) -> float | No
     try:
         value = float(text)
     except ValueError:
-        raise BadRequest(f"{name} must be a number, got {text[:40]!r}") from None
+        raise bad_request(f"{name} must be a number, got {text[:40]!r}") from None
     if not lo <= value <= hi:
-        raise BadRequest(f"{name} must be {lo:g}..{hi:g}, got {value:g}")
+        raise bad_request(f"{name} must be {lo:g}..{hi:g}, got {value:g}")
     return value
 
 
@@ -100,7 +100,7 @@ def bool_param(request: Request, name: str, default: bool) -> bool:
         return True
     if lowered in ("0", "false", "no", "off"):
         return False
-    raise BadRequest(f"{name} must be true or false, got {text[:40]!r}")
+    raise bad_request(f"{name} must be true or false, got {text[:40]!r}")
 
 
 def list_param(request: Request, name: str) -> list[str] | None:
@@ -124,13 +124,13 @@ async def upload_bytes(request: Request, what: str = "image") -> tuple[bytes, st
                 if part is not None and not isinstance(part, str):
                     data = await part.read()
                     if not data:
-                        raise BadRequest(f"the uploaded {what} is empty")
+                        raise bad_request(f"the uploaded {what} is empty")
                     return data, part.filename
-            raise BadRequest(f"multipart upload without a 'file' field holding the {what}")
+            raise bad_request(f"multipart upload without a 'file' field holding the {what}")
         finally:
             await form.close()
     data = await request.body()
     if not data:
-        raise BadRequest(f"no {what} in the request body (send it raw, or as the multipart "
+        raise bad_request(f"no {what} in the request body (send it raw, or as the multipart "
                          "field 'file')")
     return data, None

@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import PayloadTooLarge
+from .errors import payload_too_large
 
 
 @dataclass(frozen=True)
@@ -43,11 +43,6 @@ class Limits:
         if path in ("/v1/hash", "/v1/match") or path.endswith("/images"):
             return self.max_image_bytes
         return self.max_json_bytes
-
-
-class BodyTooLarge(PayloadTooLarge):
-    def __init__(self, cap: int):
-        super().__init__(f"request body larger than {cap} bytes")
 
 
 class BodyLimit:
@@ -85,7 +80,7 @@ class BodyLimit:
             if message["type"] == "http.request":
                 seen += len(message.get("body", b""))
                 if seen > cap:
-                    raise BodyTooLarge(cap)
+                    raise payload_too_large(f"request body larger than {cap} bytes")
             return message
 
         await self.app(scope, counted, send)

@@ -14,7 +14,7 @@ from starlette.responses import Response
 
 from . import schemas, worker
 from .banks import HashBank, RobustBank, check_name
-from .errors import BadRequest, Conflict
+from .errors import bad_request, conflict
 from .http import is_json, json_body, json_response, loads, require_write, upload_bytes
 from .routes_match import decode_job, hash_image_upload, query_codes
 from .state import Service
@@ -41,10 +41,10 @@ async def create_bank(request: Request) -> Response:
     require_write(request)
     body = await json_body(request)
     if not isinstance(body, dict):
-        raise BadRequest('expected {"name": ..., "kind": "hash", "algorithm": "pdq"}')
+        raise bad_request('expected {"name": ..., "kind": "hash", "algorithm": "pdq"}')
     unknown = set(body) - {"name", "kind", "algorithm"}
     if unknown:
-        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+        raise bad_request(f"unknown field {sorted(unknown)[0]!r}")
     name = check_name(body.get("name"))  # type: ignore[arg-type]
     store = _service(request).store
     bank = await run_in_threadpool(store.create, name, body.get("kind", "hash"),
@@ -108,13 +108,13 @@ async def remove_hashes(request: Request, name: str) -> Response:
     body = await json_body(request)
     if not isinstance(body, dict) or not ({"ids", "hashes"} & set(body)) or \
             set(body) - {"ids", "hashes"}:
-        raise BadRequest('expected {"ids": [...]} and/or {"hashes": [...]}')
+        raise bad_request('expected {"ids": [...]} and/or {"hashes": [...]}')
     ids: list[int] = []
     given = body.get("ids", [])
     if not isinstance(given, list) or len(given) > MAX_REMOVE or not all(
             isinstance(i, int) and not isinstance(i, bool) and -(1 << 63) <= i < (1 << 63)
             for i in given):
-        raise BadRequest(f'"ids" must be a list of at most {MAX_REMOVE} integers')
+        raise bad_request(f'"ids" must be a list of at most {MAX_REMOVE} integers')
     ids += given
     if "hashes" in body:
         codes = codes_from_hex(body["hashes"], bank.bits // 8)
@@ -143,7 +143,7 @@ async def add_image(request: Request, name: str) -> Response:
                               "count": bank.count()})
     assert isinstance(bank, HashBank)
     if not bank.algorithm:
-        raise Conflict(f"bank {name!r} holds raw codes without an algorithm: add hashes")
+        raise conflict(f"bank {name!r} holds raw codes without an algorithm: add hashes")
     got = await hash_image_upload(service, request, data, [bank.algorithm], False)
     code, quality = got["hashes"][bank.algorithm]
     codes = query_codes(code, 1)

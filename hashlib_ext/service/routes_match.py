@@ -20,7 +20,7 @@ from starlette.responses import Response
 from ..hashers import algorithms, default_threshold, expected_bits
 from . import schemas, worker
 from .banks import HashBank, RobustBank
-from .errors import BadRequest
+from .errors import bad_request
 from .http import (
     bool_param,
     float_param,
@@ -44,7 +44,7 @@ def _service(request: Request) -> Service:
 
 def _check_algorithm(name: Any) -> str:
     if not isinstance(name, str) or name not in algorithms():
-        raise BadRequest(f"unknown algorithm {str(name)[:40]!r}; known: "
+        raise bad_request(f"unknown algorithm {str(name)[:40]!r}; known: "
                          f"{', '.join(algorithms())}")
     return name
 
@@ -53,7 +53,7 @@ def _threshold(value: Any, bits: int, algorithm: str | None) -> int:
     if value is None:
         return default_threshold(algorithm) if algorithm else max(1, bits * 5 // 32)
     if isinstance(value, bool) or not isinstance(value, int) or not 0 <= value <= bits:
-        raise BadRequest(f"threshold must be an integer 0..{bits}, got {str(value)[:40]}")
+        raise bad_request(f"threshold must be an integer 0..{bits}, got {str(value)[:40]}")
     return value
 
 
@@ -125,29 +125,29 @@ async def match_hashes(service: Service, raw: bytes) -> dict[str, Any]:
     """The answer to a JSON match request (the body's bytes); raises the typed errors."""
     body = loads(raw)
     if not isinstance(body, dict):
-        raise BadRequest('expected a JSON object {"algorithm": ..., "hashes": [...]}')
+        raise bad_request('expected a JSON object {"algorithm": ..., "hashes": [...]}')
     unknown = set(body) - {"algorithm", "hashes", "threshold", "banks", "max_matches"}
     if unknown:
-        raise BadRequest(f"unknown field {sorted(unknown)[0]!r}")
+        raise bad_request(f"unknown field {sorted(unknown)[0]!r}")
     limits = service.config.limits
     algorithm = _check_algorithm(body.get("algorithm", "pdq"))
     bits = expected_bits(algorithm) or 0
     hashes = body.get("hashes")
     if not isinstance(hashes, list) or not hashes:
-        raise BadRequest('"hashes" must be a non-empty list of hex strings')
+        raise bad_request('"hashes" must be a non-empty list of hex strings')
     if len(hashes) > limits.max_query_hashes:
-        raise BadRequest(f"at most {limits.max_query_hashes} hashes per request, got "
+        raise bad_request(f"at most {limits.max_query_hashes} hashes per request, got "
                          f"{len(hashes)}")
     codes = codes_from_hex(hashes, bits // 8)
     threshold = _threshold(body.get("threshold"), bits, algorithm)
     names = body.get("banks")
     if names is not None and (not isinstance(names, list) or
                               not all(isinstance(n, str) for n in names)):
-        raise BadRequest('"banks" must be a list of bank names')
+        raise bad_request('"banks" must be a list of bank names')
     limit = body.get("max_matches", limits.max_matches)
     if isinstance(limit, bool) or not isinstance(limit, int) or \
             not 1 <= limit <= limits.max_matches:
-        raise BadRequest(f"max_matches must be 1..{limits.max_matches}")
+        raise bad_request(f"max_matches must be 1..{limits.max_matches}")
     banks = service.store.hash_banks(algorithm, names, bits)
     results = await lookup(service, banks, codes, threshold, limit)
     _count(service, algorithm, len(hashes), results)
@@ -190,7 +190,7 @@ async def _match_image(service: Service, request: Request) -> Response:
                   {b.algorithm for b in hash_banks if b.algorithm} or {"pdq"})
     dihedral = bool_param(request, "dihedral", False)
     if dihedral and "pdq" not in algs:
-        raise BadRequest("dihedral matching needs PDQ (algorithm=pdq)")
+        raise bad_request("dihedral matching needs PDQ (algorithm=pdq)")
     robust = bool_param(request, "robust", True)
     robust_banks = [b for b in chosen if isinstance(b, RobustBank)] if robust else []
     limits = service.config.limits

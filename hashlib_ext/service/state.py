@@ -14,7 +14,7 @@ from .banks import Bank
 from .batching import SearchBatcher
 from .config import ServiceConfig
 from .decode import DecodePool
-from .errors import ServiceError, Unavailable
+from .errors import ServiceError, unavailable
 from .metrics import Metrics
 from .store import BankStore
 
@@ -49,13 +49,13 @@ class Service:
     def decoders(self) -> DecodePool:
         """The decode pool, ready for a job (503 while starting or stopping)."""
         if self.stopping:
-            raise Unavailable("the server is shutting down", kind="ShuttingDown")
+            raise unavailable("the server is shutting down", kind="ShuttingDown")
         if self.pool is None:
             raise ServiceError("this server does not decode images (started with "
                                "--decode-workers 0): send hashes", status=501,
                                kind="DecodingDisabled")
         if not self.pool.ready:
-            raise Unavailable("the decoders are starting; try again", kind="NotReady")
+            raise unavailable("the decoders are starting; try again", kind="NotReady")
         return self.pool
 
     def _state(self) -> Iterator[Any]:

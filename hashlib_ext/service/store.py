@@ -21,7 +21,7 @@ from .banks import (
     RobustBank,
     check_name,
 )
-from .errors import BadRequest, Conflict, NotFound
+from .errors import bad_request, conflict, not_found
 
 log = logging.getLogger("hashlib_ext.service")
 
@@ -114,13 +114,13 @@ class BankStore:
     def get(self, name: str) -> Bank:
         bank = self.banks.get(name)
         if bank is None:
-            raise NotFound(f"no bank named {str(name)[:80]!r}")
+            raise not_found(f"no bank named {str(name)[:80]!r}")
         return bank
 
     def hash_bank(self, name: str) -> HashBank:
         bank = self.get(name)
         if not isinstance(bank, HashBank):
-            raise Conflict(f"bank {name!r} is a robust bank: it takes images, not hashes")
+            raise conflict(f"bank {name!r} is a robust bank: it takes images, not hashes")
         return bank
 
     def hash_banks(self, algorithm: str | None, names: Sequence[str] | None = None,
@@ -135,7 +135,7 @@ class BankStore:
                     continue
                 if bank.algorithm != algorithm and not (
                         bank.algorithm is None and bits == bank.bits):
-                    raise BadRequest(f"bank {name!r} holds {bank.algorithm} hashes, not "
+                    raise bad_request(f"bank {name!r} holds {bank.algorithm} hashes, not "
                                      f"{algorithm}")
                 out.append(bank)
             return out
@@ -149,28 +149,28 @@ class BankStore:
     def create(self, name: str, kind: str, algorithm: str | None) -> Bank:
         check_name(name)
         if self.single:
-            raise Conflict("this server serves one index file: start it on a folder to "
+            raise conflict("this server serves one index file: start it on a folder to "
                            "create banks")
         from ..hashers import algorithms
 
         if kind == "hash":
             algorithm = algorithm or "pdq"
             if algorithm not in algorithms():
-                raise BadRequest(f"unknown algorithm {algorithm!r}; known: "
+                raise bad_request(f"unknown algorithm {algorithm!r}; known: "
                                  f"{', '.join(algorithms())}")
         elif kind == "robust":
             if algorithm not in (None, "pdq"):
-                raise BadRequest("robust banks match PDQ and local features: no algorithm")
+                raise bad_request("robust banks match PDQ and local features: no algorithm")
             from .deps import robust_missing
 
             problem = robust_missing()
             if problem:
-                raise Conflict(problem)
+                raise conflict(problem)
         else:
-            raise BadRequest(f"kind must be 'hash' or 'robust', got {str(kind)[:40]!r}")
+            raise bad_request(f"kind must be 'hash' or 'robust', got {str(kind)[:40]!r}")
         with self._lock:
             if name in self.banks:
-                raise Conflict(f"bank {name!r} exists")
+                raise conflict(f"bank {name!r} exists")
             path = os.path.join(self.root, name + (HASH_SUFFIX if kind == "hash"
                                                    else ROBUST_SUFFIX))
             for stale in (path, path + JOURNAL_SUFFIX):
@@ -183,7 +183,7 @@ class BankStore:
 
     def delete(self, name: str) -> None:
         if self.single:
-            raise Conflict("this server serves one index file: its bank cannot be deleted")
+            raise conflict("this server serves one index file: its bank cannot be deleted")
         with self._lock:
             bank = self.get(name)
             self.banks = {k: v for k, v in self.banks.items() if k != name}

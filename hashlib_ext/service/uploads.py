@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import HashFormatError
-from .errors import BadRequest, UnsupportedMediaType
+from .errors import bad_request, unsupported_media_type
 
 CONTENT_TYPES = {
     "text/csv": "csv", "text/tab-separated-values": "tsv", "text/plain": "hex",
@@ -48,7 +48,7 @@ class Additions:
 def codes_from_hex(texts: Any, nbytes: int, what: str = "hashes") -> np.ndarray:
     """``(n, nbytes)`` uint8 codes of a list of hex strings (400 naming the first bad one)."""
     if not isinstance(texts, list):
-        raise BadRequest(f"{what} must be a list of hex strings")
+        raise bad_request(f"{what} must be a list of hex strings")
     width = 2 * nbytes
     if all(isinstance(t, str) and len(t) == width for t in texts):
         try:
@@ -61,18 +61,18 @@ def codes_from_hex(texts: Any, nbytes: int, what: str = "hashes") -> np.ndarray:
         if not isinstance(t, str) or len(t) != width or \
                 not re.fullmatch(r"[0-9A-Fa-f]*", t):
             shown = repr(t[:80]) if isinstance(t, str) else type(t).__name__
-            raise BadRequest(f"{what}[{i}]: expected {width} hex digits ({nbytes * 8} bits), "
+            raise bad_request(f"{what}[{i}]: expected {width} hex digits ({nbytes * 8} bits), "
                              f"got {shown}")
-    raise BadRequest(f"{what}: malformed hex")  # pragma: no cover - caught above
+    raise bad_request(f"{what}: malformed hex")  # pragma: no cover - caught above
 
 
 def from_json(body: Any, nbytes: int) -> Additions:
     """:class:`Additions` from a parsed JSON body (see the module docstring)."""
     if not isinstance(body, dict) or "hashes" not in body:
-        raise BadRequest('expected a JSON object {"hashes": [...]}')
+        raise bad_request('expected a JSON object {"hashes": [...]}')
     items = body["hashes"]
     if not isinstance(items, list):
-        raise BadRequest('"hashes" must be a list')
+        raise bad_request('"hashes" must be a list')
     texts: list[Any] = []
     keys: list[str | None] = []
     rows: list[dict[str, Any] | None] = []
@@ -81,17 +81,17 @@ def from_json(body: Any, nbytes: int) -> Additions:
         if isinstance(item, dict):
             extra = set(item) - {"hash", "key", "metadata"}
             if extra:
-                raise BadRequest(f"hashes[{i}]: unknown field {sorted(extra)[0]!r}")
+                raise bad_request(f"hashes[{i}]: unknown field {sorted(extra)[0]!r}")
             texts.append(item.get("hash"))
             key = item.get("key")
             if key is not None and not isinstance(key, str):
-                raise BadRequest(f"hashes[{i}].key must be a string")
+                raise bad_request(f"hashes[{i}].key must be a string")
             any_key = any_key or key is not None
             keys.append(key)
             meta = item.get("metadata")
             if meta is not None and (not isinstance(meta, dict) or not all(
                     isinstance(v, str) or v is None for v in meta.values())):
-                raise BadRequest(f"hashes[{i}].metadata must map names to strings")
+                raise bad_request(f"hashes[{i}].metadata must map names to strings")
             rows.append(meta)
         else:
             texts.append(item)
@@ -115,13 +115,13 @@ def format_of(content_type: str | None, given: str | None) -> str:
         fmt = {"threatexchange": "te", "hma": "te", "ndjson": "jsonl", "txt": "hex"}.get(
             given.lower(), given.lower())
         if fmt not in FORMATS:
-            raise BadRequest(f"unknown hash-list format {given[:40]!r}; known: "
+            raise bad_request(f"unknown hash-list format {given[:40]!r}; known: "
                              f"{', '.join(FORMATS)}")
         return fmt
     base = (content_type or "").split(";")[0].strip().lower()
     if base in CONTENT_TYPES:
         return CONTENT_TYPES[base]
-    raise UnsupportedMediaType(
+    raise unsupported_media_type(
         f"cannot tell the hash-list format from the content type {base or '(none)'!r}: pass "
         f"?format= (one of {', '.join(FORMATS)}) or send text/csv, text/plain (hex lines), "
         "application/x-ndjson, application/json")
@@ -141,9 +141,9 @@ def from_file(data: bytes, fmt: str, algorithm: str | None, bits: int,
             got = read_hash_list(path, algorithm or None, format=fmt,
                                  bits=None if algorithm else bits)
         except HashFormatError as e:
-            raise BadRequest(str(e).replace(path, name)) from None
+            raise bad_request(str(e).replace(path, name)) from None
     if got.hashes.bits != bits:
-        raise BadRequest(f"{name}: holds {got.hashes.bits}-bit hashes; the bank holds "
+        raise bad_request(f"{name}: holds {got.hashes.bits}-bit hashes; the bank holds "
                          f"{bits}-bit ones")
     codes = np.ascontiguousarray(got.hashes.codes, np.uint8)
     keys = None if got.keys is None else [str(k) if k else None for k in got.keys]
@@ -195,7 +195,7 @@ def te_metadata(data: bytes, algorithm: str, ids: np.ndarray, codes: np.ndarray,
     for pos, rid in enumerate(ids.tolist()):
         record = records[rid] if 0 <= rid < len(records) else None
         if record is None or len(record) < 2 or record[1].strip().lower() != hexes[pos]:
-            raise BadRequest(f"{name}: could not line up the ThreatExchange columns with "
+            raise bad_request(f"{name}: could not line up the ThreatExchange columns with "
                              f"record {rid}")
         for j in extra:
             value = record[j].strip() if j < len(record) else ""
