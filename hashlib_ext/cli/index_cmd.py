@@ -9,9 +9,7 @@ interrupted (an existing index file is left as it was).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-from collections.abc import Iterator
 from typing import Any
 
 from ._common import (
@@ -23,6 +21,15 @@ from ._common import (
     show_progress,
 )
 from ._failures import Failures
+from ._index_io import (
+    column_arg,
+    is_robust_file,
+    new_index,
+    print_info,
+    save_index,
+    split_inputs,
+    stop_build,
+)
 from ._inputs import report_skipped
 from ._options import (
     add_errors,
@@ -33,8 +40,10 @@ from ._options import (
     add_workers,
     note,
 )
-from ._sharded import add_scheduler, dask_client, is_hash_partitions
+from ._sharded import add_scheduler
 from ._signals import compute_only
+from .index_robust import run_add_robust, run_build_robust, run_info_robust
+from .index_sharded import run_build_sharded, shard_count
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -74,7 +83,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--renumber", action="store_true",
                    help="number all hashes 0, 1, ... in input order, ignoring id columns (for "
                         "lists whose ids collide)")
-    b.add_argument("--shards", type=_shard_count, default=None, metavar="N",
+    b.add_argument("--shards", type=shard_count, default=None, metavar="N",
                    help="write a sharded index: N shard files and a manifest in the folder "
                         "INDEX (or an fsspec URL), for 'match'/'dedup' on a dask cluster; "
                         "inputs may also be folders of hash partitions ('hash --scheduler')")
@@ -129,7 +138,6 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     i.set_defaults(func=run_info)
     return p
 
-
 def _add_input_args(p: argparse.ArgumentParser) -> None:
     """What ``build`` and ``add`` read: hash lists and images."""
     p.add_argument("-a", "--algorithm", default=None,
@@ -149,7 +157,6 @@ def _add_input_args(p: argparse.ArgumentParser) -> None:
     add_progress(p)
     add_errors(p)
 
-
 def _bits(text: str) -> int:
     """argparse type of ``--bits``: a positive multiple of 8, at most 8192."""
     try:
@@ -159,12 +166,6 @@ def _bits(text: str) -> int:
     if value < 8 or value % 8 or value > 8192:
         raise argparse.ArgumentTypeError(f"expected a multiple of 8 from 8 to 8192, got {text!r}")
     return value
-
-
-def _column(value: str | None) -> str | int | None:
-    """A column given on the command line: a 0-based index if numeric, else a name."""
-    return int(value) if value is not None and value.isdigit() else value
-
 
 class _Filler:
     """Adds hash lists and images to a HashIndex (created on first use), counting what was
@@ -191,11 +192,11 @@ class _Filler:
                                        else None)
         for chunk in iter_hash_list(
                 path, algorithm, format=args.input_format, lenient=args.lenient,
-                bits=args.bits, hash_column=_column(args.hash_column),
-                id_column=_column(args.id_column), key_column=_column(args.key_column),
+                bits=args.bits, hash_column=column_arg(args.hash_column),
+                id_column=column_arg(args.id_column), key_column=column_arg(args.key_column),
                 skipped=skipped, min_quality=args.min_quality):
             if self.index is None:
-                self.index = _new_index(chunk.hashes.algorithm, chunk.hashes.bits, args)
+                self.index = new_index(chunk.hashes.algorithm, chunk.hashes.bits, args)
             self.ignored += chunk.ignored
             self.low += chunk.low_quality
             if not len(chunk):
@@ -243,7 +244,7 @@ class _Filler:
                               progress=show_progress(self.args))
         self.failures.add_batch(res.errors)
         if self.index is None:
-            self.index = _new_index(algorithm, None, self.args)
+            self.index = new_index(algorithm, None, self.args)
         hashes = res.hashes
         if res.ok and isinstance(hashes, HashArray):
             paths = [str(p) for p in res.ids]
@@ -272,11 +273,9 @@ class _Filler:
             parts.append(f"{len(self.failures)} inputs failed")
         return "".join(f", {p}" for p in parts)
 
-
 def _no_ids(chunk: Any) -> bool:
     """Whether a chunk's ids are plain record numbers (the file had no id column)."""
     return not bool(getattr(chunk, "has_ids", True))
-
 
 def _metadata_of(chunk: Any) -> dict[str, list[str | None]] | None:
     """A hash list's metadata columns (ThreatExchange collab/category/tags, extra columns)
@@ -286,15 +285,6 @@ def _metadata_of(chunk: Any) -> dict[str, list[str | None]] | None:
         return None
     return {name: [None if v is None else str(v) for v in values]
             for name, values in meta.items()}
-
-
-def _split_inputs(args: argparse.Namespace, failures: Failures) -> tuple[list[str], list[str]]:
-    from ._inputs import classify_inputs
-
-    lists, images, _missing = classify_inputs(args.inputs, args.recursive, args.input_format,
-                                              quiet=args.quiet, failures=failures)
-    return lists, images
-
 
 def run_build(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
@@ -310,14 +300,14 @@ def run_build(args: argparse.Namespace) -> int:
     failures = Failures(args)
     check_output(args.output, args.inputs)
     failures.check(args.inputs)
-    lists, images = _split_inputs(args, failures)
+    lists, images = split_inputs(args, failures)
     fill = _Filler(args, failures, renumber=args.renumber)
     try:
         if not _fill_all(fill, lists, images):
             return EXIT_FAILED
         index = fill.index
         if index is None:  # nothing read: an empty index of the requested width
-            index = _new_index(args.algorithm or "pdq", args.bits, args)
+            index = new_index(args.algorithm or "pdq", args.bits, args)
         if len(index) == 0:
             what = f"{index.algorithm} hashes" if index.algorithm else f"{index.bits}-bit codes"
             failures.finish()
@@ -331,7 +321,7 @@ def run_build(args: argparse.Namespace) -> int:
         failures.finish()
         error(str(e))
         return EXIT_FAILED
-    if not _saved(index, args.output):
+    if not save_index(index, args.output):
         return EXIT_FAILED
     failures.finish()
     note(args, f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) "
@@ -339,13 +329,12 @@ def run_build(args: argparse.Namespace) -> int:
                f"{args.output}{fill.summary()}")
     return EXIT_FAILED if failures else 0
 
-
 def run_add(args: argparse.Namespace) -> int:
     """``index add INDEX INPUT...``: extend an index file in place (atomically)."""
     from ..errors import HashlibExtError
     from ..index import HashIndex
 
-    if _is_robust_file(args.index):
+    if is_robust_file(args.index):
         return run_add_robust(args)
     failures = Failures(args)
     failures.check(args.inputs, [args.index])
@@ -364,7 +353,7 @@ def run_add(args: argparse.Namespace) -> int:
     if args.bits is None and not index.algorithm:
         args.bits = index.bits
     args.kind = index.kind
-    lists, images = _split_inputs(args, failures)
+    lists, images = split_inputs(args, failures)
     fill = _Filler(args, failures, index, renumber=args.renumber, replace=args.replace)
     try:
         if not _fill_all(fill, lists, images):
@@ -379,13 +368,12 @@ def run_add(args: argparse.Namespace) -> int:
         failures.finish()
         error(f"nothing added{fill.summary()}; {args.index} left as it was")
         return EXIT_FAILED
-    if not _saved(index, target):
+    if not save_index(index, target):
         return EXIT_FAILED
     failures.finish()
     note(args, f"added {len(index) - before + fill.replaced} hashes to {args.index} (now "
                f"{len(index)}){fill.summary()}")
     return EXIT_FAILED if failures else 0
-
 
 def run_merge(args: argparse.Namespace) -> int:
     """``index merge INDEX... -o OUT``: one index from several, keys and metadata kept."""
@@ -400,7 +388,7 @@ def run_merge(args: argparse.Namespace) -> int:
     parts = []
     for p in args.indexes:
         try:
-            if _is_robust_file(p):
+            if is_robust_file(p):
                 raise UsageError("index merge combines hash indexes; robust indexes are not "
                                  f"merged ({p}; build one from all the images, or use 'index "
                                  "add')")
@@ -438,12 +426,11 @@ def run_merge(args: argparse.Namespace) -> int:
         out.add(part.codes, new_ids, keys=keys,
                 metadata=meta if any(meta) else None)
     out.prepare()
-    if not _saved(out, args.output):
+    if not save_index(out, args.output):
         return EXIT_FAILED
     failures.finish()
     note(args, f"merged {len(args.indexes)} indexes ({len(out)} hashes) into {args.output}")
     return 0
-
 
 def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> bool:
     """Every list, then the images; False when a list cannot be read (a malformed record
@@ -457,18 +444,10 @@ def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> bool:
         except UsageError:
             raise
         except (HashlibExtError, OSError) as e:
-            _stop(fill.failures, path, e)
+            stop_build(fill.failures, path, e)
             return False
     fill.add_images(images)
     return True
-
-
-def _stop(failures: Failures, path: str, e: Exception) -> None:
-    """Record the list that stopped the build, write --errors, say nothing was written."""
-    failures.add(path, type(e).__name__, getattr(e, "strerror", None) or str(e))
-    failures.finish()
-    error("nothing written: fix the list or pass --lenient to skip malformed records")
-
 
 def _check_distinct_ids(index: Any) -> None:
     """Refuse an index in which two entries share an id (a list with repeated ids)."""
@@ -485,30 +464,13 @@ def _check_distinct_ids(index: Any) -> None:
                               "distinct (drop the id column to number the hashes, or fix "
                               "the list)")
 
-
-def _is_robust_file(path: str) -> bool:
-    """Whether ``path`` is a RobustIndex file (by its container kind)."""
-    from .. import container, robust
-
-    return container.file_format(path) == robust.FORMAT
-
-
-def _new_index(algorithm: str, bits: int | None, args: argparse.Namespace) -> Any:
-    from ..hashers import expected_bits
-    from ..index import HashIndex
-
-    if expected_bits(algorithm) is None:  # a name the registry does not know: raw codes
-        return HashIndex(bits=bits or args.bits, kind=args.kind)
-    return HashIndex(algorithm, kind=args.kind)
-
-
 def run_info(args: argparse.Namespace) -> int:
     from ..errors import HashlibExtError
     from ..index import HashIndex
 
     try:
-        if _is_robust_file(args.index):
-            return _info_robust(args)
+        if is_robust_file(args.index):
+            return run_info_robust(args)
         index = HashIndex.load(args.index)
     except HashlibExtError as e:
         error(str(e))
@@ -523,239 +485,5 @@ def run_info(args: argparse.Namespace) -> int:
         "min_id": int(ids.min()) if ids.size else None,
         "max_id": int(ids.max()) if ids.size else None,
     }
-    _print_info(info, args.format)
+    print_info(info, args.format)
     return 0
-
-
-def _shard_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of shards, got {text!r}")
-    return value
-
-
-def run_build_sharded(args: argparse.Namespace) -> int:
-    """``index build --shards N``: a sharded index in the folder ``-o``. With --scheduler
-    the shards are built on the cluster from hash-list files and hash partitions (no step
-    funnels the hashes through this process); without, in this process in bounded memory
-    (images are hashed here)."""
-    from ..dask_pipeline import build_sharded_from_parquet, partition_files
-    from ..errors import HashlibExtError
-    from ..sharded import ShardedIndex
-
-    if os.path.isfile(args.output):
-        raise UsageError(f"--output {args.output} is a file: a sharded index is a folder")
-    failures = Failures(args)
-    failures.check(args.inputs)
-    parts = [p for p in args.inputs if is_hash_partitions(p)]
-    rest = [p for p in args.inputs if p not in parts]
-    lists: list[str] = []
-    images: list[str] = []
-    if rest:
-        args_rest = argparse.Namespace(**{**vars(args), "inputs": rest})
-        lists, images = _split_inputs(args_rest, failures)
-    kind = args.kind
-    stopped: list[str] = []
-    try:
-        with dask_client(args.scheduler) as client:
-            if client is not None:
-                if images:
-                    raise UsageError("--scheduler builds from hash lists and hash partitions: "
-                                     "hash the images on the cluster first ('hashlib-ext hash "
-                                     f"--scheduler ... -o PARTS/'), e.g. {images[0]}")
-                sources = [loc for folder in parts for loc in partition_files(folder)] + lists
-                if not sources:
-                    failures.finish()
-                    error("nothing to index")
-                    return EXIT_FAILED
-                index = build_sharded_from_parquet(
-                    sources, args.output, args.shards, client=client,
-                    algorithm=args.algorithm, kind=kind, overwrite=True)
-            else:
-                index = ShardedIndex.build_from_chunks(
-                    _chunks(args, parts, lists, images, failures, stopped), args.output,
-                    args.shards, algorithm=args.algorithm, bits=args.bits, kind=kind,
-                    overwrite=True)
-    except HashlibExtError as e:
-        if stopped:  # a list that could not be read: recorded and said already
-            return EXIT_FAILED
-        failures.finish()
-        error(str(e))
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"indexed {len(index)} {index.algorithm or 'raw'} hashes in {index.shards} "
-               f"shards into {args.output}")
-    return EXIT_FAILED if failures else 0
-
-
-def _chunks(args: argparse.Namespace, parts: list[str], lists: list[str], images: list[str],
-            failures: Failures, stopped: list[str]) -> Iterator[Any]:
-    """HashList chunks of every input for a sharded build, ids made distinct: a chunk
-    whose ids are record numbers (no id column) continues after the largest id so far. A
-    list that cannot be read is recorded, added to ``stopped``, and its error raised."""
-    import dataclasses
-
-    import numpy as np
-
-    from ..batch import hash_images
-    from ..dask_pipeline import iter_partitions
-    from ..errors import HashlibExtError
-    from ..formats import HashList, iter_hash_list
-    from ..hash import HashArray
-
-    next_id = 0
-
-    def numbered(chunk: Any) -> Any:
-        nonlocal next_id
-        if args.renumber or not getattr(chunk, "has_ids", True):
-            ids = np.arange(next_id, next_id + len(chunk), dtype=np.int64)
-            chunk = dataclasses.replace(chunk, ids=ids)
-        if len(chunk):
-            next_id = max(next_id, int(np.max(chunk.ids)) + 1)
-        return chunk
-
-    for folder in parts:
-        for chunk in iter_partitions(folder):
-            yield numbered(chunk)
-    for path in lists:
-        skipped: list[tuple[int, str]] = []
-        try:
-            for chunk in iter_hash_list(path, args.algorithm, format=args.input_format,
-                                        lenient=args.lenient, bits=args.bits,
-                                        hash_column=_column(args.hash_column),
-                                        id_column=_column(args.id_column),
-                                        key_column=_column(args.key_column),
-                                        skipped=skipped, min_quality=args.min_quality):
-                yield numbered(chunk)
-        except HashlibExtError as e:
-            _stop(failures, path, e)
-            stopped.append(path)
-            raise
-        report_skipped(path, skipped, failures=failures)
-    if images:
-        with compute_only():
-            res = hash_images(images, args.algorithm or "pdq", workers=args.workers,
-                              progress=show_progress(args))
-        failures.add_batch(res.errors)
-        if res.ok and isinstance(res.hashes, HashArray):
-            keys = np.array([str(p) for p in res.ids], dtype=object)
-            yield numbered(HashList(res.hashes, np.zeros(res.ok, np.int64), keys,
-                                    has_ids=False))
-
-
-def _info_robust(args: argparse.Namespace) -> int:
-    from ..robust import RobustIndex
-
-    index = RobustIndex.load(args.index)
-    ids = index.ids
-    info = {"path": args.index, "kind": "robust", "count": len(index),
-            "pdq_threshold": index.pdq_threshold, "min_score": index.min_score,
-            "file_bytes": os.path.getsize(args.index),
-            "keys": sum(k is not None for k in index.keys(ids.tolist())),
-            "min_id": int(ids.min()) if ids.size else None,
-            "max_id": int(ids.max()) if ids.size else None}
-    _print_info(info, args.format)
-    return 0
-
-
-def _print_info(info: dict[str, Any], fmt: str) -> None:
-    if fmt == "json":
-        print(json.dumps(info, indent=2))
-    else:
-        width = max(len(k) for k in info)
-        for k, v in info.items():
-            print(f"{k:<{width}}  {v}")
-
-
-def run_build_robust(args: argparse.Namespace) -> int:
-    """``index build --robust``: describe images into a RobustIndex file."""
-    from ..robust import RobustIndex
-
-    _refuse_list_options(args)
-    failures = Failures(args)
-    check_output(args.output, args.inputs)
-    failures.check(args.inputs)
-    lists, images = _split_inputs(args, failures)
-    if lists:
-        raise UsageError(f"--robust indexes images, not hash lists: {lists[0]}")
-    index = RobustIndex()
-    if images:
-        with compute_only():
-            res = index.add(images, keys=images, workers=args.workers,
-                            progress=show_progress(args))
-        failures.add_batch(res.errors)
-    if len(index) == 0:
-        failures.finish()
-        error(f"no image could be indexed; {args.output} not written")
-        return EXIT_FAILED
-    if not _saved(index, args.output):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"indexed {len(index)} images (robust) into {args.output}"
-               + (f"; {len(failures)} inputs failed" if failures else ""))
-    return EXIT_FAILED if failures else 0
-
-
-def run_add_robust(args: argparse.Namespace) -> int:
-    """``index add`` on a robust index: describe more images into it."""
-    from ..robust import RobustIndex
-
-    _refuse_list_options(args)
-    if args.renumber or args.replace:
-        raise UsageError("--renumber/--replace apply to hash indexes (a robust index "
-                         "numbers its images itself)")
-    failures = Failures(args)
-    failures.check(args.inputs, [args.index])
-    check_output(args.index, args.inputs)
-    target = os.path.realpath(args.index)
-    index = RobustIndex.load(target)
-    before = len(index)
-    lists, images = _split_inputs(args, failures)
-    if lists:
-        raise UsageError(f"{args.index} is a robust index: it takes images, not hash lists "
-                         f"({lists[0]})")
-    if images:
-        with compute_only():
-            res = index.add(images, keys=images, workers=args.workers,
-                            progress=show_progress(args))
-        failures.add_batch(res.errors)
-    if len(index) == before:
-        failures.finish()
-        error(f"nothing added; {args.index} left as it was")
-        return EXIT_FAILED
-    if not _saved(index, target):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"added {len(index) - before} images to {args.index} (now {len(index)})"
-               + (f"; {len(failures)} inputs failed" if failures else ""))
-    return EXIT_FAILED if failures else 0
-
-
-def _refuse_list_options(args: argparse.Namespace) -> None:
-    used = [name for name, value in (
-        ("--min-quality", args.min_quality), ("--bits", args.bits),
-        ("--input-format", args.input_format), ("--hash-column", args.hash_column),
-        ("--id-column", args.id_column), ("--key-column", args.key_column),
-        ("--algorithm", args.algorithm)) if value is not None]
-    if getattr(args, "renumber", False):
-        used.append("--renumber")
-    if used or args.lenient or getattr(args, "kind", "auto") != "auto":
-        raise UsageError(f"{(used or ['--lenient' if args.lenient else '--kind'])[0]} applies "
-                         "to hash lists, not robust indexes")
-
-
-def _saved(index: Any, output: str) -> bool:
-    """Save ``index`` (a HashIndex or RobustIndex); report a failure and return False."""
-    from ..errors import HashlibExtError
-
-    try:
-        index.save(output)
-    except BrokenPipeError:
-        raise
-    except (HashlibExtError, OSError) as e:
-        error(f"cannot write {output}: {getattr(e, 'strerror', None) or e}")
-        return False
-    return True
