@@ -41,6 +41,19 @@ class IndexFileError(HashlibExtError):
     """An index file is truncated, tampered with, of an unknown version or otherwise unreadable."""
 
 
+class ShardChecksumError(IndexFileError):
+    """A shard file of a sharded index is missing, or is not the file its manifest names
+    (size or SHA-256 differ, or its content fails its own checksum). ``shard`` is its path
+    or URL."""
+
+    def __init__(self, message: str, shard: str = ""):
+        super().__init__(message)
+        self.shard = shard
+
+    def __reduce__(self) -> tuple[object, ...]:  # keeps ``shard`` across dask workers
+        return (type(self), (str(self), self.shard))
+
+
 class WorkerCrashedError(HashlibExtError):
     """A worker process died while hashing this input (killed, out of memory, crashed)."""
 

@@ -51,18 +51,6 @@ _ID_MIN, _ID_MAX = -(1 << 63), (1 << 63) - 1
 _MASK = np.uint64(0xFFFFFFFFFFFFFFFF)
 
 
-class ShardChecksumError(IndexFileError):
-    """A shard file is missing, or is not the file its manifest names (size or SHA-256
-    differ, or its content fails its own checksum). ``shard`` is its path or URL."""
-
-    def __init__(self, message: str, shard: str = ""):
-        super().__init__(message)
-        self.shard = shard
-
-    def __reduce__(self) -> tuple[Any, ...]:  # keeps ``shard`` across dask workers
-        return (type(self), (str(self), self.shard))
-
-
 @dataclass(frozen=True)
 class ShardEntry:
     """One shard file as the manifest records it."""

@@ -17,9 +17,9 @@ from typing import Any, cast
 import numpy as np
 
 from . import fsio
-from .errors import IndexFileError
+from .errors import IndexFileError, ShardChecksumError
 from .index import HashIndex
-from .shard_manifest import ShardChecksumError, ShardEntry, file_digest
+from .shard_manifest import ShardEntry, file_digest
 
 Arrays = tuple[np.ndarray, np.ndarray, np.ndarray]
 """``(lims, ids, distances)`` as :meth:`HashIndex.search_arrays` returns them."""

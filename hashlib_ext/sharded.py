@@ -263,7 +263,7 @@ class ShardedIndex:
     def verify(self, client: Any = None) -> None:
         """Load every shard (on the cluster with ``client``, else here one at a time without
         keeping them) and check it against the manifest: a shard that fails raises
-        :class:`~hashlib_ext.shard_manifest.ShardChecksumError` naming its file."""
+        :class:`~hashlib_ext.ShardChecksumError` naming its file."""
         if client is not None:
             client.gather(self.shard_futures(client))
             return

@@ -11,9 +11,9 @@ import pytest
 
 import hashlib_ext as hx
 from hashlib_ext import shard_manifest as sm
-from hashlib_ext.errors import HashFormatError, IndexFileError
+from hashlib_ext.errors import HashFormatError, IndexFileError, ShardChecksumError
 from hashlib_ext.formats import HashList
-from hashlib_ext.shard_manifest import ShardChecksumError, shard_of
+from hashlib_ext.shard_manifest import shard_of
 from hashlib_ext.sharded_dedup import find_duplicates_sharded
 
 

@@ -18,8 +18,8 @@ from hashlib_ext.dask_pipeline import (
     read_errors,
 )
 from hashlib_ext.distributed import hash_images_dask
+from hashlib_ext.errors import ShardChecksumError
 from hashlib_ext.formats import concat_lists, write_hash_list
-from hashlib_ext.shard_manifest import ShardChecksumError
 from hashlib_ext.sharded import INLINE_QUERY_BYTES
 from hashlib_ext.sharded_dedup import find_duplicates_sharded
 
