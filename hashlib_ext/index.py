@@ -356,21 +356,8 @@ class HashIndex:
         if q.shape[0] % 8:
             raise HashFormatError(
                 f"dihedral queries need 8 rows per query, got {q.shape[0]} rows")
-        nq = q.shape[0] // 8
         lims, ids, dist = self.search_arrays(q, threshold)
-        row = np.repeat(np.arange(q.shape[0], dtype=np.int64), np.diff(lims))
-        grp, var = row // 8, row % 8
-        order = np.lexsort((var, dist, ids, grp))
-        grp, ids, dist, var = grp[order], ids[order], dist[order], var[order]
-        first = np.ones(grp.size, dtype=bool)
-        first[1:] = (grp[1:] != grp[:-1]) | (ids[1:] != ids[:-1])
-        grp, ids, dist, var = grp[first], ids[first], dist[first], var[first]
-        order = np.lexsort((ids, dist, grp))
-        out: list[list[tuple[int, int, int]]] = [[] for _ in range(nq)]
-        for g, i, d, v in zip(grp[order].tolist(), ids[order].tolist(), dist[order].tolist(),
-                              var[order].tolist(), strict=True):
-            out[g].append((i, d, v))
-        return out
+        return dihedral_answer(lims, ids, dist, q.shape[0])
 
     def knn(self, queries: QueryLike, k: int) -> list[list[tuple[int, int]]]:
         """Per query, the ``k`` nearest ``(id, distance)`` (fewer if the index is smaller),
@@ -924,6 +911,28 @@ def _scan(codes: np.ndarray, q: np.ndarray, t: int,
     lims, dist, pos = flat.range_search(q, t + 1)  # FAISS: strictly < radius
     qof = np.repeat(np.arange(q.shape[0], dtype=np.int64), np.diff(lims.astype(np.int64)))
     return qof, pos.astype(np.int64), dist.astype(np.int32)
+
+
+def dihedral_answer(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray,
+                    rows: int) -> list[list[tuple[int, int, int]]]:
+    """The answer of :meth:`HashIndex.search_dihedral` from the range answer for ``rows``
+    variant rows (8 per query): per query and id, the best distance over the variants
+    (the lowest variant on ties), as ``(id, distance, variant)``, nearest first, ties by
+    id. A sharded index merges its shards' answers with it too."""
+    nq = rows // 8
+    row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
+    grp, var = row // 8, row % 8
+    order = np.lexsort((var, dist, ids, grp))
+    grp, ids, dist, var = grp[order], ids[order], dist[order], var[order]
+    first = np.ones(grp.size, dtype=bool)
+    first[1:] = (grp[1:] != grp[:-1]) | (ids[1:] != ids[:-1])
+    grp, ids, dist, var = grp[first], ids[first], dist[first], var[first]
+    order = np.lexsort((ids, dist, grp))
+    out: list[list[tuple[int, int, int]]] = [[] for _ in range(nq)]
+    for g, i, d, v in zip(grp[order].tolist(), ids[order].tolist(), dist[order].tolist(),
+                          var[order].tolist(), strict=True):
+        out[g].append((i, d, v))
+    return out
 
 
 def _check_threshold(threshold: Any) -> int:

@@ -188,24 +188,3 @@ def to_lists(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray) -> list[list[t
     pairs = list(zip(ids.tolist(), dist.tolist(), strict=True))
     bounds = lims.tolist()
     return [pairs[bounds[i]:bounds[i + 1]] for i in range(len(bounds) - 1)]
-
-
-def dihedral(lims: np.ndarray, ids: np.ndarray, dist: np.ndarray,
-             rows: int) -> list[list[tuple[int, int, int]]]:
-    """:meth:`HashIndex.search_dihedral` from the range answer for ``rows`` variant rows
-    (8 per query): per query and id, the best distance over the variants (lowest variant
-    on ties), nearest first, ties by id."""
-    nq = rows // 8
-    row = np.repeat(np.arange(rows, dtype=np.int64), np.diff(lims))
-    grp, var = row // 8, row % 8
-    order = np.lexsort((var, dist, ids, grp))
-    grp, ids, dist, var = grp[order], ids[order], dist[order], var[order]
-    first = np.ones(grp.size, dtype=bool)
-    first[1:] = (grp[1:] != grp[:-1]) | (ids[1:] != ids[:-1])
-    grp, ids, dist, var = grp[first], ids[first], dist[first], var[first]
-    order = np.lexsort((ids, dist, grp))
-    out: list[list[tuple[int, int, int]]] = [[] for _ in range(nq)]
-    for g, i, d, v in zip(grp[order].tolist(), ids[order].tolist(), dist[order].tolist(),
-                          var[order].tolist(), strict=True):
-        out[g].append((i, d, v))
-    return out

@@ -36,7 +36,7 @@ from . import shard_manifest as sm
 from . import shard_tasks as st
 from .errors import HashFormatError
 from .hash import Hash, HashArray
-from .index import HashIndex, Kind, MetadataLike
+from .index import HashIndex, Kind, MetadataLike, dihedral_answer
 from .shard_manifest import Manifest, ShardEntry
 
 QueryLike = Hash | HashArray | np.ndarray
@@ -371,7 +371,7 @@ class ShardedIndex:
             raise HashFormatError(f"dihedral queries need 8 rows per query, got "
                                   f"{q.shape[0]} rows")
         lims, ids, dist = self.search_arrays(q, threshold, client)
-        return st.dihedral(lims, ids, dist, q.shape[0])
+        return dihedral_answer(lims, ids, dist, q.shape[0])
 
     def keys(self, ids: Iterable[int] | np.ndarray, client: Any = None) -> list[str | None]:
         """The key recorded for each id (None where none was, or the id is unknown)."""
