@@ -14,7 +14,9 @@ time minus the busiest worker's compute time in the shard tasks (from dask's tas
 i.e. what dask, transfers and the merge add to the searching itself.
 
 Memory: resident set (RSS) of each worker after its shards are loaded, and each worker's
-peak RSS (``ru_maxrss``) after dedup. Dedup: ``find_duplicates_sharded`` on the cluster,
+peak RSS while loading, while searching and during dedup (sampled every 0.1 s by a thread
+in the worker; ``ru_maxrss`` would report the parent's peak, which Linux carries across
+fork and exec). Dedup: ``find_duplicates_sharded`` on the cluster,
 wall time and clusters, checked against ``hx.find_duplicates`` on one process (also timed)
 unless ``--no-single-dedup``.
 
@@ -77,7 +79,40 @@ def rss() -> int:
 
 
 def peak_rss() -> int:
+    """This process's high-water RSS. Not for dask workers: Linux keeps ``ru_maxrss``
+    across fork and exec, so a worker would report its parent's peak."""
     return int(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss) * 1024  # Linux: KiB
+
+
+def start_sampler(dask_worker: Any, interval: float = 0.1) -> int:
+    """In a worker (``client.run``): sample its RSS every ``interval`` s in a thread,
+    keeping the highest seen (read and reset with :func:`sampled_peak`)."""
+    import threading
+
+    import psutil
+
+    proc = psutil.Process()
+    box = [proc.memory_info().rss]
+    dask_worker.hx_rss_peak = box
+
+    def loop() -> None:
+        while getattr(dask_worker, "hx_rss_peak", None) is box:
+            box[0] = max(box[0], proc.memory_info().rss)
+            time.sleep(interval)
+
+    threading.Thread(target=loop, daemon=True, name="rss-sampler").start()
+    return box[0]
+
+
+def sampled_peak(dask_worker: Any, reset: bool = True) -> int:
+    """The highest RSS sampled in this worker since the last reset."""
+    import psutil
+
+    box = dask_worker.hx_rss_peak
+    peak = max(box[0], psutil.Process().memory_info().rss)
+    if reset:
+        box[0] = psutil.Process().memory_info().rss
+    return int(peak)
 
 
 def timed_batches(fn: Any, batches: list[np.ndarray], *args: Any) -> list[float]:
@@ -235,6 +270,7 @@ def main(argv: list[str] | None = None) -> int:
             Client(cluster) as client:
         client.wait_for_workers(args.workers)
         base = client.run(rss)
+        client.run(start_sampler)
         t0 = time.perf_counter()
         idx = hx.ShardedIndex.open(folder)
         client.gather(idx.shard_futures(client))
@@ -242,6 +278,7 @@ def main(argv: list[str] | None = None) -> int:
         loaded = client.run(rss)
         res["worker_rss_idle"] = list(base.values())
         res["worker_rss_loaded"] = [loaded[w] for w in base]
+        res["worker_peak_rss_loading"] = list(client.run(sampled_peak).values())
         res["worker_shards"] = {w: sum(1 for x in idx.shard_workers(client) if x == w)
                                 for w in base}
         say(f"shards loaded on the cluster in {res['cluster_load_s']:.1f}s; worker RSS "
@@ -276,6 +313,7 @@ def main(argv: list[str] | None = None) -> int:
             say(f"sharded, batch {size}: {r['qps']:.0f} q/s, batch {r['mean_batch_s'] * 1e3:.1f}"
                 f" ms, overhead {r['overhead_median_s'] * 1e3:.1f} ms (median)")
         res["search_exact"] = True
+        res["worker_peak_rss_search"] = list(client.run(sampled_peak).values())
 
         del one
         gc.collect()
@@ -286,12 +324,12 @@ def main(argv: list[str] | None = None) -> int:
             t0 = time.perf_counter()
             clusters = find_duplicates_sharded(idx, args.threshold, client=client)
             res["sharded_dedup_s"] = time.perf_counter() - t0
-            res["worker_peak_rss_after_dedup"] = list(client.run(peak_rss).values())
+            res["worker_peak_rss_dedup"] = list(client.run(sampled_peak).values())
             res["dedup_clusters"] = len(clusters)
             res["dedup_members"] = sum(len(c) for c in clusters)
             say(f"sharded dedup: {res['sharded_dedup_s']:.1f}s, {len(clusters)} clusters, "
                 f"worker peaks "
-                f"{[round(v / MiB) for v in res['worker_peak_rss_after_dedup']]} MiB")
+                f"{[round(v / MiB) for v in res['worker_peak_rss_dedup']]} MiB")
     res["client_peak_rss_before_single_dedup"] = peak_rss()
 
     if not args.no_single_dedup:
