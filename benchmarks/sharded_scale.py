@@ -42,7 +42,7 @@ from typing import Any
 import numpy as np
 
 import hashlib_ext as hx
-from hashlib_ext.sharded_dedup import find_duplicates_sharded
+from hashlib_ext.sharded_dedup import find_duplicates_sharded, join_forest
 
 MiB = 1 << 20
 
@@ -126,7 +126,8 @@ def timed_batches(fn: Any, batches: list[np.ndarray], *args: Any) -> list[float]
 
 def probe(n: int, threshold: int, say: Any) -> dict[str, Any]:
     """One HashIndex of ``n`` planted codes: build time, memory, one-thread queries/s for
-    batches of 10,000 (the per-shard rate at that shard size)."""
+    batches of 10,000 (the per-shard search rate at that shard size), and the rate at
+    which dedup's pair join searches indexed codes in it (100k of them)."""
     codes = planted(n, 0.01, 16, seed=3)
     t0 = time.perf_counter()
     index = hx.HashIndex("pdq")
@@ -137,10 +138,14 @@ def probe(n: int, threshold: int, say: Any) -> dict[str, Any]:
     bs = [queries(codes, 10_000, rng) for _ in range(3)]
     index.search(bs[0][:100], threshold)
     walls = timed_batches(index.search, bs, threshold)
+    m = min(n, 100_000)  # dedup's self-join of m indexed codes: its shard-queries/s
+    t0 = time.perf_counter()
+    join_forest(index, codes[:m], np.arange(m, dtype=np.int64), threshold)
+    join = m / (time.perf_counter() - t0)
     out = {"n": n, "build_s": build, "nbytes": index.nbytes,
-           "qps_batch_10000": 30_000 / sum(walls)}
-    say(f"probe: one HashIndex of {n}: {out['qps_batch_10000']:.0f} q/s, "
-        f"{index.nbytes / MiB:.0f} MiB, built in {build:.0f}s")
+           "qps_batch_10000": 30_000 / sum(walls), "join_qps": join}
+    say(f"probe: one HashIndex of {n}: {out['qps_batch_10000']:.0f} q/s, join "
+        f"{join:.0f} codes/s, {index.nbytes / MiB:.0f} MiB, built in {build:.0f}s")
     return out
 
 
@@ -192,9 +197,12 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--forest-probe", type=int, default=0, metavar="E",
                     help="also time turning a forest of E edges into clusters on the client "
                          "(what sharded dedup ends with) and its peak memory")
-    ap.add_argument("--shard-probe", type=int, default=0, metavar="N",
-                    help="also build one HashIndex of N codes (a planned shard size) and "
-                         "measure its one-thread queries/s and memory")
+    ap.add_argument("--shard-probe", default="", metavar="N[,N...]",
+                    help="also build one HashIndex of N codes (a planned shard size; a "
+                         "comma-separated list for several, one after another) and measure "
+                         "its one-thread queries/s and memory")
+    ap.add_argument("--probe-only", action="store_true",
+                    help="run the --shard-probe and --forest-probe measurements only")
     ap.add_argument("--folder", default=None, help="where to write the shards (default: temp)")
     ap.add_argument("--out", default=None, help="write the results as JSON here")
     args = ap.parse_args(argv)
@@ -210,6 +218,8 @@ def main(argv: list[str] | None = None) -> int:
     def say(msg: str) -> None:
         print(f"[{time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
 
+    if args.probe_only:
+        return finish(args, res, say, probes_only=True)
     t0 = time.perf_counter()
     codes = planted(args.n, args.dup_fraction, args.max_flips, seed=1)
     say(f"{args.n} codes in {time.perf_counter() - t0:.1f}s")
@@ -342,14 +352,25 @@ def main(argv: list[str] | None = None) -> int:
         if not res["dedup_exact"]:
             raise SystemExit("sharded dedup differs from find_duplicates")
     res["client_peak_rss"] = peak_rss()
+    del codes
+    gc.collect()
+    tmp.cleanup()
+    return finish(args, res, say)
+
+
+def finish(args: argparse.Namespace, res: dict[str, Any], say: Any,
+           probes_only: bool = False) -> int:
+    """The optional probes, then the results (stdout, and ``--out``)."""
+    if probes_only:
+        for key in [k for k in res if k not in ("command", "cpus", "python", "machine",
+                                                   "loadavg_start")]:
+            del res[key]
     if args.forest_probe:
         res["forest_probe"] = forest_probe(args.forest_probe, say)
     if args.shard_probe:
-        del codes
-        gc.collect()
-        res["shard_probe"] = probe(args.shard_probe, args.threshold, say)
+        res["shard_probe"] = [probe(int(n), args.threshold, say)
+                              for n in args.shard_probe.split(",")]
     res["loadavg_end"] = os.getloadavg()
-    tmp.cleanup()
     text = json.dumps(res, indent=1, default=str)
     if args.out:
         Path(args.out).write_text(text + "\n")
