@@ -11,7 +11,9 @@ ShardedIndex (``--shards`` shards) on a LocalCluster of ``--workers`` single-thr
 processes; every distributed answer is checked against the single index. Per batch size:
 queries/s both ways, the mean wall time of a batch, and the overhead of a batch: its wall
 time minus the busiest worker's compute time in the shard tasks (from dask's task stream),
-i.e. what dask, transfers and the merge add to the searching itself.
+i.e. what dask, transfers and the merge add to the searching itself. CPU time per query
+is recorded beside each rate (this process's for the single index, the workers' for the
+cluster), since on a shared machine wall-clock rates follow the other jobs' load.
 
 Memory: resident set (RSS) of each worker after its shards are loaded, and each worker's
 peak RSS while loading, while searching and during dedup (sampled every 0.1 s by a thread
@@ -116,12 +118,24 @@ def sampled_peak(dask_worker: Any, reset: bool = True) -> int:
 
 
 def timed_batches(fn: Any, batches: list[np.ndarray], *args: Any) -> list[float]:
+    """Wall time of ``fn(q, *args)`` per batch; the CPU time of the whole loop (this
+    process, all threads) is appended last."""
     out = []
+    cpu = time.process_time()
     for q in batches:
         t0 = time.perf_counter()
         fn(q, *args)
         out.append(time.perf_counter() - t0)
+    out.append(time.process_time() - cpu)
     return out
+
+
+def cpu_seconds() -> float:
+    """CPU time (user + system) this process has used: what a worker has spent."""
+    import psutil
+
+    t = psutil.Process().cpu_times()
+    return float(t.user + t.system)
 
 
 def probe(n: int, threshold: int, say: Any) -> dict[str, Any]:
@@ -137,13 +151,14 @@ def probe(n: int, threshold: int, say: Any) -> dict[str, Any]:
     rng = np.random.default_rng(4)
     bs = [queries(codes, 10_000, rng) for _ in range(3)]
     index.search(bs[0][:100], threshold)
-    walls = timed_batches(index.search, bs, threshold)
+    *walls, cpu = timed_batches(index.search, bs, threshold)
     m = min(n, 100_000)  # dedup's self-join of m indexed codes: its shard-queries/s
-    t0 = time.perf_counter()
+    t0, c0 = time.perf_counter(), time.process_time()
     join_forest(index, codes[:m], np.arange(m, dtype=np.int64), threshold)
-    join = m / (time.perf_counter() - t0)
+    join, join_cpu = m / (time.perf_counter() - t0), (time.process_time() - c0) / m
     out = {"n": n, "build_s": build, "nbytes": index.nbytes,
-           "qps_batch_10000": 30_000 / sum(walls), "join_qps": join}
+           "qps_batch_10000": 30_000 / sum(walls), "cpu_ms_per_query": 1e3 * cpu / 30_000,
+           "join_qps": join, "join_cpu_ms_per_query": 1e3 * join_cpu}
     say(f"probe: one HashIndex of {n}: {out['qps_batch_10000']:.0f} q/s, join "
         f"{join:.0f} codes/s, {index.nbytes / MiB:.0f} MiB, built in {build:.0f}s")
     return out
@@ -252,9 +267,10 @@ def main(argv: list[str] | None = None) -> int:
     res["single_search"] = {}
     for size, bs in batches.items():
         one.search(bs[0], args.threshold)  # warm
-        walls = timed_batches(one.search, bs, args.threshold)
+        *walls, cpu = timed_batches(one.search, bs, args.threshold)
         res["single_search"][size] = {"batches": len(bs), "mean_batch_s": statistics.mean(walls),
-                                      "qps": size * len(bs) / sum(walls)}
+                                      "qps": size * len(bs) / sum(walls),
+                                      "cpu_ms_per_query": 1e3 * cpu / (size * len(bs))}
         say(f"one index, batch {size}: {res['single_search'][size]['qps']:.0f} q/s")
 
     # The same shards searched one after another in this process (no dask): what querying
@@ -263,10 +279,11 @@ def main(argv: list[str] | None = None) -> int:
     res["inprocess_sharded_search"] = {}
     for size, bs in batches.items():
         local.search(bs[0], args.threshold)  # loads the shards, warms
-        walls = timed_batches(local.search, bs, args.threshold)
+        *walls, cpu = timed_batches(local.search, bs, args.threshold)
         res["inprocess_sharded_search"][size] = {
             "batches": len(bs), "mean_batch_s": statistics.mean(walls),
-            "qps": size * len(bs) / sum(walls)}
+            "qps": size * len(bs) / sum(walls),
+            "cpu_ms_per_query": 1e3 * cpu / (size * len(bs))}
         say(f"sharded in this process, batch {size}: "
             f"{res['inprocess_sharded_search'][size]['qps']:.0f} q/s")
     local.release()
@@ -298,6 +315,7 @@ def main(argv: list[str] | None = None) -> int:
         for size, bs in batches.items():
             idx.search(bs[0], args.threshold, client=client)  # warm
             walls, overheads = [], []
+            cpu0 = sum(client.run(cpu_seconds).values())
             for q in bs:
                 with get_task_stream(client) as ts:
                     t0 = time.perf_counter()
@@ -313,7 +331,9 @@ def main(argv: list[str] | None = None) -> int:
                 overheads.append(wall - max(busy.values(), default=0.0))
                 if got != one.search(q, args.threshold):
                     raise SystemExit(f"batch of {size}: sharded answer differs from one index")
+            cpu = sum(client.run(cpu_seconds).values()) - cpu0
             res["sharded_search"][size] = {
+                "worker_cpu_ms_per_query": 1e3 * cpu / (size * len(bs)),
                 "batches": len(bs), "mean_batch_s": statistics.mean(walls),
                 "median_batch_s": statistics.median(walls),
                 "qps": size * len(bs) / sum(walls),
@@ -332,7 +352,9 @@ def main(argv: list[str] | None = None) -> int:
             clusters = []
         else:
             t0 = time.perf_counter()
+            cpu0 = sum(client.run(cpu_seconds).values())
             clusters = find_duplicates_sharded(idx, args.threshold, client=client)
+            res["sharded_dedup_worker_cpu_s"] = sum(client.run(cpu_seconds).values()) - cpu0
             res["sharded_dedup_s"] = time.perf_counter() - t0
             res["worker_peak_rss_dedup"] = list(client.run(sampled_peak).values())
             res["dedup_clusters"] = len(clusters)
