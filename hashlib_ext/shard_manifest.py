@@ -118,6 +118,15 @@ def manifest_location(folder: str) -> str:
     return fsio.join(folder, MANIFEST)
 
 
+def is_sharded_index(location: str) -> bool:
+    """Whether ``location`` (a path or URL) is a sharded index folder (has a manifest), as
+    opposed to a HashIndex file: what a command taking either checks first."""
+    try:
+        return fsio.exists(manifest_location(location))
+    except (OSError, ValueError):
+        return False
+
+
 def write_manifest(folder: str, manifest: Manifest) -> None:
     """Replace the folder's manifest atomically (the commit point of a build or add)."""
     check(manifest, manifest_location(folder))

@@ -310,6 +310,14 @@ def test_a_bad_manifest_is_refused(sharded, tmp_path, edit, message):
         hx.ShardedIndex.open(idx.folder)
 
 
+def test_is_sharded_index(sharded, tmp_path):
+    assert sm.is_sharded_index(sharded.folder)
+    assert not sm.is_sharded_index(str(tmp_path))
+    one = tmp_path / "one.hidx"
+    hx.HashIndex("pdq").save(one)
+    assert not sm.is_sharded_index(str(one))
+
+
 def test_unreadable_manifests(tmp_path):
     with pytest.raises(IndexFileError, match="manifest missing"):
         hx.ShardedIndex.open(tmp_path)
