@@ -49,8 +49,11 @@ def usage_code(capsys, *argv) -> tuple[int, str]:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory) -> Path:
-    """A few hundred small photo-like JPEGs (enough for a multi-second run on two workers),
-    a saved PDQ index of some of them, and an 'old' output file."""
+    """A few hundred photo-like 1920x1440 JPEGs, a saved PDQ index of some of them, and an
+    'old' output file. The photos are large so that hashing them takes several seconds on
+    two workers: a signal sent 0.3 s after the workers start must find the command still
+    running (with 640x480 photos a loaded machine sometimes finished first, and the signal
+    then met the default handler after the command had returned)."""
     d = tmp_path_factory.mktemp("many")
     imgs = d / "imgs"
     imgs.mkdir()
@@ -59,7 +62,7 @@ def folder(tmp_path_factory) -> Path:
     for _ in range(8):
         small = rng.integers(0, 256, (30, 40, 3), dtype=np.uint8)
         buf = io.BytesIO()
-        Image.fromarray(small).resize((640, 480), Image.BILINEAR).save(buf, "JPEG", quality=90)
+        Image.fromarray(small).resize((1920, 1440), Image.BILINEAR).save(buf, "JPEG", quality=90)
         bases.append(buf.getvalue())
     for i in range(400):
         (imgs / f"{i:04d}.jpg").write_bytes(bases[i % len(bases)])
