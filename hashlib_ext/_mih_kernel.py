@@ -57,6 +57,31 @@ def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
     return cnt
 
 
+@njit(cache=True, nogil=True)
+def part_keys(codes, starts, widths, shifts):
+    """Per row of ``(n, nbytes)`` uint8 ``codes`` and per part ``j`` (bits ``starts[j]``
+    to ``starts[j] + widths[j]``, first bit most significant), the key's prefix (its top
+    ``widths[j] - shifts[j]`` bits) and tag (its low ``shifts[j]`` bits), as two
+    ``(n, parts)`` int64 arrays. One call for all parts: a query's keys cost nanoseconds
+    here, against microseconds per part in numpy."""
+    n, k = codes.shape[0], starts.shape[0]
+    pre = np.empty((n, k), np.int64)
+    tag = np.empty((n, k), np.int64)
+    for i in range(n):
+        for j in range(k):
+            s = starts[j]
+            w = widths[j]
+            first = s // 8
+            last = (s + w - 1) // 8
+            v = np.int64(0)
+            for b in range(first, last + 1):
+                v = (v << 8) | np.int64(codes[i, b])
+            v = (v >> ((last + 1) * 8 - (s + w))) & ((np.int64(1) << w) - 1)
+            pre[i, j] = v >> shifts[j]
+            tag[i, j] = v & ((np.int64(1) << shifts[j]) - 1)
+    return pre, tag
+
+
 @njit(cache=True, nogil=True, inline="always")
 def _bucket_bounds(ob, pre, masks, m0, nm, offsets, los, his):
     """Fill los/his with the [start, end) of the nm buckets probed around key ``pre``;

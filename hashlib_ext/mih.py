@@ -281,6 +281,7 @@ class MIHTables:
             raise ValueError("MIH table arrays do not match the part widths")
         self.entries = entries
         self.offsets = offsets
+        self._probe_cache: dict[SearchPlan, ProbeArrays] = {}
 
     @classmethod
     def build(cls, codes: np.ndarray, widths: tuple[int, ...], slack: int = 2,
@@ -343,6 +344,37 @@ class MIHTables:
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """All ``(query, position, distance)`` with distance <= t, each pair once, grouped
         by query (ascending). ``codes`` must be the array the tables were built from."""
+        pa = self._probe_arrays(plan)
+        queries = np.ascontiguousarray(queries, dtype=np.uint8)
+        keys_kernel = _kernel("part_keys")
+        if keys_kernel is not None:
+            qpre, qtag = keys_kernel(queries, pa.starts, pa.widths, pa.shifts)
+        else:
+            qpre, qtag = self._part_keys_numpy(queries, plan)
+        if self.inline:
+            return self._range_search_inline(queries, qpre, t, pa)
+        kernel = _kernel()
+        if kernel is not None:
+            return kernel(word_view(codes), word_view(queries), qpre, qtag, pa.tables,
+                          pa.radii, pa.mask_lims, pa.masks, pa.mask_pc, self.offsets,
+                          self.off_base, self.entries, self.pbits, int(t))
+        return self._range_search_numpy(codes, queries, qpre, qtag, t, plan)
+
+    def _probe_arrays(self, plan: SearchPlan) -> ProbeArrays:
+        """The arrays the kernels take for ``plan``, made once per plan and kept (a search
+        of one query would otherwise spend a third of its time making them). They are
+        never written to, but stay writable: a read-only array is another type to the
+        compiled kernels, which would compile a second version of themselves."""
+        got = self._probe_cache.get(plan)
+        if got is None:
+            got = ProbeArrays.make(plan, self.starts, self.widths, self.prefix)
+            if len(self._probe_cache) >= 64:
+                self._probe_cache.clear()
+            self._probe_cache[plan] = got
+        return got
+
+    def _part_keys_numpy(self, queries: np.ndarray, plan: SearchPlan
+                         ) -> tuple[np.ndarray, np.ndarray]:
         nq = queries.shape[0]
         qpre = np.empty((nq, len(plan.probes)), dtype=np.int64)
         qtag = np.empty((nq, len(plan.probes)), dtype=np.int64)
@@ -351,31 +383,17 @@ class MIHTables:
             s = self.widths[p.table] - self.prefix[p.table]
             qpre[:, j] = keys >> np.uint32(s)
             qtag[:, j] = keys & np.uint32((1 << s) - 1)
-        if self.inline:
-            return self._range_search_inline(queries, qpre, t, plan)
-        kernel = _kernel()
-        if kernel is not None:
-            tables = np.array([p.table for p in plan.probes], dtype=np.int64)
-            radii = np.array([p.radius for p in plan.probes], dtype=np.int64)
-            masks, mask_pc, mask_lims = _plan_masks(
-                tuple((self.prefix[p.table], p.radius) for p in plan.probes))
-            return kernel(word_view(codes), word_view(np.ascontiguousarray(queries)), qpre,
-                          qtag, tables, radii, mask_lims, masks, mask_pc, self.offsets,
-                          self.off_base, self.entries, self.pbits, int(t))
-        return self._range_search_numpy(codes, queries, qpre, qtag, t, plan)
+        return qpre, qtag
 
-    def _range_search_inline(self, queries, qpre, t, plan):
+    def _range_search_inline(self, queries, qpre, t, pa):
         qw = pad64(queries)[:, 0]
-        tables = np.array([p.table for p in plan.probes], dtype=np.int64)
-        masks, _, mask_lims = _plan_masks(
-            tuple((self.prefix[p.table], p.radius) for p in plan.probes))
         kernel = _kernel("inline_kernel")
         if kernel is not None:
-            return kernel(qw, qpre, tables, mask_lims, masks, self.offsets, self.off_base,
-                          self.entries, self.positions, int(t))
+            return kernel(qw, qpre, pa.tables, pa.mask_lims, pa.masks, self.offsets,
+                          self.off_base, self.entries, self.positions, int(t))
+        masks, mask_lims = pa.masks, pa.mask_lims
         out_q, out_p, out_d = [], [], []
-        for j, probe in enumerate(plan.probes):
-            tb = probe.table
+        for j, tb in enumerate(pa.tables.tolist()):
             m = masks[mask_lims[j]:mask_lims[j + 1]].astype(np.int64)
             off = self.table_offsets(tb)
             keys = (qpre[:, j][:, None] ^ m[None, :]).ravel()
@@ -459,13 +477,40 @@ class MIHTables:
         return qrep[keep], pos[keep], dist[keep]
 
 
-@lru_cache(maxsize=64)
-def _plan_masks(spec: tuple[tuple[int, int], ...]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    masks = [flip_masks(w, r) for w, r in spec]
-    lims = np.zeros(len(masks) + 1, dtype=np.int64)
-    np.cumsum([m.size for m in masks], out=lims[1:])
-    allm = np.concatenate(masks)
-    return allm, np.bitwise_count(allm).astype(np.int64), lims
+@dataclass(frozen=True)
+class ProbeArrays:
+    """A plan as the kernels take it: per probe, the part's bit range (``starts``,
+    ``widths``), its tag width (``shifts``), table and radius; and the prefix flip masks of
+    every probe, concatenated (probe ``j``'s are ``masks[mask_lims[j]:mask_lims[j+1]]``,
+    ``mask_pc`` their bit counts)."""
+
+    starts: np.ndarray
+    widths: np.ndarray
+    shifts: np.ndarray
+    tables: np.ndarray
+    radii: np.ndarray
+    masks: np.ndarray
+    mask_pc: np.ndarray
+    mask_lims: np.ndarray
+
+    @classmethod
+    def make(cls, plan: SearchPlan, starts: tuple[int, ...], widths: tuple[int, ...],
+             prefix: tuple[int, ...]) -> ProbeArrays:
+        tables = [p.table for p in plan.probes]
+        masks = [flip_masks(prefix[p.table], p.radius) for p in plan.probes]
+        lims = np.zeros(len(masks) + 1, dtype=np.int64)
+        np.cumsum([m.size for m in masks], out=lims[1:])
+        allm = np.concatenate(masks) if masks else np.zeros(0, dtype=np.uint32)
+
+        def ints(values: list[int]) -> np.ndarray:
+            return np.array(values, dtype=np.int64).reshape(-1)
+
+        return cls(starts=ints([starts[i] for i in tables]),
+                   widths=ints([widths[i] for i in tables]),
+                   shifts=ints([widths[i] - prefix[i] for i in tables]),
+                   tables=ints(tables), radii=ints([p.radius for p in plan.probes]),
+                   masks=allm, mask_pc=np.bitwise_count(allm).astype(np.int64),
+                   mask_lims=lims)
 
 
 USE_KERNEL = True

@@ -607,6 +607,35 @@ def test_mih_tables_every_layout(slack, widths, inline, mih_path):
         assert got == ref_search(q, db, np.arange(len(db)), t)
 
 
+def test_query_keys_kernel_equals_numpy_extraction():
+    """The compiled per-query key extraction gives, for parts at any bit offset and width,
+    the prefix and tag that the numpy extraction of the tables' keys gives."""
+    kernel = pytest.importorskip("hashlib_ext._mih_kernel")
+    rng = np.random.default_rng(5)
+    codes = rng.integers(0, 256, (300, 32), dtype=np.uint8)
+    starts, widths, shifts = [0, 3, 24, 100, 224, 250], [24, 23, 32, 17, 32, 6], [3, 0, 8, 5, 11, 6]
+    pre, tag = kernel.part_keys(codes, *(np.array(v, dtype=np.int64)
+                                         for v in (starts, widths, shifts)))
+    for j, (s, w, sh) in enumerate(zip(starts, widths, shifts, strict=True)):
+        keys = mih.extract_keys(codes, s, w).astype(np.int64)
+        assert (pre[:, j] == keys >> sh).all() and (tag[:, j] == keys & ((1 << sh) - 1)).all()
+
+
+def test_read_only_and_strided_queries_are_searched(mih_path):
+    """Queries straight from a bytes buffer (read-only) or a strided view answer like a
+    fresh array."""
+    rng = np.random.default_rng(8)
+    db, q = planted(rng, 40_000, 32, 30, 20)
+    ix = HashIndex("pdq", kind="mih")
+    ix.add(HashArray(db, "pdq"))
+    want = ix.search(q.copy(), 20)
+    assert any(want)
+    assert ix.search(np.frombuffer(q.tobytes(), np.uint8).reshape(q.shape), 20) == want
+    wide = np.zeros((len(q), 64), dtype=np.uint8)
+    wide[:, ::2] = q
+    assert ix.search(wide[:, ::2], 20) == want
+
+
 def test_save_load_inline_tables(tmp_path, monkeypatch):
     """64-bit codes at scale use inline tables; force them at small n and round-trip."""
     rng = np.random.default_rng(21)

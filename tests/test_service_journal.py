@@ -327,6 +327,53 @@ def test_search_batcher_gathers_concurrent_queries():
     assert all(len(w) == 1 for w in want[:40]) and not any(want[40:])
 
 
+def test_search_batcher_shares_work_and_hands_errors_back():
+    """Waiting lookups are shared among the search threads (both run calls at once), and a
+    failing call fails exactly the requests it held; the batcher goes on afterwards."""
+    import asyncio
+    import threading
+    import time
+    from concurrent.futures import ThreadPoolExecutor
+
+    from hashlib_ext.service.batching import SearchBatcher
+
+    class Slow:
+        def __init__(self) -> None:
+            self.lock = threading.Lock()
+            self.active = self.most = 0
+
+        def search(self, codes: np.ndarray, t: int) -> list:
+            with self.lock:
+                self.active += 1
+                self.most = max(self.most, self.active)
+            time.sleep(0.02)  # long enough for the other thread to start its share
+            with self.lock:
+                self.active -= 1
+            if (codes[:, 0] == 255).any():
+                raise ValueError("bad row")
+            return [[(int(c[0]), 0)] for c in codes]
+
+    bank = Slow()
+    codes = np.arange(40, dtype=np.uint8).reshape(40, 1)
+
+    async def run() -> tuple[list, list]:
+        batcher = SearchBatcher(ThreadPoolExecutor(2), 2)
+        got = await asyncio.gather(*(batcher.search(bank, codes[i:i + 1], 0)
+                                     for i in range(40)))
+        bad = np.array([[255]], dtype=np.uint8)
+        mixed = await asyncio.gather(batcher.search(bank, bad, 0),
+                                     *(batcher.search(bank, codes[i:i + 1], 0)
+                                       for i in range(3)), return_exceptions=True)
+        return got, mixed
+
+    got, mixed = asyncio.run(run())
+    assert [g[0] for g in got] == [[(i, 0)] for i in range(40)]
+    assert bank.most == 2  # both threads searched at once
+    assert isinstance(mixed[0], ValueError)
+    for i, r in enumerate(mixed[1:]):  # in the failing call or another: error or answer
+        assert isinstance(r, ValueError) or r == [[(i, 0)]]
+
+
 def test_robust_bank_replays_added_images(tmp_path, bundled):
     pytest.importorskip("cv2")
     from hashlib_ext.descriptor import describe

@@ -1,20 +1,22 @@
-"""Searches of concurrent requests, gathered into one index call.
+"""Searches of concurrent requests, gathered into few index calls run by search threads.
 
-One :meth:`HashIndex.search` call over many queries costs far less per query than many
-calls of one query each (the per-call work of the multi-index tables is shared: at 1M
-hashes, 64 queries per call gave about 2.5x the queries/s of one per call). So while a
-search of a bank runs in a search thread, the queries that arrive for the same bank and
-threshold wait, and the next call takes them all (up to :data:`MAX_ROWS`). Nothing waits
-on purpose: a lone request is searched at once, as before; batches form only when
-requests arrive faster than searches finish. A small request that finds nothing running
-and nothing else waiting is searched right away in the event loop's thread
-(:data:`INLINE_ROWS`).
+One :meth:`HashIndex.search` call over several queries costs less per query than one call
+per query (the per-call work is shared). So the queries that arrive for a bank and
+threshold while the search threads are busy wait in a queue, and each thread, as soon as
+it finishes a call, takes its share of what waits (the waiting rows divided among the
+threads, at most :data:`MAX_ROWS` per call) *itself*, without waiting for the event loop:
+the threads stay busy whenever there is work, however busy the loop is with parsing and
+answering requests. Nothing waits on purpose: a lone request is searched at once; batches
+form only when requests arrive faster than searches finish. A small request that finds
+nothing running and nothing else waiting is searched right away in the event loop's
+thread (:data:`INLINE_ROWS`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import functools
+import threading
+from collections import deque
 from concurrent.futures import Executor
 from typing import Any
 
@@ -35,12 +37,14 @@ _Item = tuple[Any, np.ndarray, int, "asyncio.Future[Hits]"]
 
 class SearchBatcher:
     """Gathers ``search(bank, codes, threshold)`` calls (see the module docstring); at most
-    ``slots`` index calls run at once, in ``executor`` (None: in the event loop)."""
+    ``slots`` index calls run at once, in ``executor`` (None: in the event loop), which
+    should be this batcher's own: its threads keep working while requests wait."""
 
     def __init__(self, executor: Executor | None, slots: int):
         self.executor = executor
         self.slots = max(1, slots)
-        self._pending: dict[_Key, list[_Item]] = {}
+        self._lock = threading.Lock()  # guards everything below
+        self._pending: dict[_Key, deque[_Item]] = {}
         self._running = 0
         self._scheduled = False
         self.calls = 0
@@ -54,45 +58,40 @@ class SearchBatcher:
             return bank.search(codes, threshold)  # type: ignore[no-any-return]
         loop = asyncio.get_running_loop()
         fut: asyncio.Future[Hits] = loop.create_future()
-        self._pending.setdefault((id(bank), threshold), []).append(
-            (bank, codes, threshold, fut))
-        if not self._scheduled:
+        with self._lock:
+            self._pending.setdefault((id(bank), threshold), deque()).append(
+                (bank, codes, threshold, fut))
+            schedule = not self._scheduled
+            self._scheduled = True
+        if schedule:
             # Decide after the callbacks that are ready now (requests that arrived together
             # reach this point in the same turn of the loop) so that they share one call.
-            self._scheduled = True
             loop.call_soon(self._dispatch, loop)
         return await fut
 
     def _dispatch(self, loop: asyncio.AbstractEventLoop) -> None:
-        self._scheduled = False
-        if not self._running and len(self._pending) == 1:
-            queue = next(iter(self._pending.values()))
-            if len(queue) == 1 and len(queue[0][1]) <= INLINE_ROWS:
-                self._pending.clear()
-                self._inline(queue[0])
-                return
-        while self._running < self.slots and self._pending:
-            key = next(iter(self._pending))
-            queue = self._pending[key]
-            batch: list[_Item] = []
-            rows = 0
-            while queue and (not batch or rows + len(queue[0][1]) <= MAX_ROWS):
-                item = queue.pop(0)
-                batch.append(item)
-                rows += len(item[1])
-            if not queue:
-                del self._pending[key]
-            self._running += 1
-            self.calls += 1
-            self.rows += rows
-            assert self.executor is not None
-            task = loop.run_in_executor(self.executor, _run, batch)
-            task.add_done_callback(functools.partial(self._done, loop, batch))
+        """Search a lone small request inline, or start idle search threads on the queue."""
+        alone: _Item | None = None
+        with self._lock:
+            self._scheduled = False
+            if not self._running and len(self._pending) == 1:
+                queue = next(iter(self._pending.values()))
+                if len(queue) == 1 and len(queue[0][1]) <= INLINE_ROWS:
+                    alone = queue.popleft()
+                    self._pending.clear()
+                    self.calls += 1
+                    self.rows += len(alone[1])
+            waiting = sum(len(q) for q in self._pending.values())
+            start = min(self.slots - self._running, waiting)
+            self._running += start
+        if alone is not None:
+            self._inline(alone)
+        assert self.executor is not None
+        for _ in range(start):
+            self.executor.submit(self._drain, loop)
 
     def _inline(self, item: _Item) -> None:
         bank, codes, threshold, fut = item
-        self.calls += 1
-        self.rows += len(codes)
         try:
             hits = bank.search(codes, threshold)
         except Exception as e:  # noqa: BLE001 - handed to the request that asked
@@ -102,24 +101,60 @@ class SearchBatcher:
         if not fut.done():
             fut.set_result(hits)
 
-    def _done(self, loop: asyncio.AbstractEventLoop, batch: list[_Item],
-              task: asyncio.Future[Hits]) -> None:
-        """Hand each request its rows of the batch's hits (or the error), then start the
-        next batch."""
-        self._running -= 1
-        error = task.exception()
-        hits = None if error is not None else task.result()
-        start = 0
-        for _, codes, _, fut in batch:
-            n = len(codes)
-            if not fut.done():
-                if hits is None:
-                    assert error is not None
-                    fut.set_exception(error)
-                else:
-                    fut.set_result(hits[start:start + n])
-            start += n
-        self._dispatch(loop)
+    def _take(self) -> list[_Item]:
+        """The next batch: this thread's share of the first queue (caller holds the lock)."""
+        if not self._pending:
+            return []
+        key = next(iter(self._pending))
+        queue = self._pending[key]
+        share = min(MAX_ROWS, -(-sum(len(item[1]) for item in queue) // self.slots))
+        batch: list[_Item] = []
+        rows = 0
+        while queue and (not batch or rows + len(queue[0][1]) <= share):
+            item = queue.popleft()
+            batch.append(item)
+            rows += len(item[1])
+        if not queue:
+            del self._pending[key]
+        self.calls += 1
+        self.rows += rows
+        return batch
+
+    def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
+        """In a search thread: search batches until the queue is empty, handing each
+        batch's hits (or its error) to the loop."""
+        while True:
+            with self._lock:
+                batch = self._take()
+                if not batch:
+                    self._running -= 1
+                    return
+            hits: Hits | None = None
+            error: BaseException | None = None
+            try:
+                hits = _run(batch)
+            except Exception as e:  # noqa: BLE001 - handed to the requests that asked
+                error = e
+            try:
+                loop.call_soon_threadsafe(_deliver, batch, hits, error)
+            except RuntimeError:  # the loop is closed: the server is gone
+                with self._lock:
+                    self._running -= 1
+                return
+
+
+def _deliver(batch: list[_Item], hits: Hits | None, error: BaseException | None) -> None:
+    """In the loop: hand each request its rows of the batch's hits, or the error."""
+    start = 0
+    for _, codes, _, fut in batch:
+        n = len(codes)
+        if not fut.done():
+            if hits is None:
+                assert error is not None
+                fut.set_exception(error)
+            else:
+                fut.set_result(hits[start:start + n])
+        start += n
 
 
 def _run(batch: list[_Item]) -> Hits:

@@ -41,6 +41,11 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, *,
     from .store import BankStore
 
     logging.config.dictConfig(log_config(log_level))
+    # Concurrency comes from requests, searched in the search threads: FAISS's OpenMP
+    # threads (flat scans of small banks) would spin between calls, taking a core from them.
+    import faiss
+
+    faiss.omp_set_num_threads(1)
     store = BankStore(config.root, compact_bytes=config.compact_bytes,
                       compact_removals=config.compact_removals)
     store.open(progress=lambda name: log.info("loading bank %s", name))
@@ -55,6 +60,7 @@ def serve(config: ServiceConfig, host: str = "127.0.0.1", port: int = 8000, *,
         loop="uvloop" if importlib.util.find_spec("uvloop") else "asyncio",
         http="httptools" if importlib.util.find_spec("httptools") else "h11",
         timeout_graceful_shutdown=int(graceful_timeout), backlog=2048,
+        proxy_headers=False,  # the service never uses client addresses
     )
     server = uvicorn.Server(uv)
     previous: dict[signal.Signals, Any] = {}

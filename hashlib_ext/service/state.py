@@ -35,7 +35,12 @@ class Service:
         self.searchers = ThreadPoolExecutor(max_workers=config.search_threads,
                                             thread_name_prefix="hashlib-ext-search") \
             if config.search_threads > 0 else None
-        self.batcher = SearchBatcher(self.searchers, config.search_threads)
+        # Hash lookups have their own threads, which keep taking queued lookups while
+        # there are any; the other searches (dihedral, robust) run in ``searchers``.
+        self.lookups = ThreadPoolExecutor(max_workers=config.search_threads,
+                                          thread_name_prefix="hashlib-ext-lookup") \
+            if config.search_threads > 0 else None
+        self.batcher = SearchBatcher(self.lookups, config.search_threads)
         self.stopping = False
         self._tasks: list[asyncio.Task[Any]] = []
         self._compacting = False
@@ -102,8 +107,9 @@ class Service:
         if self.pool is not None:
             await loop.run_in_executor(None, self.pool.close)
         await loop.run_in_executor(None, self.store.close)
-        if self.searchers is not None:
-            self.searchers.shutdown(wait=False)
+        for threads in (self.searchers, self.lookups):
+            if threads is not None:
+                threads.shutdown(wait=False)
 
     async def _compaction_loop(self) -> None:
         """Compact banks whose journal has grown (and, with ``compact_interval``, every
