@@ -11,6 +11,11 @@ from __future__ import annotations
 import numpy as np
 from numba import njit
 
+from ._prefetch import prefetch
+
+PREFETCH_AHEAD = 12
+"""Candidates whose code is requested ahead of the one being verified."""
+
 
 @njit(cache=True, nogil=True, inline="always")
 def _popcount64(x):
@@ -44,9 +49,14 @@ def _gather_bucket(row, lo, hi, pmask, pbits, tag, rem, cand, nc):
 
 @njit(cache=True, nogil=True)
 def _verify(data, q, cand, nc, t, out_p, out_d, cnt):
-    """Append (position, distance) of candidates within ``t`` of ``q``, branch-free."""
+    """Append (position, distance) of candidates within ``t`` of ``q``, branch-free, with
+    the code of a candidate :data:`PREFETCH_AHEAD` places on already requested."""
     nw = data.shape[1]
+    for c in range(min(nc, PREFETCH_AHEAD)):
+        prefetch(data, (cand[c], 0))
     for c in range(nc):
+        if c + PREFETCH_AHEAD < nc:
+            prefetch(data, (cand[c + PREFETCH_AHEAD], 0))
         p = cand[c]
         d = 0
         for w in range(nw):

@@ -29,7 +29,7 @@ from typing import Any, Literal
 import faiss
 import numpy as np
 
-from . import container, mih
+from . import container, hugepages, mih
 from .errors import (
     AlgorithmMismatchError,
     HashFormatError,
@@ -466,6 +466,7 @@ class HashIndex:
         """(Re)build the MIH tables over every stored code (the tail becomes empty)."""
         widths, slack, inline = self._layout(len(self))
         self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
+        hugepages.advise(self._codes())  # the codes the tables point into
 
     def _layout(self, n: int) -> mih.Layout:
         raw = n * self._bits // 8
@@ -630,6 +631,7 @@ class HashIndex:
                 raise bad("incomplete MIH tables")
             idx._tables = _checked_tables(table["widths"], table.get("slack"), bits,
                                           ent.shape[1], ent, off, pos, bad)
+            hugepages.advise(idx._codes())
         all_ids = idx._id_array()
         idx._keys = _get_strings(arrays, "keys", all_ids, bad)
         for j, name in enumerate(columns):
