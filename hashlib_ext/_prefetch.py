@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 import numpy as np
-from llvmlite import ir
+from llvmlite import ir  # type: ignore[import-untyped]
 from numba import njit, types
 from numba.core import cgutils
 from numba.extending import intrinsic
@@ -32,8 +32,8 @@ def _llvm_prefetch(typingctx: Any, arr: Any, idx: Any) -> Any:
         ary = context.make_array(aryty)(context, builder, args[0])
         if isinstance(idxty, types.BaseTuple):
             idxs = cgutils.unpack_tuple(builder, args[1], count=len(idxty))
-            idxs = [context.cast(builder, v, t, types.intp)
-                    for v, t in zip(idxs, idxty, strict=True)]
+            idxs = [context.cast(builder, v, idxty[k], types.intp)
+                    for k, v in enumerate(idxs)]
         else:
             idxs = [context.cast(builder, args[1], idxty, types.intp)]
         ptr = cgutils.get_item_pointer(context, builder, aryty, ary, idxs, wraparound=False)
