@@ -32,7 +32,8 @@ def _llvm_prefetch(typingctx: Any, arr: Any, idx: Any) -> Any:
         ary = context.make_array(aryty)(context, builder, args[0])
         if isinstance(idxty, types.BaseTuple):
             idxs = cgutils.unpack_tuple(builder, args[1], count=len(idxty))
-            idxs = [context.cast(builder, v, idxty[k], types.intp)
+            kinds: list[Any] = list(idxty.types)
+            idxs = [context.cast(builder, v, kinds[k], types.intp)
                     for k, v in enumerate(idxs)]
         else:
             idxs = [context.cast(builder, args[1], idxty, types.intp)]
