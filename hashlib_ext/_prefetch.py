@@ -32,7 +32,7 @@ def _llvm_prefetch(typingctx: Any, arr: Any, idx: Any) -> Any:
         ary = context.make_array(aryty)(context, builder, args[0])
         if isinstance(idxty, types.BaseTuple):
             idxs = cgutils.unpack_tuple(builder, args[1], count=len(idxty))
-            kinds: list[Any] = list(idxty.types)
+            kinds: list[Any] = list(getattr(idxty, "types"))  # noqa: B009 - untyped in stubs
             idxs = [context.cast(builder, v, kinds[k], types.intp)
                     for k, v in enumerate(idxs)]
         else:
