@@ -23,6 +23,7 @@ import shutil
 import sqlite3
 import stat
 import tempfile
+import threading
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any, Literal
 
@@ -144,6 +145,8 @@ class HashIndex:
         self._keys: dict[int, str] = {}
         self._meta: dict[str, dict[int, str]] = {}
         self._lock = RWLock()
+        self._build_lock = threading.Lock()  # one table build at a time
+        self._epoch = 0  # bumped by every removal: positions may have shifted
 
     # -- properties ---------------------------------------------------------------------
     @property
@@ -284,6 +287,7 @@ class HashIndex:
                 return 0
             self._flat.remove_ids(faiss.IDSelectorBatch(gone.astype(np.int64)))
             self._ids = np.delete(current, gone)
+            self._epoch += 1
             # FAISS compacts in order: positions below the first removed one are unchanged.
             if self._tables is not None and int(gone[0]) < self._tables.n:
                 self._tables = None
@@ -320,11 +324,9 @@ class HashIndex:
     def prepare(self) -> None:
         """Build the MIH tables now if this index's kind and size call for them (otherwise
         the first search builds them), e.g. before :meth:`save` so a loaded index is ready.
-        Tables already built are rebuilt to cover the tail of codes added since."""
-        with self._lock.write():
-            if self._wants_tables():
-                if self._tables is None or self._tables.n < len(self):
-                    self._build_tables()
+        Tables already built are rebuilt to cover the tail of codes added since. Searches
+        go on meanwhile (see :meth:`_refresh_tables`)."""
+        self._refresh_tables(self._tables_behind, wait=True)
 
     # -- searching ----------------------------------------------------------------------
     def search(self, queries: QueryLike, threshold: int) -> list[list[tuple[int, int]]]:
@@ -442,14 +444,52 @@ class HashIndex:
         return tb is None or len(self) - tb.n > \
             max(TAIL_MIN, min(TAIL_FRACTION * tb.n, TAIL_MAX))
 
+    def _tables_behind(self) -> bool:
+        """Whether this index calls for tables that are missing or miss some codes."""
+        return self._wants_tables() and (self._tables is None or self._tables.n < len(self))
+
     def _ensure_tables(self) -> None:
-        """Build the tables (exclusive lock) before a search when they are due."""
+        """Before a search: build the tables when they are due, unless another thread is
+        building them already (the search then goes on with what there is: exact too)."""
         with self._lock.read():
             due = self._needs_build()
         if due:
-            with self._lock.write():
-                if self._needs_build():
-                    self._build_tables()
+            self._refresh_tables(self._needs_build, wait=False)
+
+    def _refresh_tables(self, due: Any, wait: bool) -> None:
+        """(Re)build the MIH tables over every stored code while ``due()`` says so.
+
+        The build works on a copy of the codes and holds no lock, so searches (with the old
+        tables, the tail scanned) and adds go on while it runs: at 10M codes it takes about
+        20 s, which used to stall every search. The new tables are installed under the
+        exclusive lock for an instant, unless a removal moved codes meanwhile (then, with
+        ``wait``, it builds again). Without ``wait`` it returns at once when another thread
+        is building. Costs, while it runs, a copy of the codes and a second set of tables.
+        """
+        if not self._build_lock.acquire(blocking=wait):
+            return
+        try:
+            while True:
+                with self._lock.read():
+                    if not due():
+                        return
+                    n, epoch = len(self), self._epoch
+                    widths, slack, inline = self._layout(n)
+                    codes = self._codes().copy()  # the storage may move once unlocked
+                tables = mih.MIHTables.build(codes, widths, slack, inline)
+                del codes
+                with self._lock.write():
+                    installed = self._epoch == epoch  # positions 0..n-1 are as built
+                    if installed:
+                        self._tables = tables
+                if installed:
+                    with self._lock.read():
+                        hugepages.advise(self._codes())  # the codes the tables point into
+                    return
+                if not wait:
+                    return
+        finally:
+            self._build_lock.release()
 
     def _plan(self, t: int) -> mih.SearchPlan | None:
         """The MIH plan to use for threshold ``t``, or None to scan (also when tables are not
@@ -461,12 +501,6 @@ class HashIndex:
         if not plan.probes or (self._kind == "auto" and plan.use_scan):
             return None
         return plan
-
-    def _build_tables(self) -> None:
-        """(Re)build the MIH tables over every stored code (the tail becomes empty)."""
-        widths, slack, inline = self._layout(len(self))
-        self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
-        hugepages.advise(self._codes())  # the codes the tables point into
 
     def _layout(self, n: int) -> mih.Layout:
         raw = n * self._bits // 8
@@ -508,9 +542,8 @@ class HashIndex:
         An old ``path + ".keys.sqlite"`` side file (format version 1) is removed once the
         new file is in place. Searches may run while the file is written; adds wait."""
         path = os.fspath(path)
-        with self._lock.write():
-            if self._tables is not None and self._tables.n < len(self):
-                self._build_tables()
+        self._refresh_tables(lambda: self._tables is not None and self._tables.n < len(self),
+                             wait=True)
         with self._lock.read():
             meta, arrays = self._sections()
             container.remove_stale_temps(path)

@@ -169,6 +169,60 @@ def test_threaded_search_during_add_and_remove_is_exact(kind, monkeypatch):
     assert ix.search(q, t) == answers[-1][0] and ix.knn(q, k) == answers[-1][1]
 
 
+def test_table_build_does_not_hold_back_searches_or_adds(monkeypatch):
+    """While one thread builds the MIH tables, searches answer (exactly, from the old
+    state) and adds go through; tables built before a removal are thrown away, not
+    installed over shifted positions."""
+    from hashlib_ext import mih
+
+    rng = np.random.default_rng(11)
+    nb, t = 32, 30
+    base = rng.integers(0, 256, (5000, nb), dtype=np.uint8)
+    q = base[:6] ^ (rng.random((6, nb)) < 0.03).astype(np.uint8)
+    ix = HashIndex(bits=nb * 8, kind="mih")
+    ix.add(base)
+    ix.prepare()
+    real_build = mih.MIHTables.build
+    started, release = threading.Event(), threading.Event()
+
+    def slow_build(*a, **k):
+        started.set()
+        assert release.wait(30)
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(mih.MIHTables, "build", slow_build)
+    more = rng.integers(0, 256, (3000, nb), dtype=np.uint8)
+    ix.add(more)  # a tail to fold in
+    builder = threading.Thread(target=ix.prepare)
+    builder.start()
+    try:
+        assert started.wait(30)
+        # the build is running: a search, an add and a removal do not wait for it
+        all_codes = np.concatenate([base, more])
+        extra = q[:2].copy()
+        got: dict[str, object] = {}
+
+        def meanwhile() -> None:
+            got["search"] = ix.search(q, t)
+            got["add"] = ix.add(extra).tolist()
+            got["remove"] = ix.remove([3])  # positions shift: the build's tables are stale
+
+        other = threading.Thread(target=meanwhile, daemon=True)
+        other.start()
+        other.join(20)
+        assert not other.is_alive(), "a search or change waited for the table build"
+        assert got["search"] == oracle_search(distances(q, all_codes), np.arange(8000), t)
+        assert got["add"] == [8000, 8001] and got["remove"] == 1
+    finally:
+        release.set()
+        builder.join(60)
+    assert not builder.is_alive()
+    codes = np.concatenate([np.delete(all_codes, 3, axis=0), extra])
+    ids = np.concatenate([np.delete(np.arange(8000), 3), [8000, 8001]])
+    assert ix.search(q, t) == oracle_search(distances(q, codes), ids, t)
+    assert ix.stats()["mih_indexed"] == len(ix)  # prepare built again after the removal
+
+
 def test_threaded_dedup_equals_one_thread(monkeypatch):
     rng = np.random.default_rng(8)
     base = rng.integers(0, 256, (3000, 32), dtype=np.uint8)
