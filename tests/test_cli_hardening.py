@@ -91,6 +91,14 @@ def _alive(pid: int) -> bool:
     return "\nState:\tZ" not in status
 
 
+def default_sigint() -> None:
+    """In the child, before it runs the CLI: SIGINT back to its default. A test run started
+    as a background job (``cmd &`` in a script) inherits SIGINT ignored, and the CLI rightly
+    keeps a signal it was started ignoring ignored: the signal tests would then see the
+    command finish (status 0) instead of stop."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _stop_midway(argv: list[str], sig: int, cwd: Path, min_children: int = 1,
                  delay: float = 0.3) -> tuple[int, list[int], str]:
     """Start the CLI, wait until its workers run (and ``delay`` more), send ``sig``.
@@ -98,7 +106,7 @@ def _stop_midway(argv: list[str], sig: int, cwd: Path, min_children: int = 1,
     :data:`STOP_TIMEOUT` seconds of the signal (the hang this guards against) fails the
     test with ``TimeoutExpired``."""
     proc = subprocess.Popen([*CLI, *argv], cwd=cwd, env=ENV, stdout=subprocess.DEVNULL,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=default_sigint)
     try:
         deadline = time.monotonic() + 60
         kids: list[int] = []

@@ -675,10 +675,17 @@ def _big_list(path: Path, n: int) -> None:
         f.writelines(f"{text[64 * i:64 * i + 64]},{i},k{i},c{i % 5}\n" for i in range(n))
 
 
+def default_sigint() -> None:
+    """In the child: SIGINT back to its default (a test run started as a background job
+    inherits it ignored, and the CLI keeps an ignored signal ignored)."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _interrupt_when_writing(argv: list[str], out: Path) -> tuple[int, str]:
     """Run the CLI, send SIGINT as soon as the temporary file of ``out`` exists."""
     proc = subprocess.Popen([sys.executable, "-m", "hashlib_ext", *argv], cwd=ROOT,
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            preexec_fn=default_sigint)
     deadline = time.monotonic() + 60
     try:
         while time.monotonic() < deadline and proc.poll() is None:
