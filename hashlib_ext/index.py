@@ -51,6 +51,8 @@ MEMORY_FACTOR = 2.9
 SMALL_CODE_TABLE_BYTES = 50
 """For codes of at most 64 bits, tables may use this many bytes per code instead (inline
 tables, which store the codes themselves: see docs/matching.md)."""
+BUILD_ATTEMPTS = 3
+"""Table builds outside the lock that a removal may void before one builds under it."""
 TAIL_MIN = 4096
 TAIL_FRACTION = 0.05
 TAIL_MAX = 50_000
@@ -463,13 +465,14 @@ class HashIndex:
         tables, the tail scanned) and adds go on while it runs: at 10M codes it takes about
         20 s, which used to stall every search. The new tables are installed under the
         exclusive lock for an instant, unless a removal moved codes meanwhile (then, with
-        ``wait``, it builds again). Without ``wait`` it returns at once when another thread
-        is building. Costs, while it runs, a copy of the codes and a second set of tables.
+        ``wait``, it builds again; after :data:`BUILD_ATTEMPTS` such tries, holding the
+        exclusive lock). Without ``wait`` it returns at once when another thread is
+        building. Costs, while it runs, a copy of the codes and a second set of tables.
         """
         if not self._build_lock.acquire(blocking=wait):
             return
         try:
-            while True:
+            for _ in range(BUILD_ATTEMPTS):
                 with self._lock.read():
                     if not due():
                         return
@@ -488,6 +491,10 @@ class HashIndex:
                     return
                 if not wait:
                     return
+            with self._lock.write():  # removals keep landing: build holding them back
+                if due():
+                    widths, slack, inline = self._layout(len(self))
+                    self._tables = mih.MIHTables.build(self._codes(), widths, slack, inline)
         finally:
             self._build_lock.release()
 

@@ -461,13 +461,9 @@ class _Abort(BaseException):
     """Not an Exception (like SystemExit or an interpreter-level abort)."""
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "BUG: batching.py SearchBatcher._drain catches only Exception around _run(batch); a "
-    "BaseException from bank.search kills the drain loop without delivering to the batch's "
-    "futures (the requests hang forever) and without `self._running -= 1`, so the slot is "
-    "lost for good (with slots=1 every later batched lookup hangs). The old "
-    "run_in_executor/_done code handed any exception back."))
 def test_batcher_base_exception_does_not_hang_or_leak_a_slot():
+    """A search stopped by a BaseException (not an Exception) fails its requests with an
+    error instead of leaving them waiting, and gives its thread's slot back."""
     from hashlib_ext.service.batching import SearchBatcher
 
     bank = EchoBank("X", 0.0, fail_on=1, error=_Abort)

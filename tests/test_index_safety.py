@@ -223,6 +223,35 @@ def test_table_build_does_not_hold_back_searches_or_adds(monkeypatch):
     assert ix.stats()["mih_indexed"] == len(ix)  # prepare built again after the removal
 
 
+def test_builds_voided_by_removals_end_in_a_build_under_the_lock(monkeypatch):
+    """When removals void every build made outside the lock, ``prepare`` ends with one
+    build holding the lock: it finishes, and the tables cover every code."""
+    from hashlib_ext import index as index_mod
+    from hashlib_ext import mih
+
+    monkeypatch.setattr(index_mod, "BUILD_ATTEMPTS", 2)
+    rng = np.random.default_rng(12)
+    base = rng.integers(0, 256, (4000, 32), dtype=np.uint8)
+    ix = HashIndex(bits=256, kind="mih")
+    ix.add(base)
+    real_build = mih.MIHTables.build
+    calls = []
+
+    def voiding_build(*a, **k):
+        calls.append(len(calls))
+        if len(calls) <= 2:  # the two tries outside the lock: a removal lands meanwhile
+            ix.remove([len(calls)])
+        return real_build(*a, **k)
+
+    monkeypatch.setattr(mih.MIHTables, "build", voiding_build)
+    ix.prepare()
+    assert len(calls) == 3 and ix.stats()["mih_indexed"] == len(ix) == 3998
+    q = base[:5]
+    ids = np.delete(np.arange(4000), [1, 2])
+    assert ix.search(q, 30) == oracle_search(distances(q, np.delete(base, [1, 2], axis=0)),
+                                             ids, 30)
+
+
 def test_threaded_dedup_equals_one_thread(monkeypatch):
     rng = np.random.default_rng(8)
     base = rng.integers(0, 256, (3000, 32), dtype=np.uint8)

@@ -122,25 +122,34 @@ class SearchBatcher:
 
     def _drain(self, loop: asyncio.AbstractEventLoop) -> None:
         """In a search thread: search batches until the queue is empty, handing each
-        batch's hits (or its error) to the loop."""
-        while True:
-            with self._lock:
-                batch = self._take()
-                if not batch:
-                    self._running -= 1
+        batch's hits (or its error, whatever it is) to the loop. The thread gives its slot
+        back under the same lock that saw the queue empty, so a request queued just then
+        finds the slot free and starts a thread."""
+        released = False
+        try:
+            while True:
+                with self._lock:
+                    batch = self._take()
+                    if not batch:
+                        self._running -= 1
+                        released = True
+                        return
+                hits: Hits | None = None
+                error: BaseException | None = None
+                try:
+                    hits = _run(batch)
+                except Exception as e:  # noqa: BLE001 - handed to the requests that asked
+                    error = e
+                except BaseException as e:  # not the requests' doing, but they must end
+                    error = RuntimeError(f"the search was stopped ({type(e).__name__})")
+                try:
+                    loop.call_soon_threadsafe(_deliver, batch, hits, error)
+                except RuntimeError:  # the loop is closed: the server is gone
                     return
-            hits: Hits | None = None
-            error: BaseException | None = None
-            try:
-                hits = _run(batch)
-            except Exception as e:  # noqa: BLE001 - handed to the requests that asked
-                error = e
-            try:
-                loop.call_soon_threadsafe(_deliver, batch, hits, error)
-            except RuntimeError:  # the loop is closed: the server is gone
+        finally:
+            if not released:
                 with self._lock:
                     self._running -= 1
-                return
 
 
 def _deliver(batch: list[_Item], hits: Hits | None, error: BaseException | None) -> None:
