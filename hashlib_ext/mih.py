@@ -477,7 +477,7 @@ class MIHTables:
         return qrep[keep], pos[keep], dist[keep]
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, eq=False)
 class ProbeArrays:
     """A plan as the kernels take it: per probe, the part's bit range (``starts``,
     ``widths``), its tag width (``shifts``), table and radius; and the prefix flip masks of

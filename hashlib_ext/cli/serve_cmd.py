@@ -90,7 +90,8 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                    help="also compact banks with changes every S seconds (default: only by "
                         "size, on request and at shutdown)")
     p.add_argument("--search-threads", type=int, default=2, metavar="N",
-                   help="threads running searches (default 2; 0: in the event loop)")
+                   help="threads running hash lookups, and as many for image and robust "
+                        "searches (default 2; 0: all in the event loop)")
     p.add_argument("--access-log", action="store_true", help="log every request")
     p.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
                    default="info", help="log level (default info)")

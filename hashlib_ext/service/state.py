@@ -105,6 +105,7 @@ class Service:
     async def shutdown(self) -> None:
         """Stop taking work, stop the decoders, compact every bank and release them."""
         self.stopping = True
+        gc.unfreeze()  # what startup froze can be collected again
         for task in self._tasks:
             task.cancel()
         for task in self._tasks:
