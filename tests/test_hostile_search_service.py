@@ -474,10 +474,10 @@ def test_batcher_base_exception_does_not_hang_or_leak_a_slot():
             b = SearchBatcher(ex, 1)
             got = await asyncio.wait_for(asyncio.gather(
                 *(b.search(bank, _rows(r, 5), 0) for r in range(3)),
-                return_exceptions=True), 3)
+                return_exceptions=True), JOIN)
             assert any(isinstance(g, BaseException) for g in got)
             again = await asyncio.wait_for(asyncio.gather(
-                *(b.search(good, _rows(r, 5), 0) for r in range(3))), 3)
+                *(b.search(good, _rows(r, 5), 0) for r in range(3))), JOIN)
             assert again == [_want(good, r, _rows(r, 5), 0) for r in range(3)]
 
     asyncio.run(run())

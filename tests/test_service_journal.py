@@ -332,23 +332,24 @@ def test_search_batcher_shares_work_and_hands_errors_back():
     failing call fails exactly the requests it held; the batcher goes on afterwards."""
     import asyncio
     import threading
-    import time
     from concurrent.futures import ThreadPoolExecutor
 
     from hashlib_ext.service.batching import SearchBatcher
 
     class Slow:
         def __init__(self) -> None:
+            # The first two calls meet here: they pass only if both threads search at
+            # once (otherwise the barrier breaks after its hang bound and the test fails).
+            self.meet = threading.Barrier(2, timeout=60)
             self.lock = threading.Lock()
-            self.active = self.most = 0
+            self.calls = 0
 
         def search(self, codes: np.ndarray, t: int) -> list:
             with self.lock:
-                self.active += 1
-                self.most = max(self.most, self.active)
-            time.sleep(0.02)  # long enough for the other thread to start its share
-            with self.lock:
-                self.active -= 1
+                self.calls += 1
+                first_two = self.calls <= 2
+            if first_two:
+                self.meet.wait()
             if (codes[:, 0] == 255).any():
                 raise ValueError("bad row")
             return [[(int(c[0]), 0)] for c in codes]
@@ -368,7 +369,7 @@ def test_search_batcher_shares_work_and_hands_errors_back():
 
     got, mixed = asyncio.run(run())
     assert [g[0] for g in got] == [[(i, 0)] for i in range(40)]
-    assert bank.most == 2  # both threads searched at once
+    assert not bank.meet.broken  # both threads searched at once
     assert isinstance(mixed[0], ValueError)
     for i, r in enumerate(mixed[1:]):  # in the failing call or another: error or answer
         assert isinstance(r, ValueError) or r == [[(i, 0)]]
