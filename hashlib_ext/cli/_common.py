@@ -73,17 +73,23 @@ def hash_format(text: str) -> str:
         raise argparse.ArgumentTypeError(str(e)) from None
 
 
+def positive_int(text: str) -> int:
+    """argparse type of counts (``--shards``, ``--max-pixels``, ...): an integer >= 1."""
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
 def worker_count(text: str) -> int:
     """argparse type of ``-j/--workers``: a positive integer, clamped (with a note on
     stderr) to :func:`hashlib_ext.batch.max_workers`, twice the CPU count."""
     from ..batch import max_workers
 
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    value = positive_int(text)
     cap = max_workers()
     if value > cap:
         error(f"note: {value} workers is more than {cap} (twice the {os.cpu_count()} CPUs); "

@@ -15,7 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from ._common import show_progress
+from ._common import positive_int, show_progress
 from ._options import add_progress, add_workers
 from ._signals import compute_only
 
@@ -75,16 +75,6 @@ def _size(text: str) -> int:
         raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
     if n < 2:
         raise argparse.ArgumentTypeError(f"a collection has at least 2 images, got {n}")
-    return n
-
-
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not an integer: {text!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"must be >= 1, got {n}")
     return n
 
 
@@ -152,7 +142,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
                         "were left out")
     p.add_argument("--seed", type=int, default=0, help="seed of the random transforms")
     add_workers(p)
-    p.add_argument("--limit", type=_positive, default=None,
+    p.add_argument("--limit", type=positive_int, default=None,
                    help="use only the first N images of the dataset")
     add_progress(p)
     p.set_defaults(func=run)

@@ -12,7 +12,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from ._common import UsageError, check_output, output_stream, show_progress
+from ._common import UsageError, check_output, output_stream, positive_int, show_progress
 from ._failures import Failures
 from ._inputs import note_skipped
 from ._options import add_errors, add_output, add_progress, add_recursive, add_workers, note
@@ -40,16 +40,6 @@ def _algorithm_list(text: str) -> list[str]:
     if len(set(names)) != len(names):
         raise argparse.ArgumentTypeError(f"algorithm named twice in {text!r}")
     return names
-
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
-    return value
 
 
 def _format(text: str) -> str:
@@ -105,7 +95,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         help="JPEG draft decoding: faster, not bit-identical to the reference",
     )
     p.add_argument(
-        "--max-pixels", type=_positive_int, default=None, metavar="N",
+        "--max-pixels", type=positive_int, default=None, metavar="N",
         help="refuse images declaring more pixels than this (decompression-bomb limit)",
     )
     add_progress(p)

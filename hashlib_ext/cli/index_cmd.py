@@ -18,6 +18,7 @@ from ._common import (
     add_min_quality,
     check_output,
     error,
+    positive_int,
     show_progress,
 )
 from ._failures import Failures
@@ -43,7 +44,7 @@ from ._options import (
 from ._sharded import add_scheduler
 from ._signals import compute_only
 from .index_robust import run_add_robust, run_build_robust, run_info_robust
-from .index_sharded import run_build_sharded, shard_count
+from .index_sharded import run_build_sharded
 
 
 def add_parser(subparsers: Any) -> argparse.ArgumentParser:
@@ -83,7 +84,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
     b.add_argument("--renumber", action="store_true",
                    help="number all hashes 0, 1, ... in input order, ignoring id columns (for "
                         "lists whose ids collide)")
-    b.add_argument("--shards", type=shard_count, default=None, metavar="N",
+    b.add_argument("--shards", type=positive_int, default=None, metavar="N",
                    help="write a sharded index: N shard files and a manifest in the folder "
                         "INDEX (or an fsspec URL), for 'match'/'dedup' on a dask cluster; "
                         "inputs may also be folders of hash partitions ('hash --scheduler')")

@@ -17,15 +17,6 @@ from ._sharded import dask_client, is_hash_partitions
 from ._signals import compute_only
 
 
-def shard_count(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        value = 0
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive number of shards, got {text!r}")
-    return value
-
 def run_build_sharded(args: argparse.Namespace) -> int:
     """``index build --shards N``: a sharded index in the folder ``-o``. With --scheduler
     the shards are built on the cluster from hash-list files and hash partitions (no step
