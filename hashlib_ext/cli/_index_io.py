@@ -7,8 +7,9 @@ import argparse
 import json
 from typing import Any
 
-from ._common import error
+from ._common import EXIT_FAILED, error
 from ._failures import Failures
+from ._options import note
 
 
 def column_arg(value: str | None) -> str | int | None:
@@ -28,8 +29,11 @@ def stop_build(failures: Failures, path: str, e: Exception) -> None:
     failures.finish()
     error("nothing written: fix the list or pass --lenient to skip malformed records")
 
-def save_index(index: Any, output: str) -> bool:
-    """Save ``index`` (a HashIndex or RobustIndex); report a failure and return False."""
+def save_and_report(args: argparse.Namespace, index: Any, output: str, failures: Failures,
+                    message: str) -> int:
+    """The end of every index-writing command: save ``index`` (a HashIndex or
+    RobustIndex) to ``output``, write --errors, print ``message``; the exit status (1 when
+    the save or some input failed)."""
     from ..errors import HashlibExtError
 
     try:
@@ -38,8 +42,11 @@ def save_index(index: Any, output: str) -> bool:
         raise
     except (HashlibExtError, OSError) as e:
         error(f"cannot write {output}: {getattr(e, 'strerror', None) or e}")
-        return False
-    return True
+        return EXIT_FAILED
+    failures.finish()
+    note(args, message)
+    return EXIT_FAILED if failures else 0
+
 
 def print_info(info: dict[str, Any], fmt: str) -> None:
     if fmt == "json":

@@ -27,7 +27,7 @@ from ._index_io import (
     is_robust_file,
     new_index,
     print_info,
-    save_index,
+    save_and_report,
     split_inputs,
     stop_build,
 )
@@ -39,7 +39,6 @@ from ._options import (
     add_progress,
     add_recursive,
     add_workers,
-    note,
 )
 from ._sharded import add_scheduler
 from ._signals import compute_only
@@ -322,13 +321,11 @@ def run_build(args: argparse.Namespace) -> int:
         failures.finish()
         error(str(e))
         return EXIT_FAILED
-    if not save_index(index, args.output):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) "
-               f"from {fill.sources} input{'s' if fill.sources != 1 else ''} into "
-               f"{args.output}{fill.summary()}")
-    return EXIT_FAILED if failures else 0
+    return save_and_report(
+        args, index, args.output, failures,
+        f"indexed {len(index)} {index.algorithm or 'raw'} hashes ({index.bits} bits) from "
+        f"{fill.sources} input{'s' if fill.sources != 1 else ''} into "
+        f"{args.output}{fill.summary()}")
 
 def run_add(args: argparse.Namespace) -> int:
     """``index add INDEX INPUT...``: extend an index file in place (atomically)."""
@@ -369,12 +366,10 @@ def run_add(args: argparse.Namespace) -> int:
         failures.finish()
         error(f"nothing added{fill.summary()}; {args.index} left as it was")
         return EXIT_FAILED
-    if not save_index(index, target):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"added {len(index) - before + fill.replaced} hashes to {args.index} (now "
-               f"{len(index)}){fill.summary()}")
-    return EXIT_FAILED if failures else 0
+    return save_and_report(
+        args, index, target, failures,
+        f"added {len(index) - before + fill.replaced} hashes to {args.index} (now "
+        f"{len(index)}){fill.summary()}")
 
 def run_merge(args: argparse.Namespace) -> int:
     """``index merge INDEX... -o OUT``: one index from several, keys and metadata kept."""
@@ -427,11 +422,9 @@ def run_merge(args: argparse.Namespace) -> int:
         out.add(part.codes, new_ids, keys=keys,
                 metadata=meta if any(meta) else None)
     out.prepare()
-    if not save_index(out, args.output):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"merged {len(args.indexes)} indexes ({len(out)} hashes) into {args.output}")
-    return 0
+    return save_and_report(
+        args, out, args.output, failures,
+        f"merged {len(args.indexes)} indexes ({len(out)} hashes) into {args.output}")
 
 def _fill_all(fill: _Filler, lists: list[str], images: list[str]) -> bool:
     """Every list, then the images; False when a list cannot be read (a malformed record

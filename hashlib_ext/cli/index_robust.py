@@ -8,8 +8,7 @@ import os
 
 from ._common import EXIT_FAILED, UsageError, check_output, error, show_progress
 from ._failures import Failures
-from ._index_io import print_info, save_index, split_inputs
-from ._options import note
+from ._index_io import print_info, save_and_report, split_inputs
 from ._signals import compute_only
 
 
@@ -48,12 +47,9 @@ def run_build_robust(args: argparse.Namespace) -> int:
         failures.finish()
         error(f"no image could be indexed; {args.output} not written")
         return EXIT_FAILED
-    if not save_index(index, args.output):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"indexed {len(index)} images (robust) into {args.output}"
-               + (f"; {len(failures)} inputs failed" if failures else ""))
-    return EXIT_FAILED if failures else 0
+    return save_and_report(args, index, args.output, failures,
+                           f"indexed {len(index)} images (robust) into {args.output}"
+                           + (f"; {len(failures)} inputs failed" if failures else ""))
 
 def run_add_robust(args: argparse.Namespace) -> int:
     """``index add`` on a robust index: describe more images into it."""
@@ -82,12 +78,10 @@ def run_add_robust(args: argparse.Namespace) -> int:
         failures.finish()
         error(f"nothing added; {args.index} left as it was")
         return EXIT_FAILED
-    if not save_index(index, target):
-        return EXIT_FAILED
-    failures.finish()
-    note(args, f"added {len(index) - before} images to {args.index} (now {len(index)})"
-               + (f"; {len(failures)} inputs failed" if failures else ""))
-    return EXIT_FAILED if failures else 0
+    return save_and_report(args, index, target, failures,
+                           f"added {len(index) - before} images to {args.index} "
+                           f"(now {len(index)})"
+                           + (f"; {len(failures)} inputs failed" if failures else ""))
 
 def refuse_list_options(args: argparse.Namespace) -> None:
     used = [name for name, value in (
